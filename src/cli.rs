@@ -1,0 +1,180 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::event::Snowflake;
+use crate::filter::FilterConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "notifyscope",
+    version,
+    about = "Live monitor for a Discord bot -> PostgreSQL NOTIFY -> ingestion pipeline",
+    long_about = "Runs a Discord bot path, a PostgreSQL LISTEN subscriber and ingestion into \
+                  discord_messages, and shows every stage live. Without a subcommand it runs \
+                  the monitor (`run`).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline and monitor it (the default).
+    Run(RunArgs),
+    /// Send test events to a running pipeline.
+    #[command(subcommand)]
+    Send(SendCommand),
+}
+
+/// Options every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct SharedArgs {
+    /// PostgreSQL URL or key=value string. Without it, `run` starts a private embedded
+    /// PostgreSQL from the server binaries on this machine.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// NOTIFY channel of the event bus. Used exactly as written (always quoted), so
+    /// `Events` and `events` are different channels.
+    #[arg(
+        long,
+        env = "NOTIFYSCOPE_CHANNEL",
+        default_value = "events",
+        global = true
+    )]
+    pub channel: String,
+    /// Schema holding event_outbox, discord_messages and dead_letters (created if missing).
+    #[arg(
+        long,
+        env = "NOTIFYSCOPE_SCHEMA",
+        default_value = "public",
+        global = true
+    )]
+    pub schema: String,
+    /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
+    #[arg(long, default_value = "notifyscope=info,warn", global = true)]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// No interactive screen: trace events go to stdout, logs to stderr.
+    #[arg(long)]
+    pub headless: bool,
+    /// With --headless: one JSON object per trace event and line.
+    #[arg(long, requires = "headless")]
+    pub json: bool,
+    /// Keep the embedded PostgreSQL's data in this directory (created if missing, reused
+    /// when it holds a cluster) instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ingestion workers in this process.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Bound of the publish queue; a full queue makes publishers wait (backpressure).
+    #[arg(long, default_value_t = crate::publish::DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
+    /// Seconds to let queued and unprocessed events finish at shutdown.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct FilterArgs {
+    /// Publish only messages from this Discord channel id (repeatable).
+    #[arg(long = "allow-channel", value_name = "CHANNEL_ID", value_parser = parse_snowflake)]
+    pub allow_channels: Vec<Snowflake>,
+    /// Publish messages written by other bots.
+    #[arg(long)]
+    pub include_bots: bool,
+    /// Publish messages sent through webhooks.
+    #[arg(long)]
+    pub include_webhooks: bool,
+    /// Publish Discord's system messages (joins, pins).
+    #[arg(long)]
+    pub include_system: bool,
+    /// Publish messages without text.
+    #[arg(long)]
+    pub include_empty: bool,
+}
+
+impl FilterArgs {
+    pub fn to_config(&self) -> FilterConfig {
+        FilterConfig {
+            allow_channels: self.allow_channels.clone(),
+            include_bots: self.include_bots,
+            include_webhooks: self.include_webhooks,
+            include_system: self.include_system,
+            include_empty: self.include_empty,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendCommand {
+    /// Publish synthetic Discord messages through the publisher (outbox + NOTIFY).
+    Message {
+        /// How many messages.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Message text (default: "test message N").
+        #[arg(long)]
+        content: Option<String>,
+        /// Print one JSON line per published message instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a raw NOTIFY with any payload on --channel (no outbox row), e.g. to test how
+    /// malformed events are handled.
+    Raw {
+        /// The payload, sent as is.
+        #[arg(long)]
+        payload: String,
+    },
+}
+
+fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
+    Snowflake::parse(s).ok_or_else(|| format!("{s:?} is not a Discord id (a positive integer)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default() {
+        let cli = Cli::try_parse_from(["notifyscope", "--headless", "--json"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert!(cli.run.headless && cli.run.json);
+        let cli = Cli::try_parse_from(["notifyscope", "run", "--headless", "--channel", "Ev"])
+            .expect("parses");
+        match cli.command {
+            Some(Command::Run(run)) => assert!(run.headless),
+            other => panic!("expected run, got {other:?}"),
+        }
+        assert_eq!(cli.shared.channel, "Ev");
+    }
+
+    #[test]
+    fn bad_allow_channel_is_refused() {
+        let err =
+            Cli::try_parse_from(["notifyscope", "--allow-channel", "abc"]).expect_err("refused");
+        assert!(err.to_string().contains("not a Discord id"));
+    }
+}

@@ -1,0 +1,19 @@
+//! notifyscope: a live monitor for the pipeline
+//! Discord message → bot → filter → publish (outbox + NOTIFY) → LISTEN → ingestion.
+//!
+//! Sources feed the pipeline, the pipeline reports every stage on the [`trace`] stream, and
+//! consumers (headless output, recorder, diagnosis, the screen) read only that stream.
+
+pub mod cli;
+pub mod commands;
+pub mod embedded;
+pub mod event;
+pub mod filter;
+pub mod ingest;
+pub mod listen;
+pub mod output;
+pub mod pipeline;
+pub mod publish;
+pub mod store;
+pub mod synthetic;
+pub mod trace;

@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use notifyscope::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so that stdout carries only trace output.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.shared.log))
+        .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("notifyscope: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(notifyscope::commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("notifyscope: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

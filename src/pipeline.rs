@@ -1,0 +1,216 @@
+//! The whole pipeline in one process: bot path (filter → publish), LISTEN subscriber and
+//! ingestion workers, all reporting on one trace.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::filter::{Filter, FilterConfig, IncomingMessage};
+use crate::ingest::{self, IngestConfig, IngestWaker};
+use crate::listen::{self, ListenerConfig, ListenerHandle, ListenerState};
+use crate::publish::{self, PublishError, PublishReceipt, PublisherHandle};
+use crate::store::{self, Database, Identifier, StoreError};
+use crate::trace::{Stage, Trace};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub database: Database,
+    pub channel: Identifier,
+    pub filter: FilterConfig,
+    /// Ingestion workers in this process.
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub ingest_batch: usize,
+    /// The database is the private embedded cluster.
+    pub embedded: bool,
+}
+
+impl PipelineConfig {
+    pub fn new(database: Database, channel: Identifier) -> Self {
+        PipelineConfig {
+            database,
+            channel,
+            filter: FilterConfig::default(),
+            workers: 2,
+            queue_capacity: publish::DEFAULT_QUEUE_CAPACITY,
+            ingest_batch: ingest::DEFAULT_BATCH,
+            embedded: false,
+        }
+    }
+}
+
+/// What the bot path did with a message.
+#[derive(Debug)]
+pub enum Handled {
+    Published(PublishReceipt),
+    Skipped(crate::filter::SkipReason),
+}
+
+pub struct Pipeline {
+    trace: Trace,
+    publisher: PublisherHandle,
+    filter: Arc<Filter>,
+    listener: ListenerHandle,
+    waker: IngestWaker,
+    pool: Pool,
+    channel: Identifier,
+    stop_publisher: CancellationToken,
+    stop_consumers: CancellationToken,
+    publisher_task: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Migrates the schema and starts publisher, listener and ingestion workers. Returns once
+    /// they are running; the listener may still be connecting (see [`Pipeline::wait_listening`]).
+    pub async fn start(config: PipelineConfig, trace: Trace) -> Result<Self, StoreError> {
+        let database = config.database;
+        database.migrate().await?;
+        // The publisher holds one connection at a time, each worker one, plus dead letters.
+        let pool = database.pool(config.workers + 3)?;
+        trace.emit(
+            None,
+            Stage::DatabaseUp {
+                url: database.redacted().to_owned(),
+                embedded: config.embedded,
+            },
+        );
+
+        let stop_publisher = CancellationToken::new();
+        let stop_consumers = CancellationToken::new();
+        let (publisher, publisher_task) = publish::spawn_publisher(
+            pool.clone(),
+            config.channel.clone(),
+            trace.clone(),
+            config.queue_capacity,
+            stop_publisher.clone(),
+        );
+        let mut ingest_config = IngestConfig::new(config.channel.clone());
+        ingest_config.batch = config.ingest_batch;
+        let (waker, workers) = ingest::spawn_workers(
+            pool.clone(),
+            ingest_config,
+            config.workers,
+            trace.clone(),
+            stop_consumers.clone(),
+        );
+        let listener = listen::spawn_listener(
+            database,
+            pool.clone(),
+            ListenerConfig::new(config.channel.clone()),
+            trace.clone(),
+            waker.clone(),
+            stop_consumers.clone(),
+        );
+        Ok(Pipeline {
+            trace,
+            publisher,
+            filter: Arc::new(Filter::new(config.filter)),
+            listener,
+            waker,
+            pool,
+            channel: config.channel,
+            stop_publisher,
+            stop_consumers,
+            publisher_task,
+            workers,
+        })
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub fn publisher(&self) -> &PublisherHandle {
+        &self.publisher
+    }
+
+    pub fn filter(&self) -> &Arc<Filter> {
+        &self.filter
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn listener_state(&self) -> ListenerState {
+        self.listener.state()
+    }
+
+    /// Waits for `[init] Listener running`: LISTEN active and the self-probe answered.
+    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<i32, String> {
+        self.listener.wait_up(timeout).await
+    }
+
+    /// The bot path: trace the message, apply the filter, publish what passes.
+    pub async fn handle_message(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
+        handle_message(&self.trace, &self.filter, &self.publisher, msg).await
+    }
+
+    /// Stops taking events, commits what is queued, lets ingestion finish the backlog (up to
+    /// `drain`), then stops the listener and the workers.
+    pub async fn shutdown(self, drain: Duration) {
+        let started = Instant::now();
+        self.stop_publisher.cancel();
+        let _ = self.publisher_task.await;
+        while started.elapsed() < drain {
+            let remaining = match self.pool.get().await {
+                Ok(client) => store::backlog(&client, &self.channel).await.unwrap_or(0),
+                Err(_) => 0,
+            };
+            if remaining == 0 {
+                break;
+            }
+            self.waker.wake();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop_consumers.cancel();
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        self.listener.join().await;
+        self.pool.close();
+    }
+}
+
+/// The bot path, shared by the gateway handler and the simulated source.
+pub async fn handle_message(
+    trace: &Trace,
+    filter: &Filter,
+    publisher: &PublisherHandle,
+    msg: IncomingMessage,
+) -> Result<Handled, PublishError> {
+    trace.emit(
+        Some(msg.message_id),
+        Stage::Received {
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            author_id: msg.author_id,
+            author_name: msg.author_name.clone(),
+            content_bytes: msg.content.len(),
+            synthetic: msg.synthetic,
+        },
+    );
+    if let Err(reason) = filter.check(&msg) {
+        tracing::debug!(
+            message_id = %msg.message_id, channel_id = %msg.channel_id,
+            author = %msg.author_name, reason = reason.as_str(),
+            "skipped message"
+        );
+        trace.emit(
+            Some(msg.message_id),
+            Stage::Skipped {
+                reason,
+                author_name: msg.author_name,
+                channel_id: msg.channel_id,
+            },
+        );
+        return Ok(Handled::Skipped(reason));
+    }
+    publish::publish_event_safe(publisher, msg.to_record())
+        .await
+        .map(Handled::Published)
+}

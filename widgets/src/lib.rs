@@ -1,0 +1,1 @@
+//! Pane widgets of notifyscope.
