@@ -47,6 +47,8 @@ pub struct PublishReceipt {
     /// Bytes of the NOTIFY payload.
     pub notify_bytes: usize,
     pub by_ref: bool,
+    /// When COMMIT was sent.
+    pub committed_at: chrono::DateTime<chrono::Utc>,
 }
 
 struct PublishRequest {
@@ -282,7 +284,8 @@ fn report(
 ) {
     let message_id = Some(envelope.message.message_id);
     match result {
-        Ok(receipt) => trace.emit(
+        Ok(receipt) => trace.emit_at(
+            receipt.committed_at,
             message_id,
             Stage::Published {
                 event_id: receipt.event_id,
@@ -425,12 +428,17 @@ async fn write_batch<'a>(
             message_id: envelope.message.message_id,
             notify_bytes: payload.len(),
             by_ref,
+            committed_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         });
         notifications.push(payload);
     }
     tx.query_one(&notify, &[&channel.as_str(), &notifications])
         .await?;
+    let committed_at = chrono::Utc::now();
     tx.commit().await?;
+    for receipt in &mut receipts {
+        receipt.committed_at = committed_at;
+    }
     tracing::trace!(
         events = envelopes.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -53,7 +53,9 @@ pub enum Stage {
         author_name: String,
         channel_id: Snowflake,
     },
-    /// Committed to the outbox and NOTIFY sent in the same transaction.
+    /// Committed to the outbox and NOTIFY sent in the same transaction. Its `at` is when the
+    /// COMMIT was sent, so it sorts before the `notified` that the commit caused even though
+    /// the publisher learns of its success at about the same time as the listener.
     Published {
         event_id: uuid::Uuid,
         outbox_id: i64,
@@ -188,13 +190,18 @@ impl Trace {
     }
 
     pub fn emit(&self, message_id: Option<Snowflake>, stage: Stage) {
+        self.emit_at(Utc::now(), message_id, stage);
+    }
+
+    /// Emits an event that happened at `at` rather than now (see `Published`).
+    pub fn emit_at(&self, at: DateTime<Utc>, message_id: Option<Snowflake>, stage: Stage) {
         if stage.is_error() {
             if let Ok(mut errors) = self.errors.lock() {
                 *errors.entry(stage.name()).or_default() += 1;
             }
         }
         let event = TraceEvent {
-            at: Utc::now(),
+            at,
             message_id,
             stage,
         };

@@ -1,0 +1,182 @@
+//! Shared test support: a schema (and NOTIFY channel) of its own for every test, on the
+//! PostgreSQL server named by NOTIFYSCOPE_TEST_DATABASE_URL (default: 127.0.0.1:5432, user
+//! postgres, database test), and helpers that wait for trace events instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use notifyscope::store::{Database, Identifier};
+use notifyscope::trace::{Stage, TraceEvent, TraceReceiver};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn server_url() -> String {
+    std::env::var("NOTIFYSCOPE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// A schema named after the test plus a random suffix, dropped when the value is dropped. Its
+/// name doubles as the test's NOTIFY channel, since notifications are database-wide.
+pub struct TestSchema {
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn new(test: &str) -> Self {
+        let suffix: u32 = rand::random();
+        TestSchema {
+            name: format!("t_{test}_{suffix:08x}"),
+        }
+    }
+
+    pub fn schema(&self) -> Identifier {
+        Identifier::schema(&self.name).expect("valid schema name")
+    }
+
+    pub fn channel(&self) -> Identifier {
+        Identifier::channel(&self.name).expect("valid channel name")
+    }
+
+    pub fn database(&self) -> Database {
+        Database::new(&server_url(), self.schema()).expect("test database URL parses")
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        self.database()
+            .connect_plain("notifyscope-test")
+            .await
+            .expect("test database reachable")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("count query")
+            .get(0)
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a thread of its own may block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&server_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Reads a trace stream and keeps everything it saw.
+pub struct Seen {
+    rx: TraceReceiver,
+    pub events: Vec<Arc<TraceEvent>>,
+}
+
+impl Seen {
+    pub fn new(rx: TraceReceiver) -> Self {
+        Seen {
+            rx,
+            events: Vec::new(),
+        }
+    }
+
+    /// Waits until `pred` holds for the events seen so far.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&[Arc<TraceEvent>]) -> bool) {
+        let result = tokio::time::timeout(WAIT, async {
+            while !pred(&self.events) {
+                match self.rx.recv().await {
+                    Some(ev) => {
+                        if let Stage::Lagged { missed } = ev.stage {
+                            panic!("test trace consumer lagged by {missed} events");
+                        }
+                        self.events.push(ev);
+                    }
+                    None => panic!("trace closed while waiting for {what}"),
+                }
+            }
+        })
+        .await;
+        if result.is_err() {
+            let tail: Vec<String> = self
+                .events
+                .iter()
+                .rev()
+                .take(10)
+                .map(|e| e.to_json())
+                .collect();
+            panic!("timed out waiting for {what}; last events: {tail:#?}");
+        }
+    }
+
+    /// Waits for the first event (from now on or already seen) matching `pred`.
+    pub async fn first(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&TraceEvent) -> bool,
+    ) -> Arc<TraceEvent> {
+        self.until(what, |evs| evs.iter().any(|e| pred(e))).await;
+        self.events
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
+            .expect("found")
+    }
+
+    /// Takes in every event already sent, without waiting.
+    pub fn drain(&mut self) {
+        while let Some(ev) = self.rx.try_recv() {
+            self.events.push(ev);
+        }
+    }
+
+    pub fn count(&self, pred: impl Fn(&TraceEvent) -> bool) -> usize {
+        self.events.iter().filter(|e| pred(e)).count()
+    }
+
+    pub async fn until_count(&mut self, what: &str, n: usize, pred: impl Fn(&TraceEvent) -> bool) {
+        self.until(what, |evs| evs.iter().filter(|e| pred(e)).count() >= n)
+            .await;
+    }
+}
+
+pub fn is_stage(ev: &TraceEvent, name: &str) -> bool {
+    ev.stage.name() == name
+}
+
+pub fn is_inserted(ev: &TraceEvent) -> bool {
+    matches!(
+        ev.stage,
+        Stage::Ingested {
+            outcome: notifyscope::trace::IngestOutcome::Inserted,
+            ..
+        }
+    )
+}
+
+pub fn is_duplicate(ev: &TraceEvent) -> bool {
+    matches!(
+        ev.stage,
+        Stage::Ingested {
+            outcome: notifyscope::trace::IngestOutcome::Duplicate,
+            ..
+        }
+    )
+}
