@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::event::Snowflake;
 use crate::filter::FilterConfig;
+use crate::synthetic::SimKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,8 +32,28 @@ pub enum Command {
     /// Run the pipeline and monitor it (the default).
     Run(RunArgs),
     /// Send test events to a running pipeline.
+    Send(SendArgs),
+    /// Check a running pipeline end to end: a message through its bot path and one published
+    /// straight to the outbox must both land in discord_messages.
+    Selftest {
+        /// Seconds to wait for each step.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SendArgs {
+    /// Have the running notifyscope (same --database-url, --schema, --channel) put a test
+    /// message of this kind through its bot path, as if it came from Discord.
+    #[arg(long, value_name = "KIND")]
+    pub via_bot: Option<SimKind>,
+    /// Seconds to wait for the running instance to answer --via-bot.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
     #[command(subcommand)]
-    Send(SendCommand),
+    pub command: Option<SendCommand>,
 }
 
 /// Options every command understands.
@@ -87,6 +108,29 @@ pub struct RunArgs {
     pub drain_timeout: u64,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub discord: DiscordArgs,
+    /// Simulated messages a second through the bot path, for demos.
+    #[arg(long, value_name = "N")]
+    pub demo_rate: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct DiscordArgs {
+    /// Name of the environment variable that holds the bot token. Without a token the bot
+    /// path is fed by the simulated source (`send --via-bot`, keys, --demo-rate).
+    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME")]
+    pub discord_token_env: String,
+    /// Send Discord HTTP API calls (and the gateway look-up) to this base instead of
+    /// https://discord.com: an HTTP proxy in front of Discord, or a local fake.
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    pub discord_api_url: Option<String>,
+    /// Gateway intents: names separated by commas, or a number.
+    #[arg(long, default_value = crate::bot::DEFAULT_INTENTS, value_parser = crate::bot::parse_intents)]
+    pub intents: Option<serenity::all::GatewayIntents>,
+    /// Shards: `auto` (as many as Discord recommends) or a number.
+    #[arg(long, default_value = "1")]
+    pub shards: Option<crate::bot::Shards>,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -8,20 +8,28 @@ use anyhow::{anyhow, Context};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs, SendCommand, SharedArgs};
+use crate::bot::{parse_intents, run_bot, BotConfig, Shards, Token, DEFAULT_INTENTS};
+use crate::cli::{Cli, Command, RunArgs, SendArgs, SendCommand, SharedArgs};
+use crate::control;
 use crate::embedded::EmbeddedPostgres;
+use crate::listen::ListenerState;
 use crate::output;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::publish::{self, publish_event_safe};
+use crate::selftest;
 use crate::store::{Database, Identifier, APP_NAME};
 use crate::synthetic;
+use crate::trace::Stage;
 use crate::trace::Trace;
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run(cli.shared, cli.run).await,
         Some(Command::Run(args)) => run(cli.shared, args).await,
-        Some(Command::Send(cmd)) => send(cli.shared, cmd).await,
+        Some(Command::Send(args)) => send(cli.shared, args).await,
+        Some(Command::Selftest { timeout }) => {
+            selftest::run(cli.shared, Duration::from_secs(timeout)).await
+        }
     }
 }
 
@@ -71,11 +79,90 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     config.workers = usize::from(args.workers);
     config.queue_capacity = args.queue_capacity;
     config.embedded = embedded.is_some();
-    let pipeline = Pipeline::start(config, trace.clone())
+    let mut pipeline = Pipeline::start(config, trace.clone())
         .await
         .context("starting the pipeline")?;
 
-    wait_for_signal().await;
+    let token = std::env::var(&args.discord.discord_token_env)
+        .ok()
+        .and_then(Token::new);
+    let stop_sources = CancellationToken::new();
+    let mut bot = None;
+    match token {
+        Some(token) => {
+            let config = BotConfig {
+                token,
+                api_url: args.discord.discord_api_url.clone(),
+                intents: args
+                    .discord
+                    .intents
+                    .unwrap_or_else(|| parse_intents(DEFAULT_INTENTS).unwrap_or_default()),
+                shards: args.discord.shards.unwrap_or(Shards::Count(1)),
+            };
+            let bot_path = pipeline.bot_path().clone();
+            let trace = trace.clone();
+            let stop = stop_sources.clone();
+            let mut listener = pipeline.listener_watch();
+            bot = Some(tokio::spawn(async move {
+                // Startup gate: no Discord message is taken before the listener is up, so
+                // none is published into a channel nobody listens on.
+                if !matches!(*listener.borrow(), ListenerState::Up { .. }) {
+                    tracing::info!("bot waiting for the listener before connecting to Discord");
+                    trace.emit(
+                        None,
+                        Stage::GatewayWaiting {
+                            waiting_for: "listener".into(),
+                        },
+                    );
+                }
+                tokio::select! {
+                    _ = listener.wait_for(|s| matches!(s, ListenerState::Up { .. })) => {}
+                    () = stop.cancelled() => return Ok(()),
+                }
+                run_bot(config, bot_path, stop).await
+            }));
+        }
+        None => {
+            pipeline.filter().set_bot_user_id(synthetic::SIM_BOT);
+            tracing::info!(
+                "no Discord token in ${}: the bot path is fed by the simulated source \
+                 (`notifyscope send --via-bot message`, --demo-rate)",
+                args.discord.discord_token_env
+            );
+        }
+    }
+    if let Some(rate) = args.demo_rate {
+        let _ = pipeline.wait_listening(Duration::from_secs(60)).await;
+        pipeline.simulated().spawn_demo(rate, stop_sources.clone());
+    }
+
+    let mut exit = ExitCode::SUCCESS;
+    let bot_failed = async {
+        match bot.as_mut() {
+            Some(task) => match task.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the bot task failed: {e}")),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = wait_for_signal() => {}
+        failure = bot_failed => {
+            if let Some(error) = failure {
+                tracing::error!(%error, "Discord bot stopped");
+                eprintln!("notifyscope: error: {error}");
+                exit = ExitCode::from(1);
+            }
+        }
+    }
+    stop_sources.cancel();
+    if let Some(task) = bot {
+        if !task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
     tracing::info!("shutting down: draining queued and unprocessed events");
     pipeline
         .shutdown(Duration::from_secs(args.drain_timeout))
@@ -85,7 +172,7 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(pg) = embedded {
         pg.stop().await;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }
 
 async fn wait_for_signal() {
@@ -106,7 +193,7 @@ async fn wait_for_signal() {
     }
 }
 
-async fn send(shared: SharedArgs, cmd: SendCommand) -> anyhow::Result<ExitCode> {
+async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode> {
     let (channel, schema) = channel_and_schema(&shared)?;
     let url = shared.database_url.clone().ok_or_else(|| {
         anyhow!(
@@ -115,13 +202,43 @@ async fn send(shared: SharedArgs, cmd: SendCommand) -> anyhow::Result<ExitCode> 
         )
     })?;
     let database = Database::new(&url, schema)?;
-    match cmd {
-        SendCommand::Message {
-            count,
-            content,
-            json,
-        } => send_messages(database, channel, count, content, json).await,
-        SendCommand::Raw { payload } => {
+    match (args.via_bot, args.command) {
+        (Some(kind), _) => {
+            let (ids, reply) =
+                control::send_via_bot(&database, &channel, kind, Duration::from_secs(args.timeout))
+                    .await?;
+            println!(
+                "{} {} message(s) through the running bot path: {} published, {} skipped, {} failed",
+                ids.len(),
+                kind.as_str(),
+                reply.published.len(),
+                reply.skipped.len(),
+                reply.failed.len()
+            );
+            for id in reply.published.iter().take(10) {
+                println!("  {id} published");
+            }
+            for (id, reason) in &reply.skipped {
+                println!("  {id} skipped: {reason}");
+            }
+            for (id, error) in &reply.failed {
+                println!("  {id} failed: {error}");
+            }
+            Ok(if reply.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        (
+            None,
+            Some(SendCommand::Message {
+                count,
+                content,
+                json,
+            }),
+        ) => send_messages(database, channel, count, content, json).await,
+        (None, Some(SendCommand::Raw { payload })) => {
             let client = database.connect_plain(APP_NAME).await?;
             client
                 .execute("SELECT pg_notify($1, $2)", &[&channel.as_str(), &payload])
@@ -133,6 +250,9 @@ async fn send(shared: SharedArgs, cmd: SendCommand) -> anyhow::Result<ExitCode> 
             );
             Ok(ExitCode::SUCCESS)
         }
+        (None, None) => Err(anyhow!(
+            "say what to send: --via-bot KIND, `send message` or `send raw` (see --help)"
+        )),
     }
 }
 

@@ -4,8 +4,10 @@
 //! Sources feed the pipeline, the pipeline reports every stage on the [`trace`] stream, and
 //! consumers (headless output, recorder, diagnosis, the screen) read only that stream.
 
+pub mod bot;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod embedded;
 pub mod event;
 pub mod filter;
@@ -14,6 +16,7 @@ pub mod listen;
 pub mod output;
 pub mod pipeline;
 pub mod publish;
+pub mod selftest;
 pub mod store;
 pub mod synthetic;
 pub mod trace;

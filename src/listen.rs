@@ -13,13 +13,13 @@ use futures_util::future::poll_fn;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Notification};
+use tokio_postgres::{AsyncMessage, Client, Notification};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::event::{self, NotifyPayload};
 use crate::ingest::IngestWaker;
-use crate::store::{error_chain, Database, Identifier, LISTENER_APP_NAME};
+use crate::store::{error_chain, Database, Identifier, StoreError, LISTENER_APP_NAME};
 use crate::trace::{Stage, Trace};
 
 /// Payload text kept on the trace for a rejected notification.
@@ -32,6 +32,15 @@ pub struct ListenerConfig {
     pub probe_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Also LISTEN on this channel and hand its payloads over as they are.
+    pub control: Option<ControlRoute>,
+}
+
+/// Where notifications on the control channel go (see [`crate::control`]).
+#[derive(Debug, Clone)]
+pub struct ControlRoute {
+    pub channel: Identifier,
+    pub tx: mpsc::Sender<String>,
 }
 
 impl ListenerConfig {
@@ -41,6 +50,7 @@ impl ListenerConfig {
             probe_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
+            control: None,
         }
     }
 }
@@ -133,7 +143,53 @@ struct Listener {
     state: watch::Sender<ListenerState>,
 }
 
-/// Aborts the forwarding task when a session ends, whichever way it ends.
+/// A connection whose notifications arrive on a channel. Dropping it closes the connection.
+pub struct ListeningConnection {
+    pub client: Client,
+    /// Notifications in arrival order; an `Err` (the cause) is the last item, when the
+    /// connection ends.
+    pub notifications: mpsc::Receiver<Result<Notification, String>>,
+    _forwarder: AbortOnDrop,
+}
+
+impl ListeningConnection {
+    pub async fn open(database: &Database, application_name: &str) -> Result<Self, StoreError> {
+        let (client, mut connection) = database.connect(application_name).await?;
+        let (tx, rx) = mpsc::channel::<Result<Notification, String>>(4096);
+        let forwarder = tokio::spawn(async move {
+            loop {
+                let item = match poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => Ok(n),
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        tracing::debug!(notice = %notice, "listening connection notice");
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => Err(error_chain(&e)),
+                    None => Err("connection closed by the server".to_owned()),
+                };
+                let last = item.is_err();
+                // A full channel holds back reading; PostgreSQL keeps the rest queued.
+                if tx.send(item).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Ok(ListeningConnection {
+            client,
+            notifications: rx,
+            _forwarder: AbortOnDrop(forwarder),
+        })
+    }
+
+    pub async fn listen(&self, channel: &Identifier) -> Result<(), tokio_postgres::Error> {
+        self.client
+            .batch_execute(&format!("LISTEN {}", channel.quoted()))
+            .await
+    }
+}
+
+/// Aborts the forwarding task when its connection is dropped, whichever way.
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -185,8 +241,8 @@ impl Listener {
     /// connection ends.
     async fn session(&self, failures: &mut u32, database_was_up: &mut bool) -> SessionEnd {
         let channel = &self.config.channel;
-        let (client, mut connection) = match self.database.connect(LISTENER_APP_NAME).await {
-            Ok(pair) => pair,
+        let conn = match ListeningConnection::open(&self.database, LISTENER_APP_NAME).await {
+            Ok(conn) => conn,
             Err(e) => {
                 let error = error_chain(&e);
                 if *database_was_up {
@@ -202,27 +258,11 @@ impl Listener {
             }
         };
         *database_was_up = true;
-
-        let (tx, mut rx) = mpsc::channel::<Result<Notification, String>>(4096);
-        let _forwarder = AbortOnDrop(tokio::spawn(async move {
-            loop {
-                let item = match poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(n))) => Ok(n),
-                    Some(Ok(AsyncMessage::Notice(notice))) => {
-                        tracing::debug!(notice = %notice, "listener connection notice");
-                        continue;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => Err(error_chain(&e)),
-                    None => Err("connection closed by the server".to_owned()),
-                };
-                let last = item.is_err();
-                // A full channel holds back reading; PostgreSQL keeps the rest queued.
-                if tx.send(item).await.is_err() || last {
-                    break;
-                }
-            }
-        }));
+        let ListeningConnection {
+            client,
+            notifications: mut rx,
+            _forwarder,
+        } = conn;
 
         let started = Instant::now();
         let setup = async {
@@ -233,6 +273,11 @@ impl Listener {
             client
                 .batch_execute(&format!("LISTEN {}", channel.quoted()))
                 .await?;
+            if let Some(control) = &self.config.control {
+                client
+                    .batch_execute(&format!("LISTEN {}", control.channel.quoted()))
+                    .await?;
+            }
             Ok::<_, tokio_postgres::Error>(pid)
         };
         let pid = match setup.await {
@@ -299,6 +344,17 @@ impl Listener {
     }
 
     fn handle(&self, n: &Notification) {
+        if let Some(control) = &self.config.control {
+            if n.channel() == control.channel.as_str() {
+                if control.tx.try_send(n.payload().to_owned()).is_err() {
+                    tracing::warn!(
+                        channel = n.channel(),
+                        "control request dropped: too many waiting"
+                    );
+                }
+                return;
+            }
+        }
         let payload = n.payload();
         match event::parse_notify(payload) {
             Ok(NotifyPayload::Probe { .. }) => {}

@@ -1,7 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use notifyscope::bot::GatewayCloseLayer;
 
 use notifyscope::cli::Cli;
 
@@ -11,10 +15,13 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.shared.log))
         .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(GatewayCloseLayer.with_filter(GatewayCloseLayer::filter()))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -130,6 +130,31 @@ pub fn human_line(event: &TraceEvent) -> String {
             probe_ms,
         } => format!("channel={channel} pid={pid} probe={probe_ms:.1}ms"),
         Stage::ListenerDown { channel, cause } => format!("channel={channel} cause={cause}"),
+        Stage::ContentIntentSuspected { channel_id, count } => format!(
+            "channel={channel_id} count={count}: guild message without content; enable the MESSAGE_CONTENT intent"
+        ),
+        Stage::GatewayWaiting { waiting_for } => format!("waiting for {waiting_for}"),
+        Stage::GatewayReady {
+            user_id,
+            user_name,
+            session_id,
+            shard,
+            shards,
+        } => format!("user={user_name} ({user_id}) session={session_id} shard={shard}/{shards}"),
+        Stage::GatewayResumed { shard } => format!("shard={shard}"),
+        Stage::GatewayStage { shard, old, new } => format!("shard={shard} {old} -> {new}"),
+        Stage::GatewayDown {
+            shard,
+            code,
+            reason,
+        } => format!(
+            "shard={} code={} {reason}",
+            shard.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            code.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+        ),
+        Stage::GatewayMalformed { kind, error, count } => {
+            format!("kind={kind} count={count} error={error}")
+        }
         Stage::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
         Stage::Lagged { missed } => format!("output fell behind and missed {missed} events"),
     };

@@ -1,6 +1,7 @@
 //! The whole pipeline in one process: bot path (filter → publish), LISTEN subscriber and
 //! ingestion workers, all reporting on one trace.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,10 @@ use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::filter::{Filter, FilterConfig, IncomingMessage};
+use crate::control::{self, SimulatedSource};
+use crate::filter::{suggests_missing_content_intent, Filter, FilterConfig, IncomingMessage};
 use crate::ingest::{self, IngestConfig, IngestWaker};
-use crate::listen::{self, ListenerConfig, ListenerHandle, ListenerState};
+use crate::listen::{self, ControlRoute, ListenerConfig, ListenerHandle, ListenerState};
 use crate::publish::{self, PublishError, PublishReceipt, PublisherHandle};
 use crate::store::{self, Database, Identifier, StoreError};
 use crate::trace::{Stage, Trace};
@@ -26,6 +28,8 @@ pub struct PipelineConfig {
     pub ingest_batch: usize,
     /// The database is the private embedded cluster.
     pub embedded: bool,
+    /// Serve `send --via-bot` requests on the control channel.
+    pub control: bool,
 }
 
 impl PipelineConfig {
@@ -38,6 +42,7 @@ impl PipelineConfig {
             queue_capacity: publish::DEFAULT_QUEUE_CAPACITY,
             ingest_batch: ingest::DEFAULT_BATCH,
             embedded: false,
+            control: true,
         }
     }
 }
@@ -52,7 +57,8 @@ pub enum Handled {
 pub struct Pipeline {
     trace: Trace,
     publisher: PublisherHandle,
-    filter: Arc<Filter>,
+    bot_path: Arc<BotPath>,
+    simulated: SimulatedSource,
     listener: ListenerHandle,
     waker: IngestWaker,
     pool: Pool,
@@ -97,10 +103,31 @@ impl Pipeline {
             trace.clone(),
             stop_consumers.clone(),
         );
+        let bot_path = Arc::new(BotPath::new(
+            trace.clone(),
+            Arc::new(Filter::new(config.filter)),
+            publisher.clone(),
+        ));
+        let simulated = SimulatedSource::new(bot_path.clone());
+        let mut listener_config = ListenerConfig::new(config.channel.clone());
+        if config.control {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            listener_config.control = Some(ControlRoute {
+                channel: control::control_channel(),
+                tx,
+            });
+            // Ends when the listener, the only sender, stops.
+            simulated.spawn_control(
+                rx,
+                pool.clone(),
+                database.schema().clone(),
+                config.channel.clone(),
+            );
+        }
         let listener = listen::spawn_listener(
             database,
             pool.clone(),
-            ListenerConfig::new(config.channel.clone()),
+            listener_config,
             trace.clone(),
             waker.clone(),
             stop_consumers.clone(),
@@ -108,7 +135,8 @@ impl Pipeline {
         Ok(Pipeline {
             trace,
             publisher,
-            filter: Arc::new(Filter::new(config.filter)),
+            bot_path,
+            simulated,
             listener,
             waker,
             pool,
@@ -129,7 +157,7 @@ impl Pipeline {
     }
 
     pub fn filter(&self) -> &Arc<Filter> {
-        &self.filter
+        self.bot_path.filter()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -140,6 +168,10 @@ impl Pipeline {
         self.listener.state()
     }
 
+    pub fn listener_watch(&self) -> tokio::sync::watch::Receiver<ListenerState> {
+        self.listener.subscribe()
+    }
+
     /// Waits for `[init] Listener running`: LISTEN active and the self-probe answered.
     pub async fn wait_listening(&mut self, timeout: Duration) -> Result<i32, String> {
         self.listener.wait_up(timeout).await
@@ -147,7 +179,16 @@ impl Pipeline {
 
     /// The bot path: trace the message, apply the filter, publish what passes.
     pub async fn handle_message(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
-        handle_message(&self.trace, &self.filter, &self.publisher, msg).await
+        self.bot_path.handle(msg).await
+    }
+
+    pub fn bot_path(&self) -> &Arc<BotPath> {
+        &self.bot_path
+    }
+
+    /// Test messages through the bot path (keys, demo traffic, `send --via-bot`).
+    pub fn simulated(&self) -> &SimulatedSource {
+        &self.simulated
     }
 
     /// Stops taking events, commits what is queued, lets ingestion finish the backlog (up to
@@ -176,41 +217,79 @@ impl Pipeline {
     }
 }
 
-/// The bot path, shared by the gateway handler and the simulated source.
-pub async fn handle_message(
-    trace: &Trace,
-    filter: &Filter,
-    publisher: &PublisherHandle,
-    msg: IncomingMessage,
-) -> Result<Handled, PublishError> {
-    trace.emit(
-        Some(msg.message_id),
-        Stage::Received {
-            channel_id: msg.channel_id,
-            guild_id: msg.guild_id,
-            author_id: msg.author_id,
-            author_name: msg.author_name.clone(),
-            content_bytes: msg.content.len(),
-            synthetic: msg.synthetic,
-        },
-    );
-    if let Err(reason) = filter.check(&msg) {
-        tracing::debug!(
-            message_id = %msg.message_id, channel_id = %msg.channel_id,
-            author = %msg.author_name, reason = reason.as_str(),
-            "skipped message"
-        );
+/// The bot path, shared by the gateway handler and the simulated source: trace the message,
+/// apply the filter, publish what passes.
+pub struct BotPath {
+    trace: Trace,
+    filter: Arc<Filter>,
+    publisher: PublisherHandle,
+    /// Guild messages without text that did not mention the bot (missing-intent evidence).
+    empty_guild_messages: AtomicU64,
+}
+
+impl BotPath {
+    pub fn new(trace: Trace, filter: Arc<Filter>, publisher: PublisherHandle) -> Self {
+        BotPath {
+            trace,
+            filter,
+            publisher,
+            empty_guild_messages: AtomicU64::new(0),
+        }
+    }
+
+    pub fn filter(&self) -> &Arc<Filter> {
+        &self.filter
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub async fn handle(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
+        let trace = &self.trace;
         trace.emit(
             Some(msg.message_id),
-            Stage::Skipped {
-                reason,
-                author_name: msg.author_name,
+            Stage::Received {
                 channel_id: msg.channel_id,
+                guild_id: msg.guild_id,
+                author_id: msg.author_id,
+                author_name: msg.author_name.clone(),
+                content_bytes: msg.content.len(),
+                synthetic: msg.synthetic,
             },
         );
-        return Ok(Handled::Skipped(reason));
+        if suggests_missing_content_intent(&msg) {
+            let count = self.empty_guild_messages.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                message_id = %msg.message_id, channel_id = %msg.channel_id, count,
+                "guild message arrived without content: is the MESSAGE_CONTENT intent enabled?"
+            );
+            trace.emit(
+                Some(msg.message_id),
+                Stage::ContentIntentSuspected {
+                    channel_id: msg.channel_id,
+                    count,
+                },
+            );
+        }
+        if let Err(reason) = self.filter.check(&msg) {
+            tracing::debug!(
+                message_id = %msg.message_id, channel_id = %msg.channel_id,
+                author = %msg.author_name, reason = reason.as_str(),
+                "skipped message"
+            );
+            trace.emit(
+                Some(msg.message_id),
+                Stage::Skipped {
+                    reason,
+                    author_name: msg.author_name,
+                    channel_id: msg.channel_id,
+                },
+            );
+            return Ok(Handled::Skipped(reason));
+        }
+        publish::publish_event_safe(&self.publisher, msg.to_record())
+            .await
+            .map(Handled::Published)
     }
-    publish::publish_event_safe(publisher, msg.to_record())
-        .await
-        .map(Handled::Published)
 }

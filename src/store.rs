@@ -104,6 +104,12 @@ impl Identifier {
         Self::new("schema", name)
     }
 
+    /// A name fixed in this program and known to be valid.
+    pub(crate) fn fixed(name: &'static str) -> Self {
+        debug_assert!(Identifier::new("fixed", name).is_ok());
+        Identifier(name.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -117,6 +117,47 @@ pub enum Stage {
         channel: String,
         cause: String,
     },
+    /// A guild message arrived without text and without mentioning the bot: the
+    /// MESSAGE_CONTENT intent is probably missing. `count` is the total so far.
+    ContentIntentSuspected {
+        channel_id: Snowflake,
+        count: u64,
+    },
+    /// The bot waits for something before connecting to Discord.
+    GatewayWaiting {
+        waiting_for: String,
+    },
+    GatewayReady {
+        user_id: Snowflake,
+        user_name: String,
+        session_id: String,
+        shard: u32,
+        shards: u32,
+    },
+    GatewayResumed {
+        shard: u32,
+    },
+    /// A shard's connection stage changed (`Connecting`, `Handshake`, `Identifying`,
+    /// `Connected`, `Resuming`, `Disconnected`).
+    GatewayStage {
+        shard: u32,
+        old: String,
+        new: String,
+    },
+    /// The gateway connection was lost or closed; `code` is the WebSocket close code when
+    /// Discord sent one.
+    GatewayDown {
+        shard: Option<u32>,
+        code: Option<u16>,
+        reason: String,
+    },
+    /// A gateway event that Discord sent but the client could not parse; serenity drops these
+    /// with only a debug log, so they are counted here. `count` is the total so far.
+    GatewayMalformed {
+        kind: String,
+        error: String,
+        count: u64,
+    },
     /// The publish queue is full: publishers wait.
     Backpressure {
         queued: usize,
@@ -143,6 +184,13 @@ impl Stage {
             Stage::DatabaseDown { .. } => "database_down",
             Stage::ListenerUp { .. } => "listener_up",
             Stage::ListenerDown { .. } => "listener_down",
+            Stage::ContentIntentSuspected { .. } => "content_intent_suspected",
+            Stage::GatewayWaiting { .. } => "gateway_waiting",
+            Stage::GatewayReady { .. } => "gateway_ready",
+            Stage::GatewayResumed { .. } => "gateway_resumed",
+            Stage::GatewayStage { .. } => "gateway_stage",
+            Stage::GatewayDown { .. } => "gateway_down",
+            Stage::GatewayMalformed { .. } => "gateway_malformed",
             Stage::Backpressure { .. } => "backpressure",
             Stage::Lagged { .. } => "lagged",
         }
@@ -157,6 +205,8 @@ impl Stage {
                 | Stage::IngestFailed { .. }
                 | Stage::DatabaseDown { .. }
                 | Stage::ListenerDown { .. }
+                | Stage::GatewayDown { .. }
+                | Stage::GatewayMalformed { .. }
         )
     }
 }
