@@ -3,6 +3,7 @@
 //! The token is handed to serenity (which keeps it as a secret) and is otherwise never
 //! formatted anywhere: not in logs, traces, errors or the screen.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -195,6 +196,7 @@ pub async fn run_bot(
         bot_path: bot_path.clone(),
         malformed: AtomicU64::new(0),
     });
+    set_gateway_trace(Some(bot_path.trace().clone()));
     let mut client = ClientBuilder::new_with_http(http, config.intents)
         .event_handler_arc(handler.clone())
         .raw_event_handler(RawHandler(handler))
@@ -213,6 +215,7 @@ pub async fn run_bot(
         Shards::Count(n) => client.start_shards(n).await,
     };
     stopper.abort();
+    set_gateway_trace(None);
     result.map_err(|e| {
         let error = gateway_error(e);
         let (code, reason) = match &error {
@@ -290,6 +293,11 @@ impl EventHandler for Handler {
             .shard
             .map(|s| (s.id.0, s.total))
             .unwrap_or((ctx.shard_id.0, 1));
+        if shard_up(ctx.shard_id.0) {
+            // Connected already: the shard was restarted without a stage change we saw.
+            shard_down(Some(ctx.shard_id.0), None, "session restarted".into());
+            shard_up(ctx.shard_id.0);
+        }
         tracing::info!(user = %ready.user.name, shard, shards, "[init] connected to the Discord gateway");
         self.bot_path.trace().emit(
             None,
@@ -330,22 +338,16 @@ impl EventHandler for Handler {
                 new: stage_name(event.new),
             },
         );
-        if event.old == ConnectionStage::Connected && event.new != ConnectionStage::Connected {
+        if event.new == ConnectionStage::Connected {
+            shard_up(shard);
+        } else {
             let close = last_close(Duration::from_secs(10));
             let code = close.as_ref().and_then(|c| c.code);
             let reason = close
                 .map(|c| c.reason)
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| format!("connection lost ({})", stage_name(event.new)));
-            tracing::warn!(shard, ?code, %reason, "gateway connection down");
-            trace.emit(
-                None,
-                Stage::GatewayDown {
-                    shard: Some(shard),
-                    code,
-                    reason,
-                },
-            );
+            shard_down(Some(shard), code, reason);
         }
     }
 }
@@ -421,12 +423,17 @@ impl GatewayCloseLayer {
 }
 
 #[derive(Default)]
-struct DebugFields(String);
+struct DebugFields {
+    data: String,
+    message: String,
+}
 
 impl Visit for DebugFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "data" {
-            self.0 = format!("{value:?}");
+        match field.name() {
+            "data" => self.data = format!("{value:?}"),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
         }
     }
 }
@@ -438,10 +445,92 @@ impl<S: Subscriber> Layer<S> for GatewayCloseLayer {
         }
         let mut fields = DebugFields::default();
         attrs.record(&mut fields);
-        let close = parse_close_frame(&fields.0);
+        let close = parse_close_frame(&fields.data);
         if let Ok(mut last) = LAST_CLOSE.lock() {
-            *last = Some((Instant::now(), close));
+            *last = Some((Instant::now(), close.clone()));
         }
+        let reason = if close.reason.is_empty() {
+            "gateway closed the connection".to_owned()
+        } else {
+            close.reason
+        };
+        shard_down(None, close.code, reason);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
+        // A missed heartbeat ACK makes serenity restart the shard without any close frame or
+        // stage change; this warning is the only sign of it.
+        let mut fields = DebugFields::default();
+        event.record(&mut fields);
+        if fields.message.contains("Error heartbeating") {
+            shard_down(
+                parse_shard_id(&fields.message),
+                None,
+                "heartbeat not acknowledged; reconnecting".into(),
+            );
+        }
+    }
+}
+
+fn parse_shard_id(text: &str) -> Option<u32> {
+    text.split("ShardId(")
+        .nth(1)?
+        .split(')')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Where gateway ups and downs are reported, and which shards are connected. Process-wide,
+/// like the tracing subscriber that feeds it.
+static GATEWAY: Mutex<GatewayState> = Mutex::new(GatewayState {
+    trace: None,
+    connected: BTreeSet::new(),
+});
+
+struct GatewayState {
+    trace: Option<crate::trace::Trace>,
+    connected: BTreeSet<u32>,
+}
+
+fn set_gateway_trace(trace: Option<crate::trace::Trace>) {
+    if let Ok(mut state) = GATEWAY.lock() {
+        state.trace = trace;
+        state.connected.clear();
+    }
+}
+
+/// Marks the shard connected; true when it already was.
+fn shard_up(shard: u32) -> bool {
+    GATEWAY
+        .lock()
+        .map(|mut state| !state.connected.insert(shard))
+        .unwrap_or(false)
+}
+
+/// Reports a connected shard as down, once. `None` means "the shard whose connection
+/// closed", which is unambiguous only while a single shard is connected.
+fn shard_down(shard: Option<u32>, code: Option<u16>, reason: String) {
+    let Ok(mut state) = GATEWAY.lock() else {
+        return;
+    };
+    let shard = match shard {
+        Some(s) if state.connected.remove(&s) => Some(s),
+        Some(_) => return,
+        None if state.connected.len() == 1 => state.connected.pop_first(),
+        None if state.connected.is_empty() => return,
+        None => None,
+    };
+    tracing::warn!(?shard, ?code, %reason, "gateway connection down");
+    if let Some(trace) = &state.trace {
+        trace.emit(
+            None,
+            Stage::GatewayDown {
+                shard,
+                code,
+                reason,
+            },
+        );
     }
 }
 

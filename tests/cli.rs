@@ -2,84 +2,9 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{server_url, TestSchema, WAIT};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_notifyscope");
-
-fn notifyscope() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFYSCOPE_CHANNEL")
-        .env_remove("NOTIFYSCOPE_SCHEMA")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-struct Running {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("notifyscope starts");
-        let stdout = child.stdout.take().expect("stdout");
-        Running {
-            child,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    /// Reads JSON lines until one satisfies `pred`; returns it.
-    async fn until(&mut self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let line = self
-                    .lines
-                    .next_line()
-                    .await
-                    .expect("read stdout")
-                    .unwrap_or_else(|| panic!("stdout ended before {what}"));
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                if pred(&value) {
-                    return value;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-    }
-
-    async fn signal_and_wait(mut self, signal: Signal) -> std::process::ExitStatus {
-        let pid = Pid::from_raw(self.child.id().expect("running") as i32);
-        kill(pid, signal).expect("signal sent");
-        // Keep reading so that a full pipe never blocks the shutdown.
-        let drain = async { while let Ok(Some(_)) = self.lines.next_line().await {} };
-        let (status, ()) =
-            tokio::time::timeout(WAIT, async { tokio::join!(self.child.wait(), drain) })
-                .await
-                .expect("exits after the signal");
-        status.expect("exit status")
-    }
-}
-
-fn stage(v: &Value) -> &str {
-    v["stage"].as_str().unwrap_or_default()
-}
+use common::process::{notifyscope, stage, Running};
+use common::{server_url, TestSchema};
+use nix::sys::signal::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_json_prints_one_ingested_line_per_sent_message() {
@@ -231,4 +156,99 @@ async fn unreachable_database_is_a_clear_error_without_the_password() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_via_bot_reaches_the_running_bot_path() {
+    let t = TestSchema::new("cli_via_bot");
+    let mut cmd = notifyscope();
+    cmd.args([
+        "run",
+        "--headless",
+        "--json",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &server_url()]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+
+    let via_bot = |kind: &str| {
+        let mut cmd = notifyscope();
+        cmd.args([
+            "send",
+            "--via-bot",
+            kind,
+            "--schema",
+            &t.name,
+            "--channel",
+            &t.name,
+        ])
+        .args(["--database-url", &server_url()]);
+        cmd
+    };
+    for (kind, expect) in [
+        ("message", "1 published, 0 skipped"),
+        ("own", "skipped: own message"),
+        ("bot", "skipped: author is a bot"),
+        ("webhook", "skipped: webhook"),
+        ("empty", "skipped: empty content"),
+        ("long", "1 published, 0 skipped"),
+        ("burst", "100 published, 0 skipped"),
+    ] {
+        let out = via_bot(kind).output().await.expect("send runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{kind}: {text}");
+        assert!(text.contains(expect), "{kind}: {text}");
+    }
+    let mut ingested = 0;
+    run.until("102 ingested", |v| {
+        ingested += usize::from(stage(v) == "ingested");
+        ingested == 102
+    })
+    .await;
+    let long: i64 = t
+        .client()
+        .await
+        .query_one(
+            &format!(
+                "SELECT max(octet_length(content))::int8 FROM \"{}\".discord_messages",
+                t.name
+            ),
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(long, 16 * 1024);
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn send_via_bot_without_a_running_instance_says_so() {
+    let t = TestSchema::new("cli_nobody");
+    let out = notifyscope()
+        .args([
+            "send",
+            "--via-bot",
+            "message",
+            "--timeout",
+            "1",
+            "--schema",
+            &t.name,
+        ])
+        .args(["--channel", &t.name, "--database-url", &server_url()])
+        .output()
+        .await
+        .expect("send runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no running notifyscope answered"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_discord;
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 

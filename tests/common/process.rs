@@ -1,0 +1,121 @@
+//! Runs the notifyscope binary as a user would and reads its JSON lines.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::WAIT;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_notifyscope");
+
+/// The binary with none of the variables it reads inherited from the test's environment.
+pub fn notifyscope() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFYSCOPE_CHANNEL")
+        .env_remove("NOTIFYSCOPE_SCHEMA")
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("DISCORD_API_URL")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+pub fn stage(v: &Value) -> &str {
+    v["stage"].as_str().unwrap_or_default()
+}
+
+pub struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Every stdout line read so far.
+    pub stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    pub fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("notifyscope starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                eprint!("{text}");
+                sink.lock().expect("lock").push_str(&text);
+            }
+        });
+        Running {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Reads JSON lines until one satisfies `pred`; returns it.
+    pub async fn until(&mut self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        let result = tokio::time::timeout(WAIT, async {
+            loop {
+                let line = self.lines.next_line().await.expect("read stdout")?;
+                self.stdout.push(line.clone());
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if pred(&value) {
+                    return Some(value);
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Some(v)) => v,
+            Ok(None) => panic!("stdout ended before {what}; stderr: {}", self.stderr()),
+            Err(_) => panic!("timed out waiting for {what}; stderr: {}", self.stderr()),
+        }
+    }
+
+    /// Waits for the process to exit by itself, reading the rest of its output.
+    pub async fn exit(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut rest = Vec::new();
+        let status = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                rest.push(line);
+            }
+            self.child.wait().await
+        })
+        .await
+        .expect("exits")
+        .expect("exit status");
+        self.stdout.extend(rest);
+        // The stderr reader finishes once the pipe closes.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let stderr = self.stderr();
+        (status, self.stdout.join("\n"), stderr)
+    }
+
+    pub async fn signal_and_wait(self, signal: Signal) -> std::process::ExitStatus {
+        let pid = Pid::from_raw(self.child.id().expect("running") as i32);
+        kill(pid, signal).expect("signal sent");
+        self.exit().await.0
+    }
+}
