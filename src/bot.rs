@@ -130,23 +130,42 @@ pub enum BotError {
     Gateway(String),
 }
 
-fn api_base(config: &BotConfig) -> String {
-    config
-        .api_url
-        .clone()
-        .unwrap_or_else(|| "https://discord.com".into())
+fn api_base(api_url: Option<&str>) -> String {
+    api_url.unwrap_or("https://discord.com").to_owned()
 }
 
-fn http_error(config: &BotConfig, e: serenity::Error) -> BotError {
+fn http_error(api_url: Option<&str>, e: serenity::Error) -> BotError {
     if let serenity::Error::Http(http) = &e {
         if http.status_code().map(|s| s.as_u16()) == Some(401) {
             return BotError::InvalidToken("HTTP 401 Unauthorized");
         }
     }
     BotError::Unreachable {
-        api: api_base(config),
+        api: api_base(api_url),
         error: e.to_string(),
     }
+}
+
+/// serenity's HTTP client for the token, sending to `api_url` instead of discord.com.
+fn http_client(token: &Token, api_url: Option<&str>) -> serenity::http::Http {
+    let mut http = HttpBuilder::new(&token.0);
+    if let Some(api) = api_url {
+        // serenity's ratelimiter builds its requests without the proxy; with it on, calls
+        // would bypass the configured base and go to discord.com.
+        http = http
+            .proxy(api.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    http.build()
+}
+
+/// Asks Discord whether it accepts the token; the bot's user name when it does.
+pub async fn check_token(token: &Token, api_url: Option<&str>) -> Result<String, BotError> {
+    http_client(token, api_url)
+        .get_current_user()
+        .await
+        .map(|me| me.name.clone())
+        .map_err(|e| http_error(api_url, e))
 }
 
 fn gateway_error(e: serenity::Error) -> BotError {
@@ -170,26 +189,19 @@ pub async fn run_bot(
     bot_path: Arc<BotPath>,
     stop: CancellationToken,
 ) -> Result<(), BotError> {
-    let mut http = HttpBuilder::new(&config.token.0);
-    if let Some(api) = &config.api_url {
-        // serenity's ratelimiter builds its requests without the proxy; with it on, calls
-        // would bypass the configured base and go to discord.com.
-        http = http
-            .proxy(api.trim_end_matches('/'))
-            .ratelimiter_disabled(true);
-    }
-    let http = http.build();
+    let api_url = config.api_url.as_deref();
+    let http = http_client(&config.token, api_url);
     // Check the token and find the gateway ourselves: serenity logs a failed gateway look-up
     // as a warning and falls back to the public gateway, which would hide a bad token or a
     // wrong --discord-api-url behind endless reconnects.
     let me = http
         .get_current_user()
         .await
-        .map_err(|e| http_error(&config, e))?;
+        .map_err(|e| http_error(api_url, e))?;
     let gateway = http
         .get_gateway()
         .await
-        .map_err(|e| http_error(&config, e))?;
+        .map_err(|e| http_error(api_url, e))?;
     tracing::info!(user = %me.name, gateway = %gateway.url, "Discord accepted the bot token");
 
     let handler = Arc::new(Handler {

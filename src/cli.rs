@@ -33,6 +33,13 @@ pub enum Command {
     Run(RunArgs),
     /// Send test events to a running pipeline.
     Send(SendArgs),
+    /// One-shot diagnosis of a pipeline: one line per check, exit 0 healthy, 1 a check
+    /// failed, 2 could not run.
+    Doctor(DoctorArgs),
+    /// Monitor a pipeline someone else runs (their bot, their listener) without writing to it.
+    Watch(WatchArgs),
+    /// Open a recording (from --record or the `s` key) in the monitor, read-only.
+    Replay(ReplayArgs),
     /// Check a running pipeline end to end: a message through its bot path and one published
     /// straight to the outbox must both land in discord_messages.
     Selftest {
@@ -40,6 +47,10 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Measure throughput and latency: synthetic messages through the real path (bot path,
+    /// filter, publisher, outbox + NOTIFY, listener, ingestion) in a schema of its own that
+    /// is dropped afterwards. Exit 1 when a message was lost or delivered twice.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,9 +121,92 @@ pub struct RunArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub discord: DiscordArgs,
+    /// Also LISTEN on this channel and report traffic there as the wrong channel (repeatable;
+    /// the other spellings of --channel and events, discord, discord_events always are).
+    #[arg(long = "watch-channel", value_name = "NAME")]
+    pub watch_channels: Vec<String>,
     /// Simulated messages a second through the bot path, for demos.
     #[arg(long, value_name = "N")]
     pub demo_rate: Option<u32>,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
+}
+
+/// Options of the interactive screen.
+#[derive(Debug, Clone, Args)]
+pub struct ScreenArgs {
+    /// Theme: dark, light, high-contrast, or the path of a theme file.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// No colours (as NO_COLOR does); highlights use reverse video and underline.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Rows each pane keeps; older rows are dropped (and counted).
+    #[arg(long, default_value_t = crate::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub history: usize,
+    /// Write every trace event to FILE as JSON lines while running.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Config file (keys, theme); default ~/.config/notifyscope/config.toml when present.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl Default for ScreenArgs {
+    fn default() -> Self {
+        ScreenArgs {
+            theme: None,
+            no_color: false,
+            history: crate::app::DEFAULT_HISTORY,
+            record: None,
+            config: None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON document instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds the round-trip probe may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Name of the environment variable with the bot token (checked with Discord when set).
+    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME")]
+    pub discord_token_env: String,
+    /// Base of the Discord API, as for `run`.
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    pub discord_api_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// No screen: trace events on stdout.
+    #[arg(long)]
+    pub headless: bool,
+    /// With --headless: JSON lines.
+    #[arg(long, requires = "headless")]
+    pub json: bool,
+    /// The table their ingestion writes (in --schema).
+    #[arg(long, default_value = "discord_messages")]
+    pub table: String,
+    /// Its message-id column (BIGINT).
+    #[arg(long, default_value = "message_id")]
+    pub id_column: String,
+    /// Also LISTEN on this channel as a possible wrong channel (repeatable).
+    #[arg(long = "watch-channel", value_name = "NAME")]
+    pub watch_channels: Vec<String>,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A JSON-lines recording.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -8,10 +8,15 @@ use anyhow::{anyhow, Context};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::bot::{parse_intents, run_bot, BotConfig, Shards, Token, DEFAULT_INTENTS};
-use crate::cli::{Cli, Command, RunArgs, SendArgs, SendCommand, SharedArgs};
+use crate::app::{App, AppEvent};
+use crate::bot::{parse_intents, run_bot, BotConfig, BotError, Shards, Token, DEFAULT_INTENTS};
+use crate::cli::{
+    Cli, Command, ReplayArgs, RunArgs, ScreenArgs, SendArgs, SendCommand, SharedArgs,
+};
 use crate::control;
+use crate::diagnose::{self, DiagnoseConfig};
 use crate::embedded::EmbeddedPostgres;
+use crate::keys::{ConfigFile, KeyMap};
 use crate::listen::ListenerState;
 use crate::output;
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -21,15 +26,21 @@ use crate::store::{Database, Identifier, APP_NAME};
 use crate::synthetic;
 use crate::trace::Stage;
 use crate::trace::Trace;
+use crate::tui::{self, Live};
+use crate::{record, theme};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run(cli.shared, cli.run).await,
         Some(Command::Run(args)) => run(cli.shared, args).await,
         Some(Command::Send(args)) => send(cli.shared, args).await,
+        Some(Command::Replay(args)) => replay(args).await,
+        Some(Command::Doctor(args)) => crate::doctor::run(cli.shared, args).await,
+        Some(Command::Watch(args)) => crate::watch::run(cli.shared, args).await,
         Some(Command::Selftest { timeout }) => {
             selftest::run(cli.shared, Duration::from_secs(timeout)).await
         }
+        Some(Command::Bench(args)) => crate::bench::command(cli.shared, args).await,
     }
 }
 
@@ -42,13 +53,20 @@ fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Identi
 
 async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (channel, schema) = channel_and_schema(&shared)?;
-    if !args.headless && !std::io::stdout().is_terminal() {
+    let interactive = !args.headless;
+    if interactive && !std::io::stdout().is_terminal() {
         eprintln!(
             "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
              run with --headless (add --json for JSON lines)"
         );
         return Ok(ExitCode::from(2));
     }
+    // Settings are checked before anything starts, so a typo costs no database start-up.
+    let screen = if interactive {
+        Some(ScreenSettings::load(&args.screen)?)
+    } else {
+        None
+    };
 
     let (embedded, url) = match shared.database_url.clone() {
         Some(url) => (None, url),
@@ -67,26 +85,58 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let trace = Trace::new();
     let stop_output = CancellationToken::new();
-    let printer = tokio::spawn(output::write_events(
-        trace.subscribe(),
-        args.json,
-        std::io::stdout(),
-        stop_output.clone(),
-    ));
+    let mut writers = Vec::new();
+    // Subscribed before the pipeline starts, so that its first events are seen too.
+    let screen_trace = interactive.then(|| trace.subscribe());
+    if !interactive {
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            args.json,
+            std::io::stdout(),
+            stop_output.clone(),
+        )));
+    }
+    if let Some(path) = &args.screen.record {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating the recording {}", path.display()))?;
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            true,
+            std::io::BufWriter::new(file),
+            stop_output.clone(),
+        )));
+    }
 
-    let mut config = PipelineConfig::new(database, channel);
+    let mut config = PipelineConfig::new(database, channel.clone());
     config.filter = args.filter.to_config();
     config.workers = usize::from(args.workers);
     config.queue_capacity = args.queue_capacity;
     config.embedded = embedded.is_some();
+    let extra: Vec<Identifier> = args
+        .watch_channels
+        .iter()
+        .map(|c| Identifier::channel(c))
+        .collect::<Result<_, _>>()?;
+    config.watch_channels = diagnose::neighbours(&channel, &extra);
+    let diagnosis_events = trace.subscribe();
     let mut pipeline = Pipeline::start(config, trace.clone())
         .await
         .context("starting the pipeline")?;
+    let stop_diagnosis = CancellationToken::new();
+    let (checks, diagnosis) = diagnose::spawn(
+        DiagnoseConfig::new(channel.clone()),
+        diagnosis_events,
+        trace.clone(),
+        pipeline.pool().clone(),
+        true,
+        stop_diagnosis.clone(),
+    );
 
     let token = std::env::var(&args.discord.discord_token_env)
         .ok()
         .and_then(Token::new);
     let stop_sources = CancellationToken::new();
+    let simulated_only = token.is_none();
     let mut bot = None;
     match token {
         Some(token) => {
@@ -123,7 +173,6 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             }));
         }
         None => {
-            pipeline.filter().set_bot_user_id(synthetic::SIM_BOT);
             tracing::info!(
                 "no Discord token in ${}: the bot path is fed by the simulated source \
                  (`notifyscope send --via-bot message`, --demo-rate)",
@@ -136,7 +185,90 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline.simulated().spawn_demo(rate, stop_sources.clone());
     }
 
-    let mut exit = ExitCode::SUCCESS;
+    let exit = match (screen, screen_trace) {
+        (Some(screen), Some(rx)) => {
+            let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
+            app.status.simulated = simulated_only;
+            let live = Live {
+                simulated: pipeline.simulated().clone(),
+                publisher: pipeline.publisher().clone(),
+                pool: pipeline.pool().clone(),
+                channel: channel.clone(),
+            };
+            let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
+            forward_checks(checks.clone(), extra_tx.clone());
+            if let Some(task) = bot.take() {
+                // A bot that stops for good is shown, not fatal: the screen stays to explain.
+                bot = Some(tokio::spawn(async move {
+                    let result = task
+                        .await
+                        .unwrap_or_else(|e| Err(BotError::Gateway(e.to_string())));
+                    if let Err(e) = &result {
+                        let _ = extra_tx
+                            .send(AppEvent::Toast(format!("Discord bot stopped: {e}")))
+                            .await;
+                    }
+                    result
+                }));
+            }
+            tui::run(app, screen.styles, Some(rx), Some(live), Some(extra_rx)).await?;
+            ExitCode::SUCCESS
+        }
+        _ => wait_headless(&mut bot).await,
+    };
+
+    stop_sources.cancel();
+    stop_diagnosis.cancel();
+    let _ = diagnosis.await;
+    if let Some(task) = bot {
+        if !task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+    tracing::info!("shutting down: draining queued and unprocessed events");
+    if interactive {
+        eprintln!("notifyscope: draining queued and unprocessed events…");
+    }
+    pipeline
+        .shutdown(Duration::from_secs(args.drain_timeout))
+        .await;
+    stop_output.cancel();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    if let Some(pg) = embedded {
+        pg.stop().await;
+    }
+    Ok(exit)
+}
+
+/// Hands every new diagnosis report to the screen.
+pub fn forward_checks(
+    mut reports: tokio::sync::watch::Receiver<std::sync::Arc<diagnose::Report>>,
+    screen: tokio::sync::mpsc::Sender<AppEvent>,
+) {
+    tokio::spawn(async move {
+        while reports.changed().await.is_ok() {
+            let latest = reports.borrow_and_update().clone();
+            if screen
+                .send(AppEvent::Backlog(latest.backlog))
+                .await
+                .is_err()
+                || screen
+                    .send(AppEvent::Health(latest.checks.clone()))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+}
+
+/// Runs until a signal, or until the bot fails for good (exit 1).
+async fn wait_headless(
+    bot: &mut Option<tokio::task::JoinHandle<Result<(), BotError>>>,
+) -> ExitCode {
     let bot_failed = async {
         match bot.as_mut() {
             Some(task) => match task.await {
@@ -148,34 +280,89 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tokio::select! {
-        () = wait_for_signal() => {}
-        failure = bot_failed => {
-            if let Some(error) = failure {
+        () = wait_for_signal() => ExitCode::SUCCESS,
+        failure = bot_failed => match failure {
+            Some(error) => {
                 tracing::error!(%error, "Discord bot stopped");
                 eprintln!("notifyscope: error: {error}");
-                exit = ExitCode::from(1);
+                ExitCode::from(1)
             }
-        }
+            None => ExitCode::SUCCESS,
+        },
     }
-    stop_sources.cancel();
-    if let Some(task) = bot {
-        if !task.is_finished() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-    tracing::info!("shutting down: draining queued and unprocessed events");
-    pipeline
-        .shutdown(Duration::from_secs(args.drain_timeout))
-        .await;
-    stop_output.cancel();
-    let _ = printer.await;
-    if let Some(pg) = embedded {
-        pg.stop().await;
-    }
-    Ok(exit)
 }
 
-async fn wait_for_signal() {
+/// What the screen needs from the command line and the config file.
+pub struct ScreenSettings {
+    pub styles: notifyscope_widgets::Styles,
+    pub keymap: KeyMap,
+}
+
+impl ScreenSettings {
+    pub fn load(args: &ScreenArgs) -> anyhow::Result<Self> {
+        let config = load_config(args.config.as_deref())?;
+        let theme_name = args
+            .theme
+            .clone()
+            .or(config.theme.clone())
+            .unwrap_or_else(|| theme::DEFAULT_THEME.to_owned());
+        let styles = theme::load(&theme_name, theme::colour_wanted(args.no_color))?;
+        let keymap = KeyMap::new(&config.keys).map_err(|e| anyhow!("config: {e}"))?;
+        Ok(ScreenSettings { styles, keymap })
+    }
+}
+
+/// The config file: `--config PATH`, else `$XDG_CONFIG_HOME/notifyscope/config.toml` (or
+/// `~/.config/…`) when it exists.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<ConfigFile> {
+    let (path, must_exist) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => {
+            let base = std::env::var_os("XDG_CONFIG_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+                });
+            match base {
+                Some(b) => (b.join("notifyscope").join("config.toml"), false),
+                None => return Ok(ConfigFile::default()),
+            }
+        }
+    };
+    if !must_exist && !path.exists() {
+        return Ok(ConfigFile::default());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let events = record::load(&args.file)?;
+    if !std::io::stdout().is_terminal() {
+        eprintln!(
+            "notifyscope: stdout is not a terminal, so there is no screen for the replay \
+             ({} events read from {})",
+            events.len(),
+            args.file.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let screen = ScreenSettings::load(&args.screen)?;
+    let mut app = App::new(
+        screen.keymap,
+        args.screen.history.max(events.len() / 5 + 1),
+        "",
+    );
+    app.mode = crate::app::Mode::Replay(args.file.display().to_string());
+    for event in events {
+        app.on_trace(std::sync::Arc::new(event));
+    }
+    tui::run(app, screen.styles, None, None, None).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),

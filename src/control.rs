@@ -112,21 +112,36 @@ impl SimulatedSource {
         ids.iter().copied().zip(join_all(handling).await).collect()
     }
 
-    /// `rate` ordinary messages a second until `stop`.
+    /// `rate` ordinary messages a second until `stop`. The timer runs at 100 Hz and each
+    /// tick sends what is due, since timers cannot tick thousands of times a second.
     pub fn spawn_demo(&self, rate: u32, stop: CancellationToken) -> JoinHandle<()> {
         let source = self.clone();
         tokio::spawn(async move {
-            let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // Bounds the messages in flight: when the pipeline falls behind, the demo slows
+            // down instead of piling up tasks.
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(10_000));
+            let started = tokio::time::Instant::now();
+            let mut sent: u64 = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let source = source.clone();
-                // Handled concurrently so that the publisher can batch them.
-                tokio::spawn(async move { source.inject(SimKind::Message).await });
+                let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                for _ in sent..due {
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let source = source.clone();
+                    // Handled concurrently so that the publisher can batch them.
+                    tokio::spawn(async move {
+                        source.inject(SimKind::Message).await;
+                        drop(permit);
+                    });
+                }
+                sent = sent.max(due);
             }
         })
     }

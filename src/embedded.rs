@@ -215,6 +215,19 @@ impl EmbeddedPostgres {
             let _ = tokio::task::spawn_blocking(move || stop_child(child)).await;
         }
     }
+
+    /// Immediate shutdown (`pg_ctl stop -m immediate`), as in a crash: every process exits at
+    /// once, with no checkpoint and WAL not yet flushed lost; the next start on the same
+    /// directory replays the WAL. For proving what survives a crash; the data stays.
+    pub async fn stop_immediate(mut self) -> Result<(), EmbeddedError> {
+        let Some(child) = self.child.take() else {
+            return Ok(());
+        };
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || stop_child_immediate(child, &data_dir))
+            .await
+            .map_err(|e| EmbeddedError::Start(e.to_string()))?
+    }
 }
 
 impl Drop for EmbeddedPostgres {
@@ -237,6 +250,31 @@ fn stop_child(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+fn stop_child_immediate(mut child: Child, data_dir: &Path) -> Result<(), EmbeddedError> {
+    let bin = find_server_binaries().ok_or(EmbeddedError::NoBinaries)?;
+    let run_as = unprivileged_user()?;
+    let mut pg_ctl = Command::new(bin.join("pg_ctl"));
+    pg_ctl
+        .arg("stop")
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-m", "immediate", "-w", "-t", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // pg_ctl, like the server, refuses to run as root.
+    as_user(&mut pg_ctl, &run_as);
+    let stopped = pg_ctl.output().map(|out| out.status.success());
+    if !matches!(stopped, Ok(true)) {
+        // Without a working pg_ctl: the signal it sends for an immediate stop.
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+        }
+    }
+    child.wait().map_err(io("waiting for postgres to exit"))?;
+    Ok(())
 }
 
 fn tail(text: &str) -> String {

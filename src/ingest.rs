@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use futures_util::future::{join, join3};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{ContractError, Envelope};
@@ -21,29 +23,21 @@ use crate::trace::{IngestOutcome, Stage, Trace};
 
 /// Rows one worker claims per transaction at most.
 pub const DEFAULT_BATCH: usize = 500;
+/// How often workers look for rows whose NOTIFY never came.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(1);
 
-/// Wakes every ingestion worker; a wake-up that arrives while a worker is busy is kept, so
-/// none is lost between "nothing left" and "waiting".
+/// Wakes ingestion: one idle worker, or, when all are busy, the first to finish. A wake-up
+/// that arrives while every worker is busy is kept, so none is lost between "nothing left"
+/// and "waiting". Waking one worker rather than all spares the others a claim that would
+/// find nothing; a worker that claims a full batch wakes another, so a backlog is shared.
 #[derive(Clone, Default)]
 pub struct IngestWaker {
-    workers: Arc<Vec<Arc<Notify>>>,
+    notify: Arc<Notify>,
 }
 
 impl IngestWaker {
-    fn new(workers: usize) -> (Self, Vec<Arc<Notify>>) {
-        let notifies: Vec<Arc<Notify>> = (0..workers).map(|_| Arc::new(Notify::new())).collect();
-        (
-            IngestWaker {
-                workers: Arc::new(notifies.clone()),
-            },
-            notifies,
-        )
-    }
-
     pub fn wake(&self) {
-        for n in self.workers.iter() {
-            n.notify_one();
-        }
+        self.notify.notify_one();
     }
 }
 
@@ -61,7 +55,7 @@ impl IngestConfig {
         IngestConfig {
             channel,
             batch: DEFAULT_BATCH,
-            sweep: Duration::from_secs(1),
+            sweep: DEFAULT_SWEEP,
         }
     }
 }
@@ -73,16 +67,15 @@ pub fn spawn_workers(
     trace: Trace,
     shutdown: CancellationToken,
 ) -> (IngestWaker, Vec<JoinHandle<()>>) {
-    let (waker, notifies) = IngestWaker::new(workers.max(1));
+    let waker = IngestWaker::default();
     let config = Arc::new(config);
-    let tasks = notifies
-        .into_iter()
-        .map(|notify| {
+    let tasks = (0..workers.max(1))
+        .map(|_| {
             tokio::spawn(worker(
                 pool.clone(),
                 config.clone(),
                 trace.clone(),
-                notify,
+                waker.clone(),
                 shutdown.clone(),
             ))
         })
@@ -94,30 +87,56 @@ async fn worker(
     pool: Pool,
     config: Arc<IngestConfig>,
     trace: Trace,
-    notify: Arc<Notify>,
+    waker: IngestWaker,
     shutdown: CancellationToken,
 ) {
     let mut database_up = true;
-    let mut batch = config.batch.max(1);
+    let full = config.batch.max(1);
+    let mut batch = full;
+    // Rows that failed on their own in this round; retried in the next one (next wake-up or
+    // sweep), so that one bad row neither blocks the rows behind it nor burns its attempts
+    // in a tight loop.
+    let mut skip: Vec<i64> = Vec::new();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            () = notify.notified() => {}
+            () = waker.notify.notified() => {}
             () = tokio::time::sleep(config.sweep) => {}
         }
+        skip.clear();
         loop {
-            match ingest_batch(&pool, &config, &trace, batch).await {
-                Ok(BatchResult { claimed, failed }) => {
+            match ingest_batch(&pool, &config, &trace, batch, &skip).await {
+                Ok(BatchResult { claimed, failure }) => {
                     database_up = true;
-                    if failed && batch > 1 {
-                        // One row broke the batch: go one row at a time so the others pass.
-                        batch = 1;
-                        continue;
+                    match failure {
+                        // Some row broke the batch, nobody knows which: go one row at a time
+                        // so that the others pass and the bad one is found.
+                        Some(Failure::Batch) => {
+                            batch = 1;
+                            continue;
+                        }
+                        // Found (and charged an attempt): back to full batches without it.
+                        Some(Failure::Row(outbox_id)) => {
+                            skip.push(outbox_id);
+                            batch = full;
+                            continue;
+                        }
+                        None => {}
                     }
-                    if claimed == 0 || failed {
-                        batch = config.batch.max(1);
+                    if claimed == 0 {
+                        batch = full;
                         break;
+                    }
+                    // A short batch took everything that was committed when it was claimed;
+                    // rows committed since then have sent their NOTIFY, which is kept as a
+                    // wake-up. So wait for it instead of asking once more for nothing.
+                    if claimed < batch {
+                        break;
+                    }
+                    // A full batch: there is probably more, enough for another worker too.
+                    if batch > 1 {
+                        waker.wake();
                     }
                 }
                 Err(e) => {
@@ -139,8 +158,16 @@ async fn worker(
 
 struct BatchResult {
     claimed: usize,
-    /// The insert failed and the claimed rows were marked for retry.
-    failed: bool,
+    /// The insert failed and was rolled back: the claimed rows stay for another try.
+    failure: Option<Failure>,
+}
+
+enum Failure {
+    /// Several rows were claimed; which one broke the insert is unknown, so none is charged
+    /// an attempt.
+    Batch,
+    /// The only row claimed broke the insert; it was charged an attempt.
+    Row(i64),
 }
 
 struct Claimed {
@@ -154,30 +181,52 @@ async fn ingest_batch(
     config: &IngestConfig,
     trace: &Trace,
     limit: usize,
+    skip: &[i64],
 ) -> Result<BatchResult, StoreError> {
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
+    let result = claim_and_ingest(&client, config, trace, limit, skip).await;
+    if result.is_err() {
+        // Never hand a connection back to the pool inside a transaction: one left aborted
+        // would fail every later batch. Harmless when no transaction is open.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+/// One batch in two round trips: BEGIN goes out with the claim, and COMMIT with the insert
+/// (tokio-postgres pipelines requests that are awaited together, and sends them in order).
+async fn claim_and_ingest(
+    client: &deadpool_postgres::Client,
+    config: &IngestConfig,
+    trace: &Trace,
+    limit: usize,
+    skip: &[i64],
+) -> Result<BatchResult, StoreError> {
     let claim = client
         .prepare_cached(
             "SELECT id, payload::text, published_at FROM event_outbox \
              WHERE channel = $1 AND processed_at IS NULL AND attempts < $2 \
+               AND id <> ALL($4::int8[]) \
              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
         .await?;
+    // The rows and the outbox marks in one statement: one round trip per batch.
     let insert = client
         .prepare_cached(
-            "INSERT INTO discord_messages \
-               (message_id, channel_id, guild_id, author_id, author_name, content, created_at, \
-                event_id, synthetic) \
-             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], \
-                                  $6::text[], $7::timestamptz[], $8::uuid[], $9::bool[]) \
-             ON CONFLICT (message_id) DO NOTHING \
-             RETURNING message_id",
-        )
-        .await?;
-    let done = client
-        .prepare_cached(
-            "UPDATE event_outbox SET processed_at = clock_timestamp(), attempts = attempts + 1 \
-             WHERE id = ANY($1)",
+            "WITH inserted AS ( \
+               INSERT INTO discord_messages \
+                 (message_id, channel_id, guild_id, author_id, author_name, content, \
+                  created_at, event_id, synthetic) \
+               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+                                    $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
+                                    $9::bool[]) \
+               ON CONFLICT (message_id) DO NOTHING \
+               RETURNING message_id), \
+             done AS ( \
+               UPDATE event_outbox \
+               SET processed_at = clock_timestamp(), attempts = attempts + 1 \
+               WHERE id = ANY($10)) \
+             SELECT message_id FROM inserted",
         )
         .await?;
     let rejected = client
@@ -187,15 +236,21 @@ async fn ingest_batch(
         )
         .await?;
 
-    let tx = client.transaction().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx
-        .query(&claim, &[&config.channel.as_str(), &MAX_ATTEMPTS, &limit])
-        .await?;
+    let channel = config.channel.as_str();
+    let claim_params: [&(dyn ToSql + Sync); 4] = [&channel, &MAX_ATTEMPTS, &limit, &skip];
+    let (began, rows) = join(
+        client.batch_execute("BEGIN"),
+        client.query(&claim, &claim_params),
+    )
+    .await;
+    began?;
+    let rows = rows?;
     if rows.is_empty() {
+        client.batch_execute("COMMIT").await?;
         return Ok(BatchResult {
             claimed: 0,
-            failed: false,
+            failure: None,
         });
     }
     let claimed: Vec<Claimed> = rows
@@ -237,45 +292,62 @@ async fn ingest_batch(
     let created: Vec<DateTime<Utc>> = messages.iter().map(|m| m.created_at).collect();
     let event_ids: Vec<uuid::Uuid> = good.iter().map(|(_, e)| e.event_id).collect();
     let synthetic: Vec<bool> = messages.iter().map(|m| m.synthetic).collect();
+    let good_ids: Vec<i64> = good.iter().map(|(c, _)| c.outbox_id).collect();
 
-    let inserted = tx
-        .query(
-            &insert,
-            &[
-                &message_ids,
-                &channel_ids,
-                &guild_ids,
-                &author_ids,
-                &author_names,
-                &contents,
-                &created,
-                &event_ids,
-                &synthetic,
-            ],
-        )
-        .await;
+    let insert_params: [&(dyn ToSql + Sync); 10] = [
+        &message_ids,
+        &channel_ids,
+        &guild_ids,
+        &author_ids,
+        &author_names,
+        &contents,
+        &created,
+        &event_ids,
+        &synthetic,
+        &good_ids,
+    ];
+    let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
+    let rejected_params: [&(dyn ToSql + Sync); 3] = [&MAX_ATTEMPTS, &bad_ids, &bad_errors];
+    // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
+    // rows are unlocked and unchanged whichever statement failed.
+    let (inserted, marked, committed) = join3(
+        client.query(&insert, &insert_params),
+        async {
+            if bad.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&rejected, &rejected_params).await
+            }
+        },
+        client.batch_execute("COMMIT"),
+    )
+    .await;
     let inserted: HashSet<i64> = match inserted {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
         Err(e) if !is_connection_error(&e) => {
-            drop(tx);
-            let ids: Vec<i64> = claimed.iter().map(|c| c.outbox_id).collect();
-            record_failure(&client, trace, &ids, &error_chain(&e)).await?;
+            let error = error_chain(&e);
+            let failure = match claimed.as_slice() {
+                [only] => {
+                    record_failure(client, trace, &[only.outbox_id], &error).await?;
+                    Failure::Row(only.outbox_id)
+                }
+                _ => {
+                    tracing::warn!(
+                        channel = %config.channel, rows = claimed.len(), %error,
+                        "a row broke the batch; ingesting its rows one at a time"
+                    );
+                    Failure::Batch
+                }
+            };
             return Ok(BatchResult {
                 claimed: claimed.len(),
-                failed: true,
+                failure: Some(failure),
             });
         }
         Err(e) => return Err(e.into()),
     };
-
-    let good_ids: Vec<i64> = good.iter().map(|(c, _)| c.outbox_id).collect();
-    tx.execute(&done, &[&good_ids]).await?;
-    if !bad.is_empty() {
-        let (ids, errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
-        tx.execute(&rejected, &[&MAX_ATTEMPTS, &ids, &errors])
-            .await?;
-    }
-    tx.commit().await?;
+    marked?;
+    committed?;
 
     let now = Utc::now();
     let mut first_seen = inserted;
@@ -312,7 +384,7 @@ async fn ingest_batch(
     }
     Ok(BatchResult {
         claimed: claimed.len(),
-        failed: false,
+        failure: None,
     })
 }
 

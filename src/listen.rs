@@ -34,6 +34,8 @@ pub struct ListenerConfig {
     pub backoff_max: Duration,
     /// Also LISTEN on this channel and hand its payloads over as they are.
     pub control: Option<ControlRoute>,
+    /// Neighbouring channels: LISTEN on them too and report any traffic there.
+    pub watch: Vec<Identifier>,
 }
 
 /// Where notifications on the control channel go (see [`crate::control`]).
@@ -51,6 +53,7 @@ impl ListenerConfig {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             control: None,
+            watch: Vec::new(),
         }
     }
 }
@@ -278,6 +281,11 @@ impl Listener {
                     .batch_execute(&format!("LISTEN {}", control.channel.quoted()))
                     .await?;
             }
+            for neighbour in &self.config.watch {
+                client
+                    .batch_execute(&format!("LISTEN {}", neighbour.quoted()))
+                    .await?;
+            }
             Ok::<_, tokio_postgres::Error>(pid)
         };
         let pid = match setup.await {
@@ -319,6 +327,14 @@ impl Listener {
             }
         }
         let probe_ms = started.elapsed().as_secs_f64() * 1e3;
+        // Repeated (a no-op for PostgreSQL) so that this connection's last query, which
+        // pg_stat_activity shows, names the channel: anyone can then see who listens where.
+        if let Err(e) = client
+            .batch_execute(&format!("LISTEN {}", channel.quoted()))
+            .await
+        {
+            return SessionEnd::Lost(format!("LISTEN failed: {}", error_chain(&e)));
+        }
 
         tracing::info!("[init] Listener running on channel {channel}");
         *failures = 0;
@@ -356,6 +372,27 @@ impl Listener {
             }
         }
         let payload = n.payload();
+        if n.channel() != self.config.channel.as_str() {
+            if self.config.watch.iter().any(|w| w.as_str() == n.channel()) {
+                tracing::warn!(
+                    channel = n.channel(),
+                    sender_pid = n.process_id(),
+                    "NOTIFY on a neighbouring channel"
+                );
+                self.trace.emit(
+                    event::parse_notify(payload)
+                        .ok()
+                        .and_then(|p| p.message_id()),
+                    Stage::NeighbourNotified {
+                        channel: n.channel().to_owned(),
+                        sender_pid: n.process_id(),
+                        bytes: payload.len(),
+                        payload: truncate(payload, REJECTED_SAMPLE_BYTES).to_owned(),
+                    },
+                );
+            }
+            return;
+        }
         match event::parse_notify(payload) {
             Ok(NotifyPayload::Probe { .. }) => {}
             Ok(parsed) => {

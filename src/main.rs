@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -6,24 +7,49 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use notifyscope::bot::GatewayCloseLayer;
+use notifyscope::cli::{Cli, Command};
 
-use notifyscope::cli::Cli;
+/// The screen is up: logs must go to the log pane, never to the terminal.
+fn draws_a_screen(cli: &Cli) -> bool {
+    let stdout_is_terminal = std::io::stdout().is_terminal();
+    match &cli.command {
+        None => !cli.run.headless && stdout_is_terminal,
+        Some(Command::Run(run)) => !run.headless && stdout_is_terminal,
+        Some(Command::Replay(_)) => stdout_is_terminal,
+        Some(Command::Watch(watch)) => !watch.headless && stdout_is_terminal,
+        Some(_) => false,
+    }
+}
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Logs go to stderr so that stdout carries only trace output.
+fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.shared.log))
         .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
+    if draws_a_screen(cli) {
+        // tui-logger also takes the records of dependencies that use the `log` crate.
+        if tui_logger::init_logger(tui_logger::LevelFilter::Trace).is_ok() {
+            tui_logger::set_default_level(tui_logger::LevelFilter::Info);
+        }
+        let subscriber = tracing_subscriber::registry()
+            .with(tui_logger::TuiTracingSubscriberLayer.with_filter(filter))
+            .with(GatewayCloseLayer.with_filter(GatewayCloseLayer::filter()));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        return;
+    }
+    // Logs go to stderr so that stdout carries only trace output.
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
-    tracing_subscriber::registry()
+    let _ = tracing_subscriber::registry()
         .with(logs)
         .with(GatewayCloseLayer.with_filter(GatewayCloseLayer::filter()))
-        .init();
+        .try_init();
+}
 
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -56,7 +56,16 @@ pub fn human_line(event: &TraceEvent) -> String {
         .message_id
         .map(|id| id.to_string())
         .unwrap_or_else(|| "-".into());
-    let detail = match &event.stage {
+    format!(
+        "{time} {:<15} {id:<19} {}",
+        event.stage.name(),
+        detail_text(event)
+    )
+}
+
+/// What matters about the event for its stage, as `key=value` words.
+pub fn detail_text(event: &TraceEvent) -> String {
+    match &event.stage {
         Stage::Received {
             channel_id,
             author_name,
@@ -155,8 +164,32 @@ pub fn human_line(event: &TraceEvent) -> String {
         Stage::GatewayMalformed { kind, error, count } => {
             format!("kind={kind} count={count} error={error}")
         }
+        Stage::NeighbourNotified {
+            channel,
+            sender_pid,
+            bytes,
+            ..
+        } => format!("channel={channel} pid={sender_pid} bytes={bytes}: not the listened channel"),
+        Stage::RowObserved { table, latency_ms } => match latency_ms {
+            Some(ms) => format!("table={table} latency={ms:.1}ms"),
+            None => format!("table={table}"),
+        },
+        Stage::HealthChanged {
+            check,
+            status,
+            summary,
+        } => format!("{} {check}: {summary}", status.symbol()),
         Stage::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
         Stage::Lagged { missed } => format!("output fell behind and missed {missed} events"),
-    };
-    format!("{time} {:<15} {id:<19} {detail}", event.stage.name())
+    }
+}
+
+/// `text` cut to at most `max` characters, with `…` when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }

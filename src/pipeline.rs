@@ -30,6 +30,17 @@ pub struct PipelineConfig {
     pub embedded: bool,
     /// Serve `send --via-bot` requests on the control channel.
     pub control: bool,
+    /// Neighbouring channels to LISTEN on as well, to catch traffic on the wrong channel.
+    pub watch_channels: Vec<Identifier>,
+    /// How committed batches are announced: a NOTIFY per event (the default, so that every
+    /// payload can be watched) or one per batch (the fast path).
+    pub notify: publish::NotifyMode,
+    /// Ingestion commits without waiting for the WAL flush. A commit lost in a server crash
+    /// leaves its outbox rows unprocessed, so they are ingested again after recovery; the
+    /// outbox writes themselves always wait for the flush.
+    pub ingest_async_commit: bool,
+    /// How often ingestion looks for rows whose NOTIFY never came.
+    pub ingest_sweep: Duration,
 }
 
 impl PipelineConfig {
@@ -43,6 +54,10 @@ impl PipelineConfig {
             ingest_batch: ingest::DEFAULT_BATCH,
             embedded: false,
             control: true,
+            watch_channels: Vec::new(),
+            notify: publish::NotifyMode::default(),
+            ingest_async_commit: true,
+            ingest_sweep: ingest::DEFAULT_SWEEP,
         }
     }
 }
@@ -87,29 +102,41 @@ impl Pipeline {
 
         let stop_publisher = CancellationToken::new();
         let stop_consumers = CancellationToken::new();
-        let (publisher, publisher_task) = publish::spawn_publisher(
+        let (publisher, publisher_task) = publish::spawn_publisher_with(
             pool.clone(),
             config.channel.clone(),
             trace.clone(),
             config.queue_capacity,
+            config.notify,
             stop_publisher.clone(),
         );
         let mut ingest_config = IngestConfig::new(config.channel.clone());
         ingest_config.batch = config.ingest_batch;
+        ingest_config.sweep = config.ingest_sweep;
+        let ingest_pool = if config.ingest_async_commit {
+            // Each worker holds one connection at a time.
+            database.pool_with_async_commit(config.workers.max(1))?
+        } else {
+            pool.clone()
+        };
         let (waker, workers) = ingest::spawn_workers(
-            pool.clone(),
+            ingest_pool,
             ingest_config,
             config.workers,
             trace.clone(),
             stop_consumers.clone(),
         );
+        let filter = Filter::new(config.filter);
+        // The simulated bot's id until a real gateway says READY with the real one.
+        filter.set_bot_user_id(crate::synthetic::SIM_BOT);
         let bot_path = Arc::new(BotPath::new(
             trace.clone(),
-            Arc::new(Filter::new(config.filter)),
+            Arc::new(filter),
             publisher.clone(),
         ));
         let simulated = SimulatedSource::new(bot_path.clone());
         let mut listener_config = ListenerConfig::new(config.channel.clone());
+        listener_config.watch = config.watch_channels.clone();
         if config.control {
             let (tx, rx) = tokio::sync::mpsc::channel(64);
             listener_config.control = Some(ControlRoute {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use futures_util::future::join;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,6 +21,28 @@ use crate::trace::{Stage, Trace};
 pub const MAX_BATCH: usize = 1000;
 /// Default bound of the publish queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// How a committed batch is announced on the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyMode {
+    /// One NOTIFY per event carrying its envelope (or a reference when too large), so that
+    /// whoever listens sees every payload.
+    #[default]
+    PerEvent,
+    /// One NOTIFY per committed batch: a reference to the batch's last outbox row. It is only
+    /// the wake-up (ingestion reads the rows, which are the truth), so listeners see one
+    /// `notified` per batch, and the per-notification work on both sides is gone.
+    PerBatch,
+}
+
+impl NotifyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyMode::PerEvent => "per-event",
+            NotifyMode::PerBatch => "per-batch",
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
@@ -44,7 +67,8 @@ pub struct PublishReceipt {
     pub event_id: Uuid,
     pub outbox_id: i64,
     pub message_id: Snowflake,
-    /// Bytes of the NOTIFY payload.
+    /// Bytes of the NOTIFY payload; 0 for an event of a [`NotifyMode::PerBatch`] batch that
+    /// another event's NOTIFY announced.
     pub notify_bytes: usize,
     pub by_ref: bool,
     /// When COMMIT was sent.
@@ -183,6 +207,25 @@ pub fn spawn_publisher(
     capacity: usize,
     shutdown: CancellationToken,
 ) -> (PublisherHandle, tokio::task::JoinHandle<()>) {
+    spawn_publisher_with(
+        pool,
+        channel,
+        trace,
+        capacity,
+        NotifyMode::default(),
+        shutdown,
+    )
+}
+
+/// [`spawn_publisher`] with a choice of how batches are announced.
+pub fn spawn_publisher_with(
+    pool: Pool,
+    channel: Identifier,
+    trace: Trace,
+    capacity: usize,
+    notify: NotifyMode,
+    shutdown: CancellationToken,
+) -> (PublisherHandle, tokio::task::JoinHandle<()>) {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     let channel = Arc::new(channel);
@@ -192,7 +235,7 @@ pub fn spawn_publisher(
         trace: trace.clone(),
         capacity,
     };
-    let task = tokio::spawn(run_publisher(pool, channel, trace, rx, shutdown));
+    let task = tokio::spawn(run_publisher(pool, channel, trace, notify, rx, shutdown));
     (handle, task)
 }
 
@@ -200,6 +243,7 @@ async fn run_publisher(
     pool: Pool,
     channel: Arc<Identifier>,
     trace: Trace,
+    notify: NotifyMode,
     mut rx: mpsc::Receiver<PublishRequest>,
     shutdown: CancellationToken,
 ) {
@@ -222,7 +266,7 @@ async fn run_publisher(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &channel, &trace, &mut batch).await;
+        commit_batch(&pool, &channel, &trace, notify, &mut batch).await;
     }
     tracing::debug!("publisher stopped");
 }
@@ -233,13 +277,14 @@ async fn commit_batch(
     pool: &Pool,
     channel: &Identifier,
     trace: &Trace,
+    notify: NotifyMode,
     batch: &mut Vec<PublishRequest>,
 ) {
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
-        match write_batch(pool, channel, batch.iter().map(|r| &r.envelope)).await {
+        match write_batch(pool, channel, notify, batch.iter().map(|r| &r.envelope)).await {
             Err(WriteError::Connection(e)) if attempts < 4 => {
                 tracing::warn!(error = %e, attempt = attempts, "outbox write failed, retrying");
                 tokio::time::sleep(delay).await;
@@ -258,7 +303,7 @@ async fn commit_batch(
         Err(WriteError::Statement(e)) if batch.len() > 1 => {
             tracing::warn!(error = %e, events = batch.len(), "batch rejected, publishing its events one by one");
             for request in batch.drain(..) {
-                let result = write_batch(pool, channel, std::iter::once(&request.envelope))
+                let result = write_batch(pool, channel, notify, std::iter::once(&request.envelope))
                     .await
                     .map(|mut r| r.remove(0))
                     .map_err(|e| PublishError::Database(e.to_string()));
@@ -339,15 +384,40 @@ impl From<tokio_postgres::Error> for WriteError {
 }
 
 /// One transaction: insert the events into the outbox, then NOTIFY each with its outbox id
-/// (or a reference when the envelope is too large for NOTIFY).
+/// (or a reference when the envelope is too large for NOTIFY), or, per batch, only the last.
 async fn write_batch<'a>(
     pool: &Pool,
     channel: &Identifier,
+    notify_mode: NotifyMode,
     envelopes: impl Iterator<Item = &'a Envelope>,
 ) -> Result<Vec<PublishReceipt>, WriteError> {
     let envelopes: Vec<&Envelope> = envelopes.collect();
     let started = Instant::now();
-    let mut client = pool.get().await.map_err(StoreError::from)?;
+    let client = pool.get().await.map_err(StoreError::from)?;
+    let result = write_in_transaction(&client, channel, notify_mode, &envelopes).await;
+    if result.is_err() {
+        // Never hand a connection back to the pool inside a transaction: one left aborted
+        // would fail every later batch. Harmless when no transaction is open.
+        let _ = client.batch_execute("ROLLBACK").await;
+        return result;
+    }
+    tracing::trace!(
+        events = envelopes.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "outbox batch committed"
+    );
+    result
+}
+
+/// The statements of [`write_batch`], two round trips in all: BEGIN goes out with the
+/// INSERT, and COMMIT with the NOTIFY (tokio-postgres pipelines requests that are awaited
+/// together, and sends them in order).
+async fn write_in_transaction(
+    client: &deadpool_postgres::Client,
+    channel: &Identifier,
+    notify_mode: NotifyMode,
+    envelopes: &[&Envelope],
+) -> Result<Vec<PublishReceipt>, WriteError> {
     let insert = client
         .prepare_cached(
             "INSERT INTO event_outbox (event_id, event_type, channel, message_id, payload) \
@@ -369,19 +439,21 @@ async fn write_batch<'a>(
         .collect();
     let payloads: Vec<String> = envelopes.iter().map(|e| e.to_json()).collect();
 
-    let tx = client.transaction().await?;
-    let rows = tx
-        .query(
-            &insert,
-            &[
-                &event_ids,
-                &event_types,
-                &channel.as_str(),
-                &message_ids,
-                &payloads,
-            ],
-        )
-        .await?;
+    let channel_name = channel.as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &event_ids,
+        &event_types,
+        &channel_name,
+        &message_ids,
+        &payloads,
+    ];
+    let (began, inserted) = join(
+        client.batch_execute("BEGIN"),
+        client.query(&insert, &params),
+    )
+    .await;
+    began?;
+    let rows = inserted?;
     let mut outbox_ids: HashMap<Uuid, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     if outbox_ids.len() < envelopes.len() {
         // A retry after a commit whose outcome was lost with the connection: the rows that
@@ -391,7 +463,7 @@ async fn write_batch<'a>(
             .filter(|id| !outbox_ids.contains_key(id))
             .copied()
             .collect();
-        let existing = tx
+        let existing = client
             .query(
                 "SELECT event_id, id FROM event_outbox WHERE event_id = ANY($1)",
                 &[&missing],
@@ -405,44 +477,74 @@ async fn write_batch<'a>(
     }
 
     let mut receipts = Vec::with_capacity(envelopes.len());
-    let mut notifications = Vec::with_capacity(envelopes.len());
-    for envelope in &envelopes {
+    let mut notifications = Vec::with_capacity(match notify_mode {
+        NotifyMode::PerEvent => envelopes.len(),
+        NotifyMode::PerBatch => 1,
+    });
+    for &envelope in envelopes {
         let outbox_id = outbox_ids
             .get(&envelope.event_id)
             .copied()
             .ok_or_else(|| WriteError::Statement("outbox insert returned no id".into()))?;
-        let mut with_id = (*envelope).clone();
-        with_id.outbox_id = Some(outbox_id);
-        let mut payload = with_id.to_json();
-        let by_ref = payload.len() > event::NOTIFY_PAYLOAD_LIMIT;
-        if by_ref {
-            payload = event::reference_payload(
-                outbox_id,
-                envelope.event_type,
-                envelope.message.message_id,
-            );
-        }
+        let (notify_bytes, by_ref) = match notify_mode {
+            NotifyMode::PerEvent => {
+                let mut with_id = envelope.clone();
+                with_id.outbox_id = Some(outbox_id);
+                let mut payload = with_id.to_json();
+                let by_ref = payload.len() > event::NOTIFY_PAYLOAD_LIMIT;
+                if by_ref {
+                    payload = event::reference_payload(
+                        outbox_id,
+                        envelope.event_type,
+                        envelope.message.message_id,
+                    );
+                }
+                let bytes = payload.len();
+                notifications.push(payload);
+                (bytes, by_ref)
+            }
+            // Announced below, once for the whole batch.
+            NotifyMode::PerBatch => (0, false),
+        };
         receipts.push(PublishReceipt {
             event_id: envelope.event_id,
             outbox_id,
             message_id: envelope.message.message_id,
-            notify_bytes: payload.len(),
+            notify_bytes,
             by_ref,
             committed_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         });
-        notifications.push(payload);
     }
-    tx.query_one(&notify, &[&channel.as_str(), &notifications])
-        .await?;
+    if notify_mode == NotifyMode::PerBatch {
+        // The wake-up names the batch's newest row; ingestion claims every row up to it anyway.
+        if let Some((receipt, envelope)) = receipts
+            .iter_mut()
+            .zip(envelopes)
+            .max_by_key(|(receipt, _)| receipt.outbox_id)
+        {
+            let payload = event::reference_payload(
+                receipt.outbox_id,
+                envelope.event_type,
+                envelope.message.message_id,
+            );
+            receipt.notify_bytes = payload.len();
+            receipt.by_ref = true;
+            notifications.push(payload);
+        }
+    }
+    let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&channel_name, &notifications];
     let committed_at = chrono::Utc::now();
-    tx.commit().await?;
+    let (notified, committed) = join(
+        client.query_one(&notify, &notify_params),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    // When the NOTIFY failed, PostgreSQL turned the COMMIT into a rollback.
+    notified?;
+    committed?;
     for receipt in &mut receipts {
         receipt.committed_at = committed_at;
     }
-    tracing::trace!(
-        events = envelopes.len(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "outbox batch committed"
-    );
     Ok(receipts)
 }

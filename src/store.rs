@@ -181,6 +181,18 @@ impl Database {
         &self.schema
     }
 
+    /// Every connection refuses writes (`default_transaction_read_only`): for watching a
+    /// pipeline that belongs to someone else.
+    pub fn read_only(mut self) -> Self {
+        let options = format!(
+            "{} -c default_transaction_read_only=on",
+            self.config.get_options().unwrap_or_default()
+        );
+        self.config.options(options.trim());
+        self.redacted.push_str(" read-only");
+        self
+    }
+
     /// Host, port, user, database and schema; never the password.
     pub fn redacted(&self) -> &str {
         &self.redacted
@@ -239,6 +251,22 @@ impl Database {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    /// A pool whose sessions commit without waiting for the WAL flush
+    /// (`synchronous_commit = off`). Only for work that is safe to lose in a server crash:
+    /// ingestion, whose lost commit leaves the outbox row unprocessed, so the message is
+    /// ingested again after recovery (the insert is idempotent). Never for the outbox writes.
+    pub fn pool_with_async_commit(&self, max_size: usize) -> Result<Pool, StoreError> {
+        let mut relaxed = self.clone();
+        let options = match relaxed.config.get_options() {
+            Some(existing) if !existing.is_empty() => {
+                format!("{existing} -c synchronous_commit=off")
+            }
+            _ => "-c synchronous_commit=off".to_owned(),
+        };
+        relaxed.config.options(options);
+        relaxed.pool(max_size)
     }
 
     /// Creates the schema when missing and applies pending migrations. Several processes may

@@ -27,7 +27,7 @@ pub const LONG_MESSAGE_BYTES: usize = 16 * 1024;
 pub const BURST_SIZE: usize = 100;
 
 /// The kinds of test message the simulated source makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum SimKind {
     /// An ordinary guild message.

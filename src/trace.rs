@@ -158,6 +158,26 @@ pub enum Stage {
         error: String,
         count: u64,
     },
+    /// A NOTIFY on a neighbouring channel (another case, or a usual name such as `events` or
+    /// `discord`): somebody publishes where this listener does not listen.
+    NeighbourNotified {
+        channel: String,
+        sender_pid: i32,
+        bytes: usize,
+        payload: String,
+    },
+    /// Watch mode: a new row appeared in the watched table.
+    RowObserved {
+        table: String,
+        /// From the NOTIFY with the same message id, when there was one.
+        latency_ms: Option<f64>,
+    },
+    /// A diagnosis check changed status.
+    HealthChanged {
+        check: String,
+        status: crate::diagnose::Status,
+        summary: String,
+    },
     /// The publish queue is full: publishers wait.
     Backpressure {
         queued: usize,
@@ -191,6 +211,9 @@ impl Stage {
             Stage::GatewayStage { .. } => "gateway_stage",
             Stage::GatewayDown { .. } => "gateway_down",
             Stage::GatewayMalformed { .. } => "gateway_malformed",
+            Stage::NeighbourNotified { .. } => "neighbour_notified",
+            Stage::RowObserved { .. } => "row_observed",
+            Stage::HealthChanged { .. } => "health_changed",
             Stage::Backpressure { .. } => "backpressure",
             Stage::Lagged { .. } => "lagged",
         }

@@ -1,1 +1,102 @@
-//! Pane widgets of notifyscope.
+//! Pane widgets of notifyscope. They draw what they are given and know nothing of the
+//! pipeline: the caller hands over only the rows of the visible window, already formatted, and
+//! the named styles of the current theme.
+
+mod health;
+mod stage_pane;
+
+pub use health::{HealthItem, HealthPane, HealthStatus};
+pub use stage_pane::{PaneRow, RowKind, StagePane};
+
+use ratatui::style::Style;
+
+/// The named styles every widget asks for; a theme fills them in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Styles {
+    pub text: Style,
+    pub dim: Style,
+    pub border: Style,
+    pub border_focused: Style,
+    pub title: Style,
+    pub title_focused: Style,
+    pub header: Style,
+    pub selected: Style,
+    pub followed: Style,
+    pub error: Style,
+    pub warn: Style,
+    pub ok: Style,
+    pub status_bar: Style,
+    pub key: Style,
+    pub toast: Style,
+    pub overlay: Style,
+    pub sparkline: Style,
+}
+
+impl Styles {
+    /// The border of a pane, by focus.
+    pub fn block(&self, focused: bool) -> Style {
+        if focused {
+            self.border_focused
+        } else {
+            self.border
+        }
+    }
+
+    pub fn block_title(&self, focused: bool) -> Style {
+        if focused {
+            self.title_focused
+        } else {
+            self.title
+        }
+    }
+
+    pub fn row(&self, kind: RowKind) -> Style {
+        match kind {
+            RowKind::Normal => self.text,
+            RowKind::Error => self.error,
+            RowKind::Warn => self.warn,
+            RowKind::Ok => self.ok,
+        }
+    }
+}
+
+/// Cuts `text` to at most `width` columns, marking the cut with `…`.
+pub fn fit(text: &str, width: usize) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    if width_of(text) <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        let w = width_of(c.encode_utf8(&mut buf));
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// Columns `text` takes on a terminal.
+pub fn width_of(text: &str) -> usize {
+    ratatui::text::Span::raw(text).width()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cuts_with_an_ellipsis() {
+        assert_eq!(fit("hello", 10), "hello");
+        assert_eq!(fit("hello world", 6), "hello…");
+        assert_eq!(fit("🦀🦀🦀", 4), "🦀…");
+        assert_eq!(fit("abc", 0), "");
+    }
+}

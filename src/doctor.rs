@@ -1,0 +1,423 @@
+//! `notifyscope doctor`: a one-shot diagnosis for ssh sessions and CI. One line per check
+//! (✓ ! ✗ with the fix), or one JSON document; exit 0 when healthy, 1 when a check fails, 2
+//! when it could not run.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use chrono::Utc;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::bot::Token;
+use crate::cli::{DoctorArgs, SharedArgs};
+use crate::diagnose::{self, listens_on, Check, Status, CHECKS};
+use crate::event::{self, NotifyPayload};
+use crate::listen::ListeningConnection;
+use crate::publish;
+use crate::store::{error_chain, Database, Identifier, APP_NAME, LISTENER_APP_NAME};
+use crate::synthetic;
+use crate::trace::Trace;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    healthy: bool,
+    database: &'a str,
+    channel: &'a str,
+    checks: &'a [Check],
+}
+
+fn check(id: &str, name: &str, status: Status, summary: String, hint: &str) -> Check {
+    Check {
+        id: id.into(),
+        name: name.into(),
+        status,
+        summary,
+        evidence: vec![],
+        hint: hint.into(),
+        since: Utc::now(),
+        message_ids: vec![],
+    }
+}
+
+fn hint_of(id: &str) -> &'static str {
+    CHECKS
+        .iter()
+        .find(|(i, ..)| *i == id)
+        .map(|(_, _, h)| *h)
+        .unwrap_or("")
+}
+
+pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let channel = Identifier::channel(&shared.channel)?;
+    let schema = Identifier::schema(&shared.schema)?;
+    let url = shared.database_url.clone().ok_or_else(|| {
+        anyhow!("doctor needs --database-url (or DATABASE_URL) of the pipeline to check")
+    })?;
+    let database = Database::new(&url, schema.clone())?;
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let mut checks = Vec::new();
+
+    let client = match database.connect_plain(APP_NAME).await {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(check(
+                "database",
+                "database connection",
+                Status::Fail,
+                format!("{}: {}", database.redacted(), error_chain(&e)),
+                hint_of("database"),
+            ));
+            print(&checks, &database, &channel, args.json);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    checks.push(check(
+        "database",
+        "database connection",
+        Status::Ok,
+        format!("PostgreSQL {version} answers at {}", database.redacted()),
+        hint_of("database"),
+    ));
+
+    let migrated: bool = client
+        .query_one(
+            "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL \
+                AND to_regclass('notifyscope_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(false);
+    let schema_check = if migrated {
+        let applied: i64 = client
+            .query_one("SELECT count(*) FROM notifyscope_schema_history", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        check(
+            "schema",
+            "schema and migrations present",
+            Status::Ok,
+            format!(
+                "schema {schema}: event_outbox, discord_messages, {applied} migration(s) applied"
+            ),
+            "",
+        )
+    } else {
+        check(
+            "schema",
+            "schema and migrations present",
+            Status::Fail,
+            format!("schema {schema} has no notifyscope tables"),
+            "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
+        )
+    };
+    checks.push(schema_check);
+
+    let backends = client
+        .query(
+            "SELECT pid, coalesce(application_name, ''), coalesce(query, '') FROM pg_stat_activity \
+             WHERE datname = current_database() AND (application_name = $1 OR query ILIKE 'listen%')",
+            &[&LISTENER_APP_NAME],
+        )
+        .await
+        .unwrap_or_default();
+    let describe = |r: &tokio_postgres::Row| {
+        let app: String = r.get(1);
+        format!(
+            "pid {} ({})",
+            r.get::<_, i32>(0),
+            if app.is_empty() {
+                "no application_name".into()
+            } else {
+                app
+            }
+        )
+    };
+    let listening: Vec<String> = backends
+        .iter()
+        .filter(|r| listens_on(&r.get::<_, String>(2), channel.as_str()))
+        .map(describe)
+        .collect();
+    let elsewhere: Vec<String> = backends
+        .iter()
+        .filter(|r| {
+            r.get::<_, String>(1) == LISTENER_APP_NAME
+                && !listens_on(&r.get::<_, String>(2), channel.as_str())
+        })
+        .map(|r| format!("{} on {:?}", describe(r), r.get::<_, String>(2)))
+        .collect();
+    checks.push(if listening.is_empty() {
+        check(
+            "listener",
+            "listener running",
+            Status::Fail,
+            format!(
+                "no listener: no backend shows LISTEN {channel} as its last query{} \
+                 (a listener that ran other queries since is invisible here; the round trip below decides)",
+                if elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!("; notifyscope listeners elsewhere: {}", elsewhere.join(", "))
+                }
+            ),
+            hint_of("listener"),
+        )
+    } else {
+        check(
+            "listener",
+            "listener running",
+            Status::Ok,
+            format!("{} listening: {}", listening.len(), listening.join(", ")),
+            hint_of("listener"),
+        )
+    });
+
+    if migrated {
+        checks.push(round_trip(&database, &client, &channel, timeout).await);
+    }
+
+    let usage: f64 = client
+        .query_one("SELECT pg_notification_queue_usage()", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(0.0);
+    let queue_status = if usage > 0.5 {
+        Status::Fail
+    } else if usage > 0.001 {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    checks.push(check(
+        "notify_queue",
+        "NOTIFY queue has room",
+        queue_status,
+        format!("{:.3} % of the NOTIFY queue used", usage * 100.0),
+        hint_of("notify_queue"),
+    ));
+
+    if migrated {
+        let snap = diagnose::snapshot(&client, &channel, true).await;
+        let count = snap.backlog.unwrap_or(0);
+        let age = snap.oldest_age_s.unwrap_or(0.0);
+        let status = if count == 0 || age < 10.0 {
+            Status::Ok
+        } else if age < 100.0 {
+            Status::Warn
+        } else {
+            Status::Fail
+        };
+        checks.push(check(
+            "backlog",
+            "outbox drained",
+            status,
+            format!("{count} unprocessed outbox row(s) on {channel}, oldest {age:.1} s old"),
+            hint_of("backlog"),
+        ));
+        if !snap.other_channels.is_empty() {
+            let others: Vec<String> = snap
+                .other_channels
+                .iter()
+                .map(|(c, n)| format!("{n} on {c:?}"))
+                .collect();
+            checks.push(check(
+                "channel",
+                "channel and event_type match",
+                Status::Fail,
+                format!(
+                    "events wait in the outbox for channels nobody ingests: {}",
+                    others.join(", ")
+                ),
+                hint_of("channel"),
+            ));
+        }
+    }
+
+    checks.push(config_check(&channel, &args).await);
+
+    print(&checks, &database, &channel, args.json);
+    Ok(if checks.iter().any(|c| c.status == Status::Fail) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Publishes a probe message and follows it: NOTIFY heard, row ingested.
+async fn round_trip(
+    database: &Database,
+    client: &tokio_postgres::Client,
+    channel: &Identifier,
+    timeout: Duration,
+) -> Check {
+    let name = "round trip: publish → NOTIFY → ingested";
+    let fail = |summary: String, hint: &str| check("round_trip", name, Status::Fail, summary, hint);
+    let mut heard = match ListeningConnection::open(database, APP_NAME).await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                format!("cannot open a listening connection: {}", error_chain(&e)),
+                hint_of("database"),
+            )
+        }
+    };
+    if let Err(e) = heard.listen(channel).await {
+        return fail(
+            format!("LISTEN {channel} failed: {}", error_chain(&e)),
+            hint_of("database"),
+        );
+    }
+    let stop = CancellationToken::new();
+    let pool = match database.pool(1) {
+        Ok(p) => p,
+        Err(e) => return fail(error_chain(&e), hint_of("database")),
+    };
+    let (publisher, task) =
+        publish::spawn_publisher(pool, channel.clone(), Trace::new(), 1, stop.clone());
+    let probe = synthetic::message("notifyscope doctor: round-trip probe").to_record();
+    let id = probe.message_id;
+    let started = Instant::now();
+    let receipt = publisher.publish(probe).await;
+    stop.cancel();
+    let _ = task.await;
+    let receipt = match receipt {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                format!("publishing the probe failed: {e}"),
+                hint_of("database"),
+            )
+        }
+    };
+    let deadline = started + timeout;
+    let mut notified = false;
+    while !notified && Instant::now() < deadline {
+        match tokio::time::timeout(deadline - Instant::now(), heard.notifications.recv()).await {
+            Ok(Some(Ok(n))) => {
+                notified = matches!(event::parse_notify(n.payload()), Ok(p) if p.message_id() == Some(id) && !matches!(p, NotifyPayload::Probe { .. }));
+            }
+            _ => break,
+        }
+    }
+    let mut ingested = false;
+    while Instant::now() < deadline {
+        let found = client
+            .query_opt(
+                "SELECT 1 FROM discord_messages WHERE message_id = $1",
+                &[&id.as_i64()],
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        if found {
+            ingested = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match (notified, ingested) {
+        (_, true) => check(
+            "round_trip",
+            name,
+            Status::Ok,
+            format!("probe message {id} ingested in {ms:.0} ms (outbox {})", receipt.outbox_id),
+            "",
+        ),
+        (true, false) => fail(
+            format!(
+                "probe message {id} published (outbox {}) and its NOTIFY heard on {channel}, but not ingested within {} s: stopped at ingestion",
+                receipt.outbox_id,
+                timeout.as_secs()
+            ),
+            hint_of("listener"),
+        ),
+        (false, false) => fail(
+            format!(
+                "probe message {id} published (outbox {}) but no NOTIFY arrived on {channel} within {} s: stopped at NOTIFY",
+                receipt.outbox_id,
+                timeout.as_secs()
+            ),
+            hint_of("channel"),
+        ),
+    }
+}
+
+async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
+    let name = "configuration";
+    let token = std::env::var(&args.discord_token_env)
+        .ok()
+        .and_then(Token::new);
+    let case_note = if channel.as_str() != channel.as_str().to_lowercase() {
+        format!(
+            "; channel {channel:?} has capitals: a plain `LISTEN {channel}` elsewhere listens on {:?}",
+            channel.as_str().to_lowercase()
+        )
+    } else {
+        String::new()
+    };
+    let Some(token) = token else {
+        return check(
+            "config",
+            name,
+            Status::Ok,
+            format!("channel {channel} is a valid identifier; no token in ${} (simulated source only){case_note}", args.discord_token_env),
+            "",
+        );
+    };
+    match crate::bot::check_token(&token, args.discord_api_url.as_deref()).await {
+        Ok(user) => check(
+            "config",
+            name,
+            Status::Ok,
+            format!("channel {channel} is a valid identifier; Discord accepts the token (bot {user}){case_note}"),
+            "",
+        ),
+        Err(crate::bot::BotError::Unreachable { api, error }) => check(
+            "config",
+            name,
+            Status::Warn,
+            format!("the Discord API at {api} is unreachable, token not checked: {error}"),
+            "check the network or --discord-api-url",
+        ),
+        Err(e) => check("config", name, Status::Fail, e.to_string(), "set the bot token from the Developer Portal's Bot page"),
+    }
+}
+
+fn print(checks: &[Check], database: &Database, channel: &Identifier, json: bool) {
+    if json {
+        let report = Report {
+            healthy: !checks.iter().any(|c| c.status == Status::Fail),
+            database: database.redacted(),
+            channel: channel.as_str(),
+            checks,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        return;
+    }
+    for c in checks {
+        if c.status == Status::Ok || c.hint.is_empty() {
+            println!("{} {}: {}", c.status.symbol(), c.name, c.summary);
+        } else {
+            println!(
+                "{} {}: {} — {}",
+                c.status.symbol(),
+                c.name,
+                c.summary,
+                c.hint
+            );
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! `notifyscope watch`: monitor a pipeline someone else runs. It LISTENs on their channel
+//! (and the neighbours), polls new rows of their table, correlates both by message id and runs
+//! the checks that make sense without our own bot and ingestion. Every connection is
+//! read-only, so it cannot write to their tables even by mistake.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Notification;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Mode};
+use crate::cli::{SharedArgs, WatchArgs};
+use crate::diagnose::{self, DiagnoseConfig};
+use crate::event::{self, NotifyPayload, Snowflake};
+use crate::listen::ListeningConnection;
+use crate::output;
+use crate::store::{error_chain, Database, Identifier, APP_NAME};
+use crate::trace::{Stage, Trace};
+
+/// Notified ids remembered for latency, at most.
+const REMEMBER: usize = 100_000;
+
+/// When each message id was notified, to time the row's arrival.
+#[derive(Default)]
+struct Notified {
+    at: HashMap<Snowflake, DateTime<Utc>>,
+    order: VecDeque<Snowflake>,
+}
+
+impl Notified {
+    fn insert(&mut self, id: Snowflake, at: DateTime<Utc>) {
+        if self.order.len() >= REMEMBER {
+            if let Some(old) = self.order.pop_front() {
+                self.at.remove(&old);
+            }
+        }
+        if self.at.insert(id, at).is_none() {
+            self.order.push_back(id);
+        }
+    }
+}
+
+/// The message id of a payload in our contract or, failing that, in any JSON that carries one
+/// (`message.message_id`, `message_id` or `id`, as a string or a number).
+pub fn message_id_of(payload: &str) -> Result<(Option<Snowflake>, Option<NotifyPayload>), String> {
+    match event::parse_notify(payload) {
+        Ok(p) => Ok((p.message_id(), Some(p))),
+        Err(contract) => {
+            let value: Value = serde_json::from_str(payload).map_err(|_| contract.to_string())?;
+            let id = [
+                value.pointer("/message/message_id"),
+                value.get("message_id"),
+                value.get("id"),
+            ]
+            .into_iter()
+            .flatten()
+            .find_map(|v| match v {
+                Value::String(s) => Snowflake::parse(s),
+                Value::Number(n) => n.as_u64().and_then(|n| Snowflake::parse(&n.to_string())),
+                _ => None,
+            });
+            Ok((id, None))
+        }
+    }
+}
+
+pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let channel = Identifier::channel(&shared.channel)?;
+    let schema = Identifier::schema(&shared.schema)?;
+    let table = Identifier::new("table", &args.table)?;
+    let id_column = Identifier::new("column", &args.id_column)?;
+    let url = shared.database_url.clone().ok_or_else(|| {
+        anyhow!("watch needs --database-url (or DATABASE_URL) of the pipeline to watch")
+    })?;
+    let interactive = !args.headless;
+    if interactive && !std::io::stdout().is_terminal() {
+        eprintln!(
+            "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
+             run with --headless (add --json for JSON lines)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let screen = if interactive {
+        Some(crate::commands::ScreenSettings::load(&args.screen)?)
+    } else {
+        None
+    };
+    let database = Database::new(&url, schema.clone())?.read_only();
+    let client = database.connect_plain(APP_NAME).await?;
+    let start_id: i64 = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(max({col})::int8, 0) FROM {table}",
+                col = id_column.quoted(),
+                table = table.quoted()
+            ),
+            &[],
+        )
+        .await
+        .with_context(|| format!("reading {schema}.{table}.{id_column}"))?
+        .get(0);
+    let has_outbox: bool = client
+        .query_one("SELECT to_regclass('event_outbox') IS NOT NULL", &[])
+        .await?
+        .get(0);
+
+    let trace = Trace::new();
+    let stop = CancellationToken::new();
+    let screen_trace = interactive.then(|| trace.subscribe());
+    let mut writers = Vec::new();
+    if !interactive {
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            args.json,
+            std::io::stdout(),
+            stop.clone(),
+        )));
+    }
+    if let Some(path) = &args.screen.record {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating the recording {}", path.display()))?;
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            true,
+            std::io::BufWriter::new(file),
+            stop.clone(),
+        )));
+    }
+    trace.emit(
+        None,
+        Stage::DatabaseUp {
+            url: database.redacted().to_owned(),
+            embedded: false,
+        },
+    );
+
+    let extra: Vec<Identifier> = args
+        .watch_channels
+        .iter()
+        .map(|c| Identifier::channel(c))
+        .collect::<Result<_, _>>()?;
+    let neighbours = diagnose::neighbours(&channel, &extra);
+    let notified = Arc::new(Mutex::new(Notified::default()));
+    let listening = tokio::spawn(listen_loop(
+        database.clone(),
+        channel.clone(),
+        neighbours,
+        trace.clone(),
+        notified.clone(),
+        stop.clone(),
+    ));
+    let polling = tokio::spawn(poll_rows(
+        client,
+        table.clone(),
+        id_column,
+        start_id,
+        trace.clone(),
+        notified,
+        stop.clone(),
+    ));
+    let mut config = DiagnoseConfig::new(channel.clone());
+    config.watch_only = true;
+    let (checks, diagnosis) = diagnose::spawn(
+        config,
+        trace.subscribe(),
+        trace.clone(),
+        database.pool(2)?,
+        has_outbox,
+        stop.clone(),
+    );
+
+    match (screen, screen_trace) {
+        (Some(screen), Some(rx)) => {
+            let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
+            app.mode = Mode::Watch;
+            let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
+            crate::commands::forward_checks(checks, extra_tx);
+            crate::tui::run(app, screen.styles, Some(rx), None, Some(extra_rx)).await?;
+        }
+        _ => {
+            drop(checks);
+            crate::commands::wait_for_signal().await;
+        }
+    }
+    stop.cancel();
+    let _ = tokio::join!(listening, polling, diagnosis);
+    for w in writers {
+        let _ = w.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn listen_loop(
+    database: Database,
+    channel: Identifier,
+    neighbours: Vec<Identifier>,
+    trace: Trace,
+    notified: Arc<Mutex<Notified>>,
+    stop: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let session = async {
+            let mut conn = ListeningConnection::open(&database, APP_NAME)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            for c in std::iter::once(&channel).chain(neighbours.iter()) {
+                conn.listen(c).await.map_err(|e| error_chain(&e))?;
+            }
+            tracing::info!(
+                "watching channel {channel} (and {} neighbours)",
+                neighbours.len()
+            );
+            while let Some(item) = conn.notifications.recv().await {
+                let n = item?;
+                handle(&n, &channel, &trace, &notified);
+            }
+            Err::<(), String>("connection closed".into())
+        };
+        let cause = tokio::select! {
+            () = stop.cancelled() => return,
+            result = session => match result {
+                Ok(()) => return,
+                Err(cause) => cause,
+            },
+        };
+        trace.emit(
+            None,
+            Stage::DatabaseDown {
+                error: cause.clone(),
+            },
+        );
+        tracing::warn!(%cause, "watch connection lost; reconnecting");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mutex<Notified>) {
+    let payload = n.payload();
+    if n.channel() != channel.as_str() {
+        trace.emit(
+            message_id_of(payload).ok().and_then(|(id, _)| id),
+            Stage::NeighbourNotified {
+                channel: n.channel().to_owned(),
+                sender_pid: n.process_id(),
+                bytes: payload.len(),
+                payload: output::shorten(payload, 1024),
+            },
+        );
+        return;
+    }
+    match message_id_of(payload) {
+        Ok((_, Some(NotifyPayload::Probe { .. }))) => {}
+        Ok((id, parsed)) => {
+            if let (Some(id), Ok(mut map)) = (id, notified.lock()) {
+                map.insert(id, Utc::now());
+            }
+            trace.emit(
+                id,
+                Stage::Notified {
+                    channel: n.channel().to_owned(),
+                    sender_pid: n.process_id(),
+                    outbox_id: parsed.as_ref().and_then(|p| p.outbox_id()),
+                    by_ref: matches!(parsed, Some(NotifyPayload::Reference { .. })),
+                    bytes: payload.len(),
+                    payload: payload.to_owned(),
+                },
+            );
+        }
+        Err(error) => trace.emit(
+            None,
+            Stage::NotifyRejected {
+                channel: n.channel().to_owned(),
+                sender_pid: n.process_id(),
+                error,
+                payload: output::shorten(payload, 1024),
+            },
+        ),
+    }
+}
+
+/// New rows of the table, twice a second, in id order.
+async fn poll_rows(
+    client: tokio_postgres::Client,
+    table: Identifier,
+    id_column: Identifier,
+    mut last: i64,
+    trace: Trace,
+    notified: Arc<Mutex<Notified>>,
+    stop: CancellationToken,
+) {
+    let sql = format!(
+        "SELECT {col}::int8 FROM {table} WHERE {col} > $1 ORDER BY {col} LIMIT 1000",
+        col = id_column.quoted(),
+        table = table.quoted()
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let rows = match client.query(&sql, &[&last]).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                trace.emit(
+                    None,
+                    Stage::DatabaseDown {
+                        error: error_chain(&e),
+                    },
+                );
+                if e.is_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let now = Utc::now();
+        for row in rows {
+            let id: i64 = row.get(0);
+            last = last.max(id);
+            let message_id = Snowflake::from_i64(id);
+            let latency_ms = message_id
+                .and_then(|m| notified.lock().ok().and_then(|map| map.at.get(&m).copied()))
+                .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
+            trace.emit(
+                message_id,
+                Stage::RowObserved {
+                    table: table.to_string(),
+                    latency_ms,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_in_foreign_payloads() {
+        assert_eq!(
+            message_id_of(r#"{"message_id": 1234}"#).map(|(id, _)| id),
+            Ok(Some(Snowflake(1234)))
+        );
+        assert_eq!(
+            message_id_of(r#"{"message": {"message_id": "99"}}"#).map(|(id, _)| id),
+            Ok(Some(Snowflake(99)))
+        );
+        assert_eq!(message_id_of(r#"{"x": 1}"#).map(|(id, _)| id), Ok(None));
+        assert!(message_id_of("garbage").is_err());
+    }
+}

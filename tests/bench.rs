@@ -1,0 +1,261 @@
+//! `notifyscope bench` and the batched fast path: the bench loses nothing and cleans up after
+//! itself, and a lone message is never held back waiting for a batch to fill.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::process::notifyscope;
+use common::{is_stage, server_url, Seen, TestSchema, WAIT};
+use indicatif::ProgressBar;
+use notifyscope::bench::{self, BenchOptions};
+use notifyscope::pipeline::{Handled, Pipeline, PipelineConfig};
+use notifyscope::publish::NotifyMode;
+use notifyscope::synthetic;
+use notifyscope::trace::{Stage, Trace};
+use tokio_util::sync::CancellationToken;
+
+async fn schema_exists(name: &str) -> bool {
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("test database reachable");
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+            &[&name],
+        )
+        .await
+        .expect("catalog query")
+        .get::<_, i64>(0)
+        == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_loses_nothing_and_drops_its_schema() {
+    let report = bench::run(
+        &server_url(),
+        BenchOptions::new(1000),
+        ProgressBar::hidden(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("bench runs");
+    assert_eq!(report.messages, 1000);
+    assert_eq!(report.rows, 1000);
+    assert_eq!(report.lost, 0);
+    assert_eq!(report.duplicates, 0);
+    assert_eq!(report.publish_failed, 0);
+    assert!(report.passed());
+    // Every message was seen at every stage of the per-event path.
+    for stage in ["publish", "notify", "ingest", "total"] {
+        assert_eq!(report.stages[stage].count, 1000, "{stage}");
+    }
+    assert!(report.p50_ms <= report.p95_ms && report.p95_ms <= report.p99_ms);
+    assert!(report.p99_ms <= report.max_ms);
+    assert!(report.schema.starts_with("notifyscope_bench_"));
+    assert!(!schema_exists(&report.schema).await, "schema left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_bench_with_one_notify_per_batch_loses_nothing() {
+    let mut options = BenchOptions::new(300);
+    options.rate = Some(300.0);
+    options.notify = NotifyMode::PerBatch;
+    options.publishers = 8;
+    let report = bench::run(
+        &server_url(),
+        options,
+        ProgressBar::hidden(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("bench runs");
+    assert_eq!((report.rows, report.lost, report.duplicates), (300, 0, 0));
+    assert_eq!(report.notify, "per-batch");
+    assert_eq!(report.rate, Some(300.0));
+    // One NOTIFY per committed batch: at most one per message, and ingestion saw them all.
+    assert!(report.stages["notify"].count <= 300);
+    assert_eq!(report.stages["total"].count, 300);
+    assert!(!schema_exists(&report.schema).await, "schema left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_command_prints_one_json_object() {
+    let out = notifyscope()
+        .args(["bench", "--messages", "500", "--json"])
+        .args(["--database-url", &server_url()])
+        .output()
+        .await
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {}: {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    for key in [
+        "messages",
+        "seconds",
+        "per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "lost",
+        "duplicates",
+    ] {
+        assert!(v[key].is_number(), "{key} in {v}");
+    }
+    assert_eq!(v["messages"], 500);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["duplicates"], 0);
+    let schema = v["schema"].as_str().expect("schema named");
+    assert!(!schema_exists(schema).await, "schema left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_refuses_a_rate_that_is_not_positive() {
+    let mut options = BenchOptions::new(10);
+    options.rate = Some(0.0);
+    let err = bench::run(
+        &server_url(),
+        options,
+        ProgressBar::hidden(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("--rate"), "{err}");
+}
+
+/// One message at a time, each sent only after the previous one is in `discord_messages`:
+/// a publisher that waited for a batch to fill would never commit, and ingestion that waited
+/// for more rows would never insert. The periodic sweep is an hour away, so only the
+/// NOTIFY of each lone commit can have woken ingestion.
+async fn lone_messages_are_not_held_back(notify: NotifyMode) {
+    let t = TestSchema::new(match notify {
+        NotifyMode::PerEvent => "lone_event",
+        NotifyMode::PerBatch => "lone_batch",
+    });
+    let trace = Trace::new();
+    let mut seen = Seen::new(trace.subscribe());
+    let mut config = PipelineConfig::new(t.database(), t.channel());
+    config.notify = notify;
+    config.ingest_sweep = Duration::from_secs(3600);
+    config.control = false;
+    let mut pipeline = Pipeline::start(config, trace.clone())
+        .await
+        .expect("pipeline starts");
+    pipeline
+        .wait_listening(WAIT)
+        .await
+        .expect("listener comes up");
+
+    for i in 0..5 {
+        let msg = synthetic::message(format!("lone message {i}"));
+        let id = msg.message_id;
+        let handled = tokio::time::timeout(WAIT, pipeline.handle_message(msg))
+            .await
+            .expect("the publisher commits a batch of one without waiting for more")
+            .expect("handled");
+        let Handled::Published(receipt) = handled else {
+            panic!("not published: {handled:?}");
+        };
+        let ingested = seen
+            .first("the lone message ingested", |e| {
+                e.message_id == Some(id) && is_stage(e, "ingested")
+            })
+            .await;
+        let Stage::Ingested { outbox_id, .. } = ingested.stage else {
+            unreachable!("matched on the stage name");
+        };
+        assert_eq!(outbox_id, receipt.outbox_id);
+        let notified = seen.count(|e| {
+            is_stage(e, "notified")
+                && matches!(e.stage, Stage::Notified { outbox_id: Some(o), .. } if o == receipt.outbox_id)
+        });
+        assert_eq!(notified, 1, "its own commit's NOTIFY woke ingestion");
+    }
+    assert_eq!(
+        t.count("SELECT count(*) FROM discord_messages").await,
+        5,
+        "every lone message has its row"
+    );
+    pipeline.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_message_is_ingested_without_waiting_for_a_batch() {
+    lone_messages_are_not_held_back(NotifyMode::PerEvent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_message_is_ingested_without_waiting_for_a_batch_per_batch_notify() {
+    lone_messages_are_not_held_back(NotifyMode::PerBatch).await;
+}
+
+/// With one NOTIFY per batch, a burst still arrives whole: the wake-up names the batch's last
+/// row, and ingestion claims every row up to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_batch_notify_announces_each_batch_once() {
+    let t = TestSchema::new("batch_notify");
+    let trace = Trace::new();
+    let mut seen = Seen::new(trace.subscribe());
+    let mut config = PipelineConfig::new(t.database(), t.channel());
+    config.notify = NotifyMode::PerBatch;
+    config.ingest_sweep = Duration::from_secs(3600);
+    config.control = false;
+    let mut pipeline = Pipeline::start(config, trace.clone())
+        .await
+        .expect("pipeline starts");
+    pipeline
+        .wait_listening(WAIT)
+        .await
+        .expect("listener comes up");
+
+    let publisher = pipeline.publisher().clone();
+    let sends: Vec<_> = (0..2000)
+        .map(|i| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                publisher
+                    .publish(synthetic::message(format!("burst {i}")).to_record())
+                    .await
+                    .expect("published")
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for send in sends {
+        receipts.push(send.await.expect("send task"));
+    }
+    seen.until_count("2000 ingested", 2000, |e| is_stage(e, "ingested"))
+        .await;
+    // Receipts of one batch share its commit time; its NOTIFY names its last row.
+    let mut batches: HashMap<_, Vec<_>> = HashMap::new();
+    for r in &receipts {
+        batches.entry(r.committed_at).or_default().push(r);
+    }
+    for batch in batches.values() {
+        let last = batch.iter().map(|r| r.outbox_id).max().expect("not empty");
+        let announced: Vec<_> = batch.iter().filter(|r| r.notify_bytes > 0).collect();
+        assert_eq!(announced.len(), 1, "one NOTIFY per committed batch");
+        assert_eq!(announced[0].outbox_id, last);
+        assert!(announced[0].by_ref);
+    }
+    // A batch's rows may be ingested before its own NOTIFY arrives (woken by an earlier one).
+    seen.until_count("every batch's NOTIFY", batches.len(), |e| {
+        is_stage(e, "notified")
+    })
+    .await;
+    seen.drain();
+    assert_eq!(seen.count(|e| is_stage(e, "notified")), batches.len());
+    assert_eq!(t.count("SELECT count(*) FROM discord_messages").await, 2000);
+    pipeline.shutdown(Duration::from_secs(5)).await;
+}

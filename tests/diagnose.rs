@@ -1,0 +1,615 @@
+//! Every failure mode of the failure table, induced for real against PostgreSQL, and the
+//! check that must name it; `doctor` and `watch` through the binary.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::process::{notifyscope, stage, Running};
+use common::{server_url, TestSchema, WAIT};
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+use notifyscope::diagnose::{self, Check, DiagnoseConfig, Status};
+use notifyscope::embedded::EmbeddedPostgres;
+use notifyscope::event::{Envelope, Snowflake};
+use notifyscope::pipeline::{Pipeline, PipelineConfig};
+use notifyscope::publish::{self, PublisherHandle};
+use notifyscope::store::{Database, Identifier};
+use notifyscope::synthetic::{self, SimKind};
+use notifyscope::trace::{Stage, Trace};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    trace: Trace,
+    checks: watch::Receiver<Arc<diagnose::Report>>,
+    stop: CancellationToken,
+    pipeline: Option<Pipeline>,
+    _diagnosis: JoinHandle<()>,
+}
+
+/// Case variants of the channel only: the usual names (`events`, …) are shared by every test
+/// on the server and would be traffic of other tests.
+fn case_neighbours(channel: &Identifier) -> Vec<Identifier> {
+    diagnose::neighbours(channel, &[])
+        .into_iter()
+        .filter(|n| n.as_str().eq_ignore_ascii_case(channel.as_str()))
+        .collect()
+}
+
+fn config(channel: &Identifier) -> DiagnoseConfig {
+    let mut c = DiagnoseConfig::new(channel.clone());
+    c.deadline = Duration::from_secs(2);
+    c.backlog_age = Duration::from_secs(1);
+    c
+}
+
+impl Rig {
+    /// Diagnosis over `database`; with `pipeline` the whole pipeline runs, without it nothing
+    /// listens.
+    async fn start(database: Database, channel: Identifier, pipeline: bool) -> Rig {
+        database.migrate().await.expect("migrates");
+        let trace = Trace::new();
+        let events = trace.subscribe();
+        let stop = CancellationToken::new();
+        let pipeline = if pipeline {
+            let mut pc = PipelineConfig::new(database.clone(), channel.clone());
+            pc.watch_channels = case_neighbours(&channel);
+            let mut p = Pipeline::start(pc, trace.clone()).await.expect("pipeline");
+            p.wait_listening(WAIT).await.expect("listener");
+            Some(p)
+        } else {
+            None
+        };
+        let (checks, diagnosis) = diagnose::spawn(
+            config(&channel),
+            events,
+            trace.clone(),
+            database.pool(2).expect("pool"),
+            true,
+            stop.clone(),
+        );
+        Rig {
+            trace,
+            checks,
+            stop,
+            pipeline,
+            _diagnosis: diagnosis,
+        }
+    }
+
+    async fn test(t: &TestSchema, pipeline: bool) -> Rig {
+        Rig::start(t.database(), t.channel(), pipeline).await
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        self.pipeline.as_ref().expect("pipeline running")
+    }
+
+    /// Waits until check `id` has a status `pred` accepts.
+    async fn until(&mut self, id: &str, pred: impl Fn(Status) -> bool) -> Check {
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(c) = self
+                    .checks
+                    .borrow_and_update()
+                    .checks
+                    .iter()
+                    .find(|c| c.id == id)
+                {
+                    if pred(c.status) {
+                        return c.clone();
+                    }
+                }
+                self.checks.changed().await.expect("diagnosis running");
+            }
+        })
+        .await;
+        match found {
+            Ok(c) => c,
+            Err(_) => panic!(
+                "check {id} never reached the status; checks: {:#?}",
+                self.checks.borrow()
+            ),
+        }
+    }
+
+    /// Every check outside `except` is ok (or not decidable here).
+    fn others_fine(&self, except: &[&str]) {
+        for c in self.checks.borrow().checks.iter() {
+            if !except.contains(&c.id.as_str()) {
+                assert!(
+                    matches!(c.status, Status::Ok | Status::Unknown),
+                    "check {} is {:?}: {} {:?}",
+                    c.id,
+                    c.status,
+                    c.summary,
+                    c.evidence
+                );
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Some(p) = self.pipeline {
+            p.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+fn failing(s: Status) -> bool {
+    s == Status::Fail
+}
+
+fn warning_or_worse(s: Status) -> bool {
+    s >= Status::Warn
+}
+
+fn publisher_only(database: &Database, channel: &Identifier, trace: &Trace) -> PublisherHandle {
+    let (publisher, _task) = publish::spawn_publisher(
+        database.pool(2).expect("pool"),
+        channel.clone(),
+        trace.clone(),
+        100,
+        CancellationToken::new(),
+    );
+    publisher
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_from_inside_the_runtime_is_named() {
+    let t = TestSchema::new("d_runtime");
+    let mut rig = Rig::test(&t, true).await;
+    let result = rig
+        .pipeline()
+        .publisher()
+        .publish_blocking(synthetic::message("wrong runtime").to_record());
+    assert!(result.is_err());
+    let c = rig.until("runtime", failing).await;
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.contains("inside the async runtime")),
+        "{c:?}"
+    );
+    rig.others_fine(&["runtime"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_message_never_handled_is_named() {
+    let t = TestSchema::new("d_async");
+    let mut rig = Rig::test(&t, true).await;
+    // What a handler that forgets to await its publish leaves behind: received, then nothing.
+    let msg = synthetic::message("never awaited");
+    rig.trace.emit(
+        Some(msg.message_id),
+        Stage::Received {
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            author_id: msg.author_id,
+            author_name: msg.author_name.clone(),
+            content_bytes: msg.content.len(),
+            synthetic: true,
+        },
+    );
+    let c = rig.until("async_context", failing).await;
+    assert_eq!(c.message_ids, vec![msg.message_id]);
+    rig.others_fine(&["async_context"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_named_with_its_error() {
+    let t = TestSchema::new("d_malformed");
+    let mut rig = Rig::test(&t, true).await;
+    t.client()
+        .await
+        .execute(
+            "SELECT pg_notify($1, '{\"v\":1,\"event_type\":')",
+            &[&t.name],
+        )
+        .await
+        .expect("notify");
+    let c = rig.until("malformed", failing).await;
+    assert!(
+        c.evidence.iter().any(|e| e.contains("not valid JSON")),
+        "{c:?}"
+    );
+    rig.others_fine(&["malformed"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_is_named() {
+    let pg = EmbeddedPostgres::start(None)
+        .await
+        .expect("private cluster");
+    let channel = Identifier::channel("events").expect("valid");
+    let database =
+        Database::new(pg.url(), Identifier::schema("public").expect("valid")).expect("url");
+    let mut rig = Rig::start(database, channel, true).await;
+    rig.until("database", |s| s == Status::Ok).await;
+    pg.stop().await;
+    let c = rig.until("database", failing).await;
+    assert!(!c.evidence.is_empty(), "{c:?}");
+    for unrelated in ["runtime", "self_filter", "content_intent", "malformed"] {
+        let status = rig
+            .checks
+            .borrow()
+            .checks
+            .iter()
+            .find(|c| c.id == unrelated)
+            .map(|c| c.status);
+        assert_eq!(status, Some(Status::Ok), "{unrelated}");
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_listener_and_publishing_before_it_are_named() {
+    let t = TestSchema::new("d_nolistener");
+    let mut rig = Rig::test(&t, false).await;
+    let publisher = publisher_only(&t.database(), &t.channel(), &rig.trace);
+    let receipt = publisher
+        .publish(synthetic::message("nobody listens").to_record())
+        .await
+        .expect("published");
+    let listener = rig.until("listener", failing).await;
+    assert!(listener.summary.contains("no listener"), "{listener:?}");
+    let early = rig.until("publish_before_listener", warning_or_worse).await;
+    assert_eq!(early.message_ids, vec![receipt.message_id]);
+    let backlog = rig.until("backlog", warning_or_worse).await;
+    assert!(
+        backlog.summary.starts_with("1 unprocessed outbox row"),
+        "{backlog:?}"
+    );
+    rig.others_fine(&["listener", "publish_before_listener", "backlog"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notified_message_that_silently_vanishes_is_named() {
+    let t = TestSchema::new("d_silent");
+    let mut rig = Rig::test(&t, true).await;
+    // A valid event announced without its outbox row: ingestion never sees it, and no
+    // component reports an error.
+    let envelope = Envelope::new(synthetic::message("announced only").to_record());
+    t.client()
+        .await
+        .execute("SELECT pg_notify($1, $2)", &[&t.name, &envelope.to_json()])
+        .await
+        .expect("notify");
+    let c = rig.until("silent_errors", failing).await;
+    assert_eq!(c.message_ids, vec![envelope.message.message_id]);
+    rig.others_fine(&["silent_errors"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_skips_everything_is_named() {
+    let t = TestSchema::new("d_selffilter");
+    let mut rig = Rig::test(&t, true).await;
+    for _ in 0..5 {
+        rig.pipeline().simulated().inject(SimKind::Own).await;
+    }
+    let c = rig.until("self_filter", failing).await;
+    assert!(c.summary.contains("own_message 5"), "{c:?}");
+    assert_eq!(c.message_ids.len(), 5);
+    rig.others_fine(&["self_filter"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_on_a_wrong_case_channel_is_named() {
+    let t = TestSchema::new("d_channel");
+    let mut rig = Rig::test(&t, true).await;
+    let wrong = Identifier::channel(&notifyscope::tui::wrong_case(&t.name)).expect("valid");
+    let publisher = publisher_only(&t.database(), &wrong, &Trace::new());
+    publisher
+        .publish(synthetic::message("to the wrong channel").to_record())
+        .await
+        .expect("published");
+    let c = rig.until("channel", failing).await;
+    let evidence = c.evidence.join("\n");
+    assert!(
+        evidence.contains(&format!("NOTIFY on {:?}", wrong.as_str())),
+        "{evidence}"
+    );
+    // The outbox row waits for a listener that does not exist.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let has_outbox_evidence = rig.checks.borrow().checks.iter().any(|c| {
+                c.id == "channel"
+                    && c.evidence
+                        .iter()
+                        .any(|e| e.contains("nobody ingests that channel"))
+            });
+            if has_outbox_evidence {
+                break;
+            }
+            rig.checks.changed().await.expect("diagnosis");
+        }
+    })
+    .await
+    .expect("outbox evidence for the wrong channel");
+    rig.others_fine(&["channel"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guild_messages_without_content_name_the_intent() {
+    let t = TestSchema::new("d_intent");
+    let mut rig = Rig::test(&t, true).await;
+    let sent = rig.pipeline().simulated().inject(SimKind::Empty).await;
+    let c = rig.until("content_intent", failing).await;
+    assert_eq!(c.message_ids, vec![sent[0].0]);
+    rig.others_fine(&["content_intent"]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_stuck_in_a_transaction_fills_the_queue_and_is_named() {
+    // The NOTIFY queue is shared by the whole cluster: a private one keeps other tests clear.
+    let pg = EmbeddedPostgres::start(None)
+        .await
+        .expect("private cluster");
+    let channel = Identifier::channel("events").expect("valid");
+    let database =
+        Database::new(pg.url(), Identifier::schema("public").expect("valid")).expect("url");
+    let mut rig = Rig::start(database.clone(), channel, true).await;
+
+    let stuck = database
+        .connect_plain("stuck-listener")
+        .await
+        .expect("connect");
+    // LISTEN takes effect at commit, so it needs a transaction of its own before the one
+    // left open.
+    stuck
+        .batch_execute("LISTEN stuck_channel")
+        .await
+        .expect("listen");
+    stuck
+        .batch_execute("BEGIN; SELECT 1;")
+        .await
+        .expect("idle in transaction");
+    let stuck_pid: i32 = {
+        let other = database.connect_plain("notifier").await.expect("connect");
+        other
+            .batch_execute(
+                "SELECT pg_notify('stuck_channel', i::text || repeat('x', 1000)) \
+                 FROM generate_series(1, 20000) AS i",
+            )
+            .await
+            .expect("notify");
+        other
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'stuck-listener'",
+                &[],
+            )
+            .await
+            .expect("pid")
+            .get(0)
+    };
+    let c = rig.until("notify_queue", warning_or_worse).await;
+    assert!(c.summary.contains(&format!("pid {stuck_pid}")), "{c:?}");
+    assert!(c.summary.contains("idle in transaction"), "{c:?}");
+    rig.others_fine(&["notify_queue"]);
+    drop(stuck);
+    rig.stop().await;
+    pg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_burst_of_ten_thousand_raises_nothing() {
+    let t = TestSchema::new("d_healthy");
+    let mut rig = Rig::test(&t, true).await;
+    rig.until("listener", |s| s == Status::Ok).await;
+    let mut watcher = rig.checks.clone();
+    let collect = tokio::spawn(async move {
+        let mut worst_seen: Vec<(String, Status, String)> = Vec::new();
+        while watcher.changed().await.is_ok() {
+            for c in watcher.borrow_and_update().checks.iter() {
+                if c.status >= Status::Warn {
+                    worst_seen.push((c.id.clone(), c.status, c.summary.clone()));
+                }
+            }
+        }
+        worst_seen
+    });
+    let publisher = rig.pipeline().publisher().clone();
+    let ids: Vec<Snowflake> = futures_util::stream::iter(0..10_000)
+        .map(|i| {
+            let p = publisher.clone();
+            async move {
+                let m = synthetic::message(format!("burst {i}")).to_record();
+                let id = m.message_id;
+                p.publish(m).await.expect("published");
+                id
+            }
+        })
+        .buffer_unordered(512)
+        .collect()
+        .await;
+    assert_eq!(ids.len(), 10_000);
+    let rows = format!("SELECT count(*) FROM \"{}\".discord_messages", t.name);
+    tokio::time::timeout(WAIT, async {
+        while t.count(&rows).await < 10_000 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("all ingested");
+    // Two more rounds of checks after the burst.
+    for _ in 0..2 {
+        rig.checks.changed().await.expect("diagnosis");
+    }
+    rig.stop.cancel();
+    let raised = collect.await.expect("collector");
+    assert!(raised.is_empty(), "a healthy burst raised: {raised:?}");
+    if let Some(p) = rig.pipeline {
+        p.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_is_healthy_with_a_pipeline_and_names_a_stopped_listener() {
+    let t = TestSchema::new("d_doctor");
+    let mut cmd = notifyscope();
+    cmd.args([
+        "run",
+        "--headless",
+        "--json",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &server_url()]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+
+    let doctor = |json: bool, timeout: &str| {
+        let mut cmd = notifyscope();
+        cmd.args([
+            "doctor",
+            "--timeout",
+            timeout,
+            "--schema",
+            &t.name,
+            "--channel",
+            &t.name,
+        ])
+        .args(["--database-url", &server_url()]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd
+    };
+    let out = doctor(false, "30").output().await.expect("doctor runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with('✓') || l.starts_with('!')),
+        "{text}"
+    );
+    assert!(text.contains("round trip"), "{text}");
+
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+
+    let out = doctor(false, "3").output().await.expect("doctor runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("✗ listener running: no listener"), "{text}");
+    assert!(text.contains("stopped at ingestion"), "{text}");
+
+    let out = doctor(true, "3").output().await.expect("doctor runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(report["healthy"], false);
+    let listener = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "listener"))
+        .expect("listener check");
+    assert_eq!(listener["status"], "fail");
+}
+
+#[tokio::test]
+async fn doctor_without_a_database_could_not_run() {
+    let out = notifyscope()
+        .args([
+            "doctor",
+            "--database-url",
+            "host=127.0.0.1 port=1 user=x dbname=y",
+        ])
+        .output()
+        .await
+        .expect("doctor runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("✗ database connection"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_plain_sql_pipeline_without_writing() {
+    let t = TestSchema::new("d_watch");
+    let sql = t.client().await;
+    sql.batch_execute(&format!(
+        "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL); \
+         INSERT INTO \"{s}\".discord_messages VALUES (1, 'before')",
+        s = t.name
+    ))
+    .await
+    .expect("their table");
+    let mut cmd = notifyscope();
+    cmd.args([
+        "watch",
+        "--headless",
+        "--json",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &server_url()]);
+    let mut watching = Running::start(cmd);
+    watching
+        .until("database up", |v| stage(v) == "database_up")
+        .await;
+    tokio::time::timeout(WAIT, async {
+        while !watching.stderr().contains("watching channel") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("watch listening");
+
+    sql.execute(
+        "SELECT pg_notify($1, '{\"message_id\": 4242, \"content\": \"hi\"}')",
+        &[&t.name],
+    )
+    .await
+    .expect("notify");
+    let notified = watching.until("notified", |v| stage(v) == "notified").await;
+    assert_eq!(notified["message_id"], "4242");
+    sql.execute(
+        &format!(
+            "INSERT INTO \"{}\".discord_messages VALUES (4242, 'hi')",
+            t.name
+        ),
+        &[],
+    )
+    .await
+    .expect("their ingestion");
+    let row = watching
+        .until("row observed", |v| stage(v) == "row_observed")
+        .await;
+    assert_eq!(row["message_id"], "4242");
+    assert!(row["latency_ms"].as_f64().is_some(), "{row}");
+    let status = watching.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+
+    // Nothing was created or written in their schema.
+    let tables: Vec<String> = sql
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+            &[&t.name],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["discord_messages"]);
+    let rows = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".discord_messages",
+            t.name
+        ))
+        .await;
+    assert_eq!(rows, 2);
+}

@@ -1,0 +1,454 @@
+//! Nothing published is lost: not when PostgreSQL crashes mid-stream (ingestion commits
+//! without waiting for the WAL flush, which is safe only because a lost ingestion commit
+//! leaves its outbox row to be ingested again), and not when a batch fails part-way.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{is_inserted, is_stage, Seen, TestSchema, WAIT};
+use notifyscope::embedded::EmbeddedPostgres;
+use notifyscope::event::Snowflake;
+use notifyscope::pipeline::{Handled, Pipeline, PipelineConfig};
+use notifyscope::store::{Database, Identifier};
+use notifyscope::synthetic;
+use notifyscope::trace::{Stage, Trace};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Messages the senders of the crash test put through the bot path at most.
+const CRASH_TEST_MESSAGES: usize = 30_000;
+
+async fn start(config: PipelineConfig, trace: &Trace) -> Pipeline {
+    let mut pipeline = Pipeline::start(config, trace.clone())
+        .await
+        .expect("pipeline starts");
+    pipeline
+        .wait_listening(WAIT)
+        .await
+        .expect("listener comes up");
+    pipeline
+}
+
+/// What the crash test follows on the trace, read continuously by a task of its own so that
+/// the stream never outruns it while the test waits for the server.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    inserted: usize,
+    /// Messages whose row was inserted a second time: their first ingestion commit was lost.
+    inserted_again: usize,
+    listener_up: usize,
+    listener_down: usize,
+    missed: u64,
+}
+
+fn follow(trace: &Trace) -> watch::Receiver<Progress> {
+    let mut rx = trace.subscribe();
+    let (tx, progress) = watch::channel(Progress::default());
+    tokio::spawn(async move {
+        let mut inserted = HashSet::new();
+        while let Some(event) = rx.recv().await {
+            tx.send_modify(|p| match &event.stage {
+                Stage::Ingested { .. } if is_inserted(&event) => {
+                    if inserted.insert(event.message_id) {
+                        p.inserted += 1;
+                    } else {
+                        p.inserted_again += 1;
+                    }
+                }
+                Stage::ListenerUp { .. } => p.listener_up += 1,
+                Stage::ListenerDown { .. } => p.listener_down += 1,
+                Stage::Lagged { missed } => p.missed += missed,
+                _ => {}
+            });
+        }
+    });
+    progress
+}
+
+async fn wait_for(
+    progress: &mut watch::Receiver<Progress>,
+    what: &str,
+    pred: impl FnMut(&Progress) -> bool,
+) -> Progress {
+    let reached = match tokio::time::timeout(WAIT, progress.wait_for(pred)).await {
+        Ok(Ok(p)) => Some(p.clone()),
+        Ok(Err(_)) => panic!("trace closed while waiting for {what}"),
+        Err(_) => None,
+    };
+    reached.unwrap_or_else(|| panic!("timed out waiting for {what}: {:?}", *progress.borrow()))
+}
+
+/// `n` messages through the bot path at once; every one must be published.
+async fn burst(pipeline: &Arc<Pipeline>, n: usize) -> Vec<Snowflake> {
+    let sends: Vec<_> = (0..n)
+        .map(|i| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move {
+                let msg = synthetic::message(format!("burst message {i}, just before a crash"));
+                let id = msg.message_id;
+                match pipeline.handle_message(msg).await {
+                    Ok(Handled::Published(_)) => id,
+                    other => panic!("burst message not published: {other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(n);
+    for send in sends {
+        ids.push(send.await.expect("burst sender"));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immediate_stop_mid_stream_loses_no_published_message() {
+    // A private cluster: stopping the shared server would break every other test.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pg = EmbeddedPostgres::start(Some(dir.path().to_path_buf()))
+        .await
+        .expect("embedded PostgreSQL starts");
+    let url = pg.url().to_owned();
+    let database = Database::new(&url, Identifier::schema("crash").expect("valid")).expect("URL");
+    let trace = Trace::new();
+    let mut progress = follow(&trace);
+    let mut config = PipelineConfig::new(
+        database.clone(),
+        Identifier::channel("crash").expect("valid"),
+    );
+    config.control = false;
+    // The point of the test: ingestion's relaxed commits lose nothing.
+    config.ingest_async_commit = true;
+    let pipeline = Arc::new(start(config, &trace).await);
+
+    // Senders keep putting messages through the bot path, before, during and after the
+    // crash; a message counts as sent when the bot path reported it published.
+    let confirmed = Arc::new(Mutex::new(Vec::<Snowflake>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop_sending = CancellationToken::new();
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let (pipeline, confirmed, sent, stop) = (
+                pipeline.clone(),
+                confirmed.clone(),
+                sent.clone(),
+                stop_sending.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.is_cancelled()
+                    && sent.fetch_add(1, Ordering::Relaxed) < CRASH_TEST_MESSAGES
+                {
+                    let msg = synthetic::message("written before, during or after a crash");
+                    let id = msg.message_id;
+                    if let Ok(Handled::Published(_)) = pipeline.handle_message(msg).await {
+                        confirmed.lock().expect("lock").push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    wait_for(&mut progress, "ingestion under way", |p| p.inserted >= 500).await;
+    pg.stop_immediate().await.expect("immediate stop");
+    wait_for(&mut progress, "the listener to notice", |p| {
+        p.listener_down >= 1
+    })
+    .await;
+    let published_before_restart = confirmed.lock().expect("lock").len();
+
+    let pg = EmbeddedPostgres::start(Some(dir.path().to_path_buf()))
+        .await
+        .expect("the cluster recovers and starts again");
+    assert_eq!(pg.url(), url);
+    let back = wait_for(&mut progress, "the listener to come back", |p| {
+        p.listener_up >= 2
+    })
+    .await;
+    wait_for(
+        &mut progress,
+        "ingestion under way after the restart",
+        |p| p.inserted >= back.inserted + 500,
+    )
+    .await;
+    stop_sending.cancel();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let mut confirmed: Vec<Snowflake> = confirmed.lock().expect("lock").clone();
+    assert!(published_before_restart > 0);
+    assert!(
+        confirmed.len() > published_before_restart,
+        "sent after the restart too"
+    );
+
+    // A second crash right after a burst was published: its outbox commits waited for the
+    // WAL flush and must survive (made without waiting, the last of them would die).
+    wait_for(&mut progress, "ingestion to catch up", |p| {
+        p.inserted >= confirmed.len()
+    })
+    .await;
+    confirmed.extend(burst(&pipeline, 100).await);
+    pg.stop_immediate().await.expect("immediate stop");
+    let pg = EmbeddedPostgres::start(Some(dir.path().to_path_buf()))
+        .await
+        .expect("the cluster recovers again");
+    wait_for(&mut progress, "the listener to come back again", |p| {
+        p.listener_up >= 3
+    })
+    .await;
+
+    // A third right after a burst was ingested, with nothing committed since: the ingestion
+    // commits, made without waiting for the flush, are the likeliest to die, and must be
+    // redone.
+    wait_for(&mut progress, "ingestion to catch up again", |p| {
+        p.inserted >= confirmed.len()
+    })
+    .await;
+    confirmed.extend(burst(&pipeline, 100).await);
+    wait_for(&mut progress, "the last burst ingested", |p| {
+        p.inserted >= confirmed.len()
+    })
+    .await;
+    pg.stop_immediate().await.expect("immediate stop");
+    let pg = EmbeddedPostgres::start(Some(dir.path().to_path_buf()))
+        .await
+        .expect("the cluster recovers a third time");
+    wait_for(
+        &mut progress,
+        "the listener to come back a third time",
+        |p| p.listener_up >= 4,
+    )
+    .await;
+
+    // Shutdown drains the backlog: rows whose ingestion commit died with the server are
+    // ingested again.
+    let pipeline = Arc::into_inner(pipeline).expect("senders are done");
+    pipeline.shutdown(Duration::from_secs(60)).await;
+
+    let client = database
+        .connect_plain("durability-test")
+        .await
+        .expect("connects");
+    let ids: Vec<i64> = confirmed.iter().map(|id| id.as_i64()).collect();
+    let rows: Vec<i64> = client
+        .query(
+            "SELECT message_id FROM discord_messages WHERE message_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let found: HashSet<i64> = rows.iter().copied().collect();
+    let lost: Vec<&i64> = ids.iter().filter(|id| !found.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} published messages lost, e.g. {:?}",
+        lost.len(),
+        ids.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(rows.len(), found.len(), "one row per message");
+    let unprocessed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox WHERE processed_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("backlog")
+        .get(0);
+    assert_eq!(unprocessed, 0, "the outbox is drained");
+    // One outbox row per message: a publish retried after the crash did not add a second.
+    let outbox: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox WHERE message_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("outbox rows")
+        .get(0);
+    assert_eq!(outbox as usize, ids.len());
+
+    let end = progress.borrow().clone();
+    eprintln!(
+        "{} messages published, {published_before_restart} before the first of three crashes; {} \
+         ingested again after their ingestion commit was lost in a crash; trace events \
+         missed: {}",
+        ids.len(),
+        end.inserted_again,
+        end.missed
+    );
+    drop(client);
+    pg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
+    let t = TestSchema::new("poison");
+    let trace = Trace::new();
+    let mut seen = Seen::new(trace.subscribe());
+    let mut config = PipelineConfig::new(t.database(), t.channel());
+    config.control = false;
+    let pipeline = start(config, &trace).await;
+    t.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE discord_messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')",
+        )
+        .await
+        .expect("constraint added");
+
+    // Sent together, so that the refused rows share batches with good ones.
+    let publisher = pipeline.publisher().clone();
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                let content = if i == 60 || i == 140 {
+                    "poison".to_owned()
+                } else {
+                    format!("good {i}")
+                };
+                let record = synthetic::message(content).to_record();
+                let id = record.message_id;
+                publisher.publish(record).await.expect("published");
+                id
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for send in sends {
+        ids.push(send.await.expect("send task"));
+    }
+    let poison = [ids[60], ids[140]];
+    seen.until_count("198 good messages ingested", 198, is_inserted)
+        .await;
+    for id in poison {
+        let failed = seen
+            .first("a refused row's failure", |e| {
+                e.message_id == Some(id) && is_stage(e, "ingest_failed")
+            })
+            .await;
+        let Stage::IngestFailed {
+            error, permanent, ..
+        } = &failed.stage
+        else {
+            unreachable!("matched on the stage name");
+        };
+        assert!(error.contains("no_poison"), "{error}");
+        assert!(!permanent, "retried before it is given up");
+    }
+
+    // The connections that carried the failed transactions still work.
+    let after = synthetic::message("after the failure");
+    let after_id = after.message_id;
+    pipeline.handle_message(after).await.expect("published");
+    seen.first("a later message ingested", |e| {
+        e.message_id == Some(after_id) && is_inserted(e)
+    })
+    .await;
+
+    let client = t.client().await;
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM discord_messages", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0),
+        199
+    );
+    for id in poison {
+        let row = client
+            .query_one(
+                "SELECT processed_at IS NULL, attempts, last_error FROM event_outbox \
+                 WHERE message_id = $1",
+                &[&id.as_i64()],
+            )
+            .await
+            .expect("the refused row stays");
+        assert!(row.get::<_, bool>(0), "not marked processed");
+        assert!(row.get::<_, i32>(1) >= 1);
+        assert!(row.get::<_, String>(2).contains("no_poison"));
+    }
+    let charged: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox WHERE processed_at IS NOT NULL AND attempts <> 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(charged, 0, "good rows are not charged for the refused one");
+    pipeline.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_row_breaking_the_contract_is_kept_and_the_rest_flows() {
+    let t = TestSchema::new("bad_row");
+    let trace = Trace::new();
+    let mut seen = Seen::new(trace.subscribe());
+    let mut config = PipelineConfig::new(t.database(), t.channel());
+    config.control = false;
+    let pipeline = start(config, &trace).await;
+
+    // Written by someone else straight into the outbox: no `message`.
+    let bad_id: i64 = t
+        .client()
+        .await
+        .query_one(
+            "INSERT INTO event_outbox (event_id, event_type, channel, payload) \
+             VALUES (gen_random_uuid(), 'discord.message_created', $1, \
+                     '{\"v\":1,\"event_type\":\"discord.message_created\"}') RETURNING id",
+            &[&t.name],
+        )
+        .await
+        .expect("inserted")
+        .get(0);
+    let publisher = pipeline.publisher().clone();
+    let sends: Vec<_> = (0..50)
+        .map(|i| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                publisher
+                    .publish(synthetic::message(format!("good {i}")).to_record())
+                    .await
+                    .expect("published")
+            })
+        })
+        .collect();
+    for send in sends {
+        send.await.expect("send task");
+    }
+    seen.until_count("50 ingested", 50, is_inserted).await;
+    let failed = seen
+        .first(
+            "the bad row given up",
+            |e| matches!(e.stage, Stage::IngestFailed { outbox_id, .. } if outbox_id == bad_id),
+        )
+        .await;
+    assert!(matches!(
+        failed.stage,
+        Stage::IngestFailed {
+            permanent: true,
+            ..
+        }
+    ));
+    let row = t
+        .client()
+        .await
+        .query_one(
+            "SELECT processed_at IS NULL, attempts, last_error FROM event_outbox WHERE id = $1",
+            &[&bad_id],
+        )
+        .await
+        .expect("kept");
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i32>(1), notifyscope::store::MAX_ATTEMPTS);
+    assert!(row.get::<_, String>(2).contains("missing field"));
+    assert_eq!(t.count("SELECT count(*) FROM discord_messages").await, 50);
+    pipeline.shutdown(Duration::from_secs(1)).await;
+}

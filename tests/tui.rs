@@ -1,0 +1,560 @@
+//! The screen: layouts, overlays and themes rendered to ratatui's TestBackend and compared
+//! with insta snapshots; keys through actions into state; a recording replayed.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use notifyscope::app::{App, AppEvent, Effect, Overlay, PaneId};
+use notifyscope::diagnose::{Check, Status};
+use notifyscope::event::Snowflake;
+use notifyscope::filter::SkipReason;
+use notifyscope::keys::{Action, KeyMap};
+use notifyscope::synthetic::SimKind;
+use notifyscope::theme;
+use notifyscope::trace::{IngestOutcome, Stage, TraceEvent};
+use notifyscope::ui;
+use notifyscope_widgets::Styles;
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::widgets::{Block, Borders};
+use ratatui::Terminal;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn ev(ms: i64, id: Option<u64>, stage: Stage) -> Arc<TraceEvent> {
+    Arc::new(TraceEvent {
+        at: t0() + TimeDelta::milliseconds(ms),
+        message_id: id.map(Snowflake),
+        stage,
+    })
+}
+
+/// A fixed story: system events, three messages through every stage, a skip, errors.
+fn story() -> Vec<Arc<TraceEvent>> {
+    let channel = Snowflake(200_000_000_000_000_002);
+    let mut events = vec![
+        ev(
+            0,
+            None,
+            Stage::DatabaseUp {
+                url: "host=127.0.0.1 user=postgres dbname=test (schema demo)".into(),
+                embedded: false,
+            },
+        ),
+        ev(
+            1,
+            None,
+            Stage::ListenerUp {
+                channel: "events".into(),
+                pid: 4242,
+                probe_ms: 1.2,
+            },
+        ),
+    ];
+    for i in 0..3u64 {
+        let id = 1_575_700_000_000_000_100 + i;
+        let base = 100 * (i as i64 + 1);
+        events.push(ev(
+            base,
+            Some(id),
+            Stage::Received {
+                channel_id: channel,
+                guild_id: Some(Snowflake(200_000_000_000_000_001)),
+                author_id: Snowflake(200_000_000_000_000_003),
+                author_name: "ada".into(),
+                content_bytes: 12,
+                synthetic: true,
+            },
+        ));
+        events.push(ev(
+            base + 2,
+            Some(id),
+            Stage::Published {
+                event_id: uuid::Uuid::from_u128(i as u128 + 1),
+                outbox_id: i as i64 + 1,
+                channel: "events".into(),
+                bytes: 420,
+                by_ref: false,
+            },
+        ));
+        events.push(ev(base + 4, Some(id), Stage::Notified {
+            channel: "events".into(),
+            sender_pid: 4243,
+            outbox_id: Some(i as i64 + 1),
+            by_ref: false,
+            bytes: 420,
+            payload: format!(r#"{{"v":1,"event_type":"discord.message_created","outbox_id":{},"message":{{"message_id":"{id}"}}}}"#, i + 1),
+        }));
+        events.push(ev(
+            base + 7,
+            Some(id),
+            Stage::Ingested {
+                outbox_id: i as i64 + 1,
+                outcome: if i == 2 {
+                    IngestOutcome::Duplicate
+                } else {
+                    IngestOutcome::Inserted
+                },
+                latency_ms: 5.0,
+            },
+        ));
+    }
+    events.push(ev(
+        500,
+        Some(1_575_700_000_000_000_200),
+        Stage::Skipped {
+            reason: SkipReason::OwnMessage,
+            author_name: "notifyscope-bot".into(),
+            channel_id: channel,
+        },
+    ));
+    events.push(ev(
+        600,
+        None,
+        Stage::NotifyRejected {
+            channel: "events".into(),
+            sender_pid: 777,
+            error: "payload is not valid JSON: expected value at line 1 column 1".into(),
+            payload: "garbage".into(),
+        },
+    ));
+    events.push(ev(
+        700,
+        Some(1_575_700_000_000_000_300),
+        Stage::PublishFailed {
+            event_type: "discord.message_created".into(),
+            channel: "events".into(),
+            error: "database: connection closed".into(),
+        },
+    ));
+    events
+}
+
+fn app_with_story() -> App {
+    let mut app = App::new(KeyMap::default(), 1000, "events");
+    for e in story() {
+        app.on_trace(e);
+    }
+    app.on_event(AppEvent::Health(vec![
+        Check {
+            id: "no_listener".into(),
+            name: "no listener running".into(),
+            status: Status::Ok,
+            summary: "listener pid 4242 on events".into(),
+            evidence: vec![],
+            hint: "start the listener".into(),
+            since: t0(),
+            message_ids: vec![],
+        },
+        Check {
+            id: "malformed_event".into(),
+            name: "malformed event".into(),
+            status: Status::Fail,
+            summary: "1 NOTIFY rejected".into(),
+            evidence: vec!["garbage: payload is not valid JSON".into()],
+            hint: "validate payloads before publishing".into(),
+            since: t0(),
+            message_ids: vec![Snowflake(1_575_700_000_000_000_100)],
+        },
+    ]));
+    app
+}
+
+fn styles() -> Styles {
+    theme::load("dark", true).expect("dark theme")
+}
+
+fn no_logs(frame: &mut ratatui::Frame, area: Rect, _focused: bool) {
+    frame.render_widget(
+        Block::default().borders(Borders::ALL).title(" 7 Logs "),
+        area,
+    );
+}
+
+fn render(app: &mut App, width: u16, height: u16, styles: &Styles) -> Terminal<TestBackend> {
+    app.heights = ui::pane_heights(Rect::new(0, 0, width, height), app.focus);
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal
+        .draw(|f| ui::draw(f, app, styles, &no_logs))
+        .expect("draw");
+    terminal
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    render(app, width, height, &styles()).backend().to_string()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent {
+        code,
+        modifiers: KeyModifiers::NONE,
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    }
+}
+
+#[test]
+fn wide_layout_shows_all_five_stages_side_by_side() {
+    let mut app = app_with_story();
+    insta::assert_snapshot!(screen(&mut app, 200, 40));
+}
+
+#[test]
+fn grid_layout_between_100_and_160_columns() {
+    let mut app = app_with_story();
+    insta::assert_snapshot!(screen(&mut app, 120, 40));
+}
+
+#[test]
+fn tabs_below_100_columns() {
+    let mut app = app_with_story();
+    app.update(Action::Focus(3));
+    insta::assert_snapshot!(screen(&mut app, 80, 24));
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let mut app = app_with_story();
+    insta::assert_snapshot!(screen(&mut app, 50, 10));
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut app = app_with_story();
+    app.update(Action::Help);
+    let text = screen(&mut app, 160, 60);
+    for (_, _, _, help) in notifyscope::keys::BINDINGS {
+        assert!(text.contains(help), "help misses {help:?}");
+    }
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn detail_view_has_payload_fields_and_timeline() {
+    let mut app = app_with_story();
+    app.update(Action::Focus(2));
+    app.update(Action::Top);
+    app.update(Action::Detail);
+    let text = screen(&mut app, 160, 45);
+    assert!(
+        text.contains("\"event_type\": \"discord.message_created\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("Timeline of message 1575700000000000100"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn filter_applies_to_every_pane() {
+    let mut app = app_with_story();
+    app.update(Action::Filter);
+    for c in "…101".chars().skip(1) {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.filter.as_ref().map(|f| f.text.as_str()), Some("101"));
+    for pane in [
+        PaneId::Received,
+        PaneId::Published,
+        PaneId::Notify,
+        PaneId::Ingest,
+    ] {
+        assert_eq!(app.pane(pane).map(|p| p.len()), Some(1), "{pane:?}");
+    }
+    assert_eq!(app.pane(PaneId::Skips).map(|p| p.len()), Some(0));
+    insta::assert_snapshot!(screen(&mut app, 200, 30));
+    app.update(Action::Close);
+    assert!(app.filter.is_none());
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(3));
+}
+
+#[test]
+fn regex_filter_and_bad_regex() {
+    let mut app = app_with_story();
+    app.set_filter("re:^157570000000000010[02] ");
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(2));
+    app.set_filter("re:(");
+    assert!(app
+        .filter_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("bad regex"));
+}
+
+#[test]
+fn paused_view_counts_new_events() {
+    let mut app = app_with_story();
+    app.update(Action::Pause);
+    for e in story().into_iter().skip(2).take(4) {
+        app.on_trace(e);
+    }
+    assert_eq!(app.pending(), 4);
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(3));
+    let text = screen(&mut app, 200, 30);
+    assert!(text.contains("PAUSED, 4 new"), "{text}");
+    insta::assert_snapshot!(text);
+    app.update(Action::Pause);
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(4));
+}
+
+#[test]
+fn themes_and_no_color() {
+    for (name, _) in theme::BUILTIN {
+        for colour in [true, false] {
+            let styles = theme::load(name, colour).expect("theme");
+            let mut app = app_with_story();
+            let terminal = render(&mut app, 100, 20, &styles);
+            let label = format!(
+                "theme_{name}_{}",
+                if colour { "colour" } else { "no_color" }
+            );
+            insta::assert_debug_snapshot!(label, terminal.backend().buffer());
+        }
+    }
+}
+
+#[test]
+fn every_key_changes_state_as_it_says() {
+    let mut app = app_with_story();
+    let map = KeyMap::default();
+    let press = |app: &mut App, code: KeyCode| {
+        let k = key(code);
+        let action = map.action(&k);
+        (action, app.on_key(k))
+    };
+    assert_eq!(press(&mut app, KeyCode::Tab).0, Some(Action::FocusNext));
+    assert_eq!(app.focus, PaneId::Published);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, PaneId::Received);
+    for (i, pane) in PaneId::ALL.iter().enumerate() {
+        press(&mut app, KeyCode::Char(char::from(b'1' + i as u8)));
+        assert_eq!(app.focus, *pane);
+    }
+    press(&mut app, KeyCode::Char('1'));
+    let newest = app.pane(PaneId::Received).and_then(|p| p.selected_index());
+    assert_eq!(newest, Some(2));
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(1)
+    );
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(2)
+    );
+    press(&mut app, KeyCode::Char('g'));
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(0)
+    );
+    assert!(!app.pane(PaneId::Received).map(|p| p.tail).unwrap_or(true));
+    press(&mut app, KeyCode::Char('G'));
+    assert!(app.pane(PaneId::Received).map(|p| p.tail).unwrap_or(false));
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(0)
+    );
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(2)
+    );
+    press(&mut app, KeyCode::Home);
+    press(&mut app, KeyCode::End);
+
+    press(&mut app, KeyCode::Char(' '));
+    assert!(app.paused);
+    press(&mut app, KeyCode::Char(' '));
+    assert!(!app.paused);
+
+    press(&mut app, KeyCode::Char('f'));
+    assert_eq!(app.followed, Some(Snowflake(1_575_700_000_000_000_102)));
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.followed, None);
+
+    press(&mut app, KeyCode::Enter);
+    assert!(matches!(app.overlay, Some(Overlay::Detail { .. })));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    press(&mut app, KeyCode::Char('?'));
+    assert!(matches!(app.overlay, Some(Overlay::Help { .. })));
+    press(&mut app, KeyCode::Char('?'));
+    assert!(app.overlay.is_none());
+
+    press(&mut app, KeyCode::Char('/'));
+    assert!(app.filter_input.is_some());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.filter_input.is_none());
+
+    assert!(matches!(
+        press(&mut app, KeyCode::Char('y')).1,
+        Some(Effect::Copy(_))
+    ));
+    match press(&mut app, KeyCode::Char('s')).1 {
+        Some(Effect::Save(events)) => assert_eq!(events.len(), story().len() - 2),
+        other => panic!("s gave {other:?}"),
+    }
+    for (c, effect) in [
+        ('m', Effect::Send(SimKind::Message)),
+        ('M', Effect::Send(SimKind::Burst)),
+        ('o', Effect::Send(SimKind::Own)),
+        ('b', Effect::Send(SimKind::Bot)),
+        ('e', Effect::Send(SimKind::Empty)),
+        ('l', Effect::Send(SimKind::Long)),
+        ('x', Effect::SendMalformed),
+        ('w', Effect::SendWrongChannel),
+        ('d', Effect::SendDirect),
+    ] {
+        assert_eq!(press(&mut app, KeyCode::Char(c)).1, Some(effect), "{c}");
+    }
+    press(&mut app, KeyCode::Char('c'));
+    assert!(app
+        .pane(PaneId::Received)
+        .map(|p| p.is_empty())
+        .unwrap_or(false));
+    assert_eq!(press(&mut app, KeyCode::Char('q')).1, Some(Effect::Quit));
+    let ctrl_c = KeyEvent {
+        modifiers: KeyModifiers::CONTROL,
+        ..key(KeyCode::Char('c'))
+    };
+    assert_eq!(app.on_key(ctrl_c), Some(Effect::Quit));
+}
+
+#[test]
+fn replay_is_read_only() {
+    let mut app = app_with_story();
+    app.mode = notifyscope::app::Mode::Replay("run.jsonl".into());
+    assert_eq!(app.update(Action::Send(SimKind::Message)), None);
+    assert!(app
+        .toasts
+        .back()
+        .map(|(_, t)| t.contains("read-only"))
+        .unwrap_or(false));
+}
+
+#[test]
+fn history_is_bounded_and_drops_are_counted() {
+    let mut app = App::new(KeyMap::default(), 10, "events");
+    for i in 0..25u64 {
+        app.on_trace(ev(
+            i as i64,
+            Some(1_000 + i),
+            Stage::Received {
+                channel_id: Snowflake(1),
+                guild_id: None,
+                author_id: Snowflake(2),
+                author_name: "x".into(),
+                content_bytes: 1,
+                synthetic: false,
+            },
+        ));
+    }
+    let pane = app.pane(PaneId::Received).expect("pane");
+    assert_eq!(pane.len(), 10);
+    assert_eq!(pane.dropped, 15);
+    assert_eq!(
+        pane.get(0).and_then(|e| e.message_id),
+        Some(Snowflake(1_015))
+    );
+}
+
+#[test]
+fn health_detail_shows_evidence_and_follows_its_messages() {
+    let mut app = app_with_story();
+    app.update(Action::Focus(5));
+    app.update(Action::Detail);
+    match &app.overlay {
+        Some(Overlay::Detail {
+            lines, message_ids, ..
+        }) => {
+            assert!(lines
+                .iter()
+                .any(|l| l.contains("garbage: payload is not valid JSON")));
+            assert!(lines
+                .iter()
+                .any(|l| l.starts_with("Fix: validate payloads")));
+            assert_eq!(message_ids, &vec![Snowflake(1_575_700_000_000_000_100)]);
+        }
+        other => panic!("expected check detail, got {other:?}"),
+    }
+    app.update(Action::Follow);
+    assert_eq!(app.followed, Some(Snowflake(1_575_700_000_000_000_100)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_replays_into_the_same_rows() {
+    use common::{is_inserted, Seen, TestSchema, WAIT};
+    use notifyscope::pipeline::{Pipeline, PipelineConfig};
+    use notifyscope::trace::Trace;
+    use tokio_util::sync::CancellationToken;
+
+    let t = TestSchema::new("replay");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run.jsonl");
+    let trace = Trace::new();
+    let mut live = trace.subscribe();
+    let mut seen = Seen::new(trace.subscribe());
+    let stop = CancellationToken::new();
+    let file = std::fs::File::create(&path).expect("recording file");
+    let recorder = tokio::spawn(notifyscope::output::write_events(
+        trace.subscribe(),
+        true,
+        std::io::BufWriter::new(file),
+        stop.clone(),
+    ));
+    let mut pipeline = Pipeline::start(
+        PipelineConfig::new(t.database(), t.channel()),
+        trace.clone(),
+    )
+    .await
+    .expect("pipeline");
+    pipeline.wait_listening(WAIT).await.expect("listener");
+    for kind in [
+        SimKind::Message,
+        SimKind::Own,
+        SimKind::Long,
+        SimKind::Empty,
+    ] {
+        pipeline.simulated().inject(kind).await;
+    }
+    seen.until_count("two ingested", 2, is_inserted).await;
+    pipeline.shutdown(std::time::Duration::from_secs(5)).await;
+    stop.cancel();
+    recorder.await.expect("recorder");
+
+    let mut live_app = App::new(KeyMap::default(), 1000, "events");
+    while let Some(e) = live.try_recv() {
+        live_app.on_trace(e);
+    }
+    let mut replay_app = App::new(KeyMap::default(), 1000, "events");
+    replay_app.mode = notifyscope::app::Mode::Replay(path.display().to_string());
+    for e in notifyscope::record::load(&path).expect("recording loads") {
+        replay_app.on_trace(Arc::new(e));
+    }
+    for pane in PaneId::STAGES {
+        let rows = |app: &App| -> Vec<TraceEvent> {
+            let p = app.pane(pane).expect("pane");
+            (0..p.len())
+                .filter_map(|i| p.get(i).map(|e| (**e).clone()))
+                .collect()
+        };
+        let (a, b) = (rows(&live_app), rows(&replay_app));
+        assert!(!a.is_empty(), "{pane:?} is empty");
+        assert_eq!(a, b, "{pane:?}");
+    }
+}
