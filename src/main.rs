@@ -26,8 +26,9 @@ fn init_logging(cli: &Cli) {
         .or_else(|_| EnvFilter::try_new(&cli.shared.log))
         .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
     if draws_a_screen(cli) {
-        // tui-logger also takes the records of dependencies that use the `log` crate.
-        if tui_logger::init_logger(tui_logger::LevelFilter::Trace).is_ok() {
+        // tui-logger also takes the records of dependencies that use the `log` crate; their
+        // debug records (a line per query) would cost more than they tell, so Info and up.
+        if tui_logger::init_logger(tui_logger::LevelFilter::Info).is_ok() {
             tui_logger::set_default_level(tui_logger::LevelFilter::Info);
         }
         let subscriber = tracing_subscriber::registry()

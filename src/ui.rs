@@ -219,11 +219,16 @@ fn draw_status(frame: &mut Frame, app: &App, styles: &Styles, area: Rect) {
         None => Span::styled("?  ", styles.dim),
     });
     let dropped: u64 = app.panes.iter().map(|p| p.dropped).sum();
-    if dropped > 0 || s.lagged > 0 {
+    if dropped > 0 {
+        // Old rows beyond --history: the normal life of a busy pane.
         second.push(Span::styled(
-            format!("dropped from view {}  ", dropped + s.lagged),
-            styles.warn,
+            format!("dropped from view {dropped}  "),
+            styles.dim,
         ));
+    }
+    if s.lagged > 0 {
+        // The screen fell behind the trace: these events were never shown.
+        second.push(Span::styled(format!("missed {}  ", s.lagged), styles.error));
     }
     if s.backpressure > 0 {
         second.push(Span::styled(

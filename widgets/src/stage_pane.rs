@@ -114,9 +114,12 @@ impl Widget for &StagePane<'_> {
             }
         }
         if self.above > 0 {
-            let marker = format!("↑{}", self.above);
+            // On the bottom border, where it cannot cover the title.
+            let marker = format!(" ↑{} ", self.above);
             let x = inner.right().saturating_sub(marker.chars().count() as u16);
-            buf.set_string(x, inner.y.saturating_sub(1), marker, s.dim);
+            if x > inner.x {
+                buf.set_string(x, inner.bottom(), marker, s.dim);
+            }
         }
     }
 }
