@@ -54,11 +54,7 @@ fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Identi
 async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (channel, schema) = channel_and_schema(&shared)?;
     let interactive = !args.headless;
-    if interactive && !std::io::stdout().is_terminal() {
-        eprintln!(
-            "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
-             run with --headless (add --json for JSON lines)"
-        );
+    if interactive && !screen_possible() {
         return Ok(ExitCode::from(2));
     }
     // Settings are checked before anything starts, so a typo costs no database start-up.
@@ -85,27 +81,14 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let trace = Trace::new();
     let stop_output = CancellationToken::new();
-    let mut writers = Vec::new();
     // Subscribed before the pipeline starts, so that its first events are seen too.
     let screen_trace = interactive.then(|| trace.subscribe());
-    if !interactive {
-        writers.push(tokio::spawn(output::write_events(
-            trace.subscribe(),
-            args.json,
-            std::io::stdout(),
-            stop_output.clone(),
-        )));
-    }
-    if let Some(path) = &args.screen.record {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating the recording {}", path.display()))?;
-        writers.push(tokio::spawn(output::write_events(
-            trace.subscribe(),
-            true,
-            std::io::BufWriter::new(file),
-            stop_output.clone(),
-        )));
-    }
+    let writers = spawn_writers(
+        &trace,
+        (!interactive).then_some(args.json),
+        args.screen.record.as_deref(),
+        &stop_output,
+    )?;
 
     let mut config = PipelineConfig::new(database, channel.clone());
     config.filter = args.filter.to_config();
@@ -240,6 +223,48 @@ async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         pg.stop().await;
     }
     Ok(exit)
+}
+
+/// Whether stdout is a terminal to draw on; says so in one line when it is not.
+pub fn screen_possible() -> bool {
+    let terminal = std::io::stdout().is_terminal();
+    if !terminal {
+        eprintln!(
+            "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
+             run with --headless (add --json for JSON lines)"
+        );
+    }
+    terminal
+}
+
+/// The consumers that write trace events out: stdout (`Some(json)`, when there is no screen)
+/// and the recording. They stop when `stop` fires, after writing what is buffered.
+pub fn spawn_writers(
+    trace: &Trace,
+    stdout_json: Option<bool>,
+    record: Option<&std::path::Path>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut writers = Vec::new();
+    if let Some(json) = stdout_json {
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            json,
+            std::io::stdout(),
+            stop.clone(),
+        )));
+    }
+    if let Some(path) = record {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating the recording {}", path.display()))?;
+        writers.push(tokio::spawn(output::write_events(
+            trace.subscribe(),
+            true,
+            std::io::BufWriter::new(file),
+            stop.clone(),
+        )));
+    }
+    Ok(writers)
 }
 
 /// Hands every new diagnosis report to the screen.

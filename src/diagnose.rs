@@ -940,6 +940,23 @@ impl Diagnosis {
     }
 }
 
+/// The checks one snapshot decides on its own (queue, backlog, stray channels), for a
+/// one-shot look such as `doctor`; without an outbox in the snapshot, backlog is left out.
+pub fn snapshot_checks(channel: &Identifier, snapshot: Snapshot) -> Vec<Check> {
+    let with_outbox = snapshot.backlog.is_some();
+    let mut diagnosis = Diagnosis::new(DiagnoseConfig::new(channel.clone()));
+    diagnosis.observe_snapshot(snapshot);
+    let now = Utc::now();
+    ["notify_queue", "backlog", "channel"]
+        .into_iter()
+        .filter(|id| with_outbox || *id == "notify_queue")
+        .map(|id| {
+            let (status, summary, evidence, ids) = diagnosis.evaluate(id, now);
+            diagnosis.check(id, status, summary, evidence, ids, now)
+        })
+        .collect()
+}
+
 /// Channels people publish to by mistake instead of `channel`: its other spellings (LISTEN
 /// folds unquoted names to lower case, pg_notify does not) and the usual names, plus `extra`.
 pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier> {

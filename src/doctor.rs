@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bot::Token;
 use crate::cli::{DoctorArgs, SharedArgs};
-use crate::diagnose::{self, listens_on, Check, Status, CHECKS};
+use crate::diagnose::{self, Check, Status, CHECKS};
 use crate::event::{self, NotifyPayload};
 use crate::listen::ListeningConnection;
 use crate::publish;
-use crate::store::{error_chain, Database, Identifier, APP_NAME, LISTENER_APP_NAME};
+use crate::store::{error_chain, Database, Identifier, APP_NAME};
 use crate::synthetic;
 use crate::trace::Trace;
 
@@ -121,38 +121,23 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     };
     checks.push(schema_check);
 
-    let backends = client
-        .query(
-            "SELECT pid, coalesce(application_name, ''), coalesce(query, '') FROM pg_stat_activity \
-             WHERE datname = current_database() AND (application_name = $1 OR query ILIKE 'listen%')",
-            &[&LISTENER_APP_NAME],
-        )
-        .await
-        .unwrap_or_default();
-    let describe = |r: &tokio_postgres::Row| {
-        let app: String = r.get(1);
+    let snapshot = diagnose::snapshot(&client, &channel, migrated).await;
+    let describe = |b: &diagnose::Backend| {
         format!(
             "pid {} ({})",
-            r.get::<_, i32>(0),
-            if app.is_empty() {
-                "no application_name".into()
+            b.pid,
+            if b.application_name.is_empty() {
+                "no application_name"
             } else {
-                app
+                &b.application_name
             }
         )
     };
-    let listening: Vec<String> = backends
+    let listening: Vec<String> = snapshot.listeners.iter().map(describe).collect();
+    let elsewhere: Vec<String> = snapshot
+        .other_listeners
         .iter()
-        .filter(|r| listens_on(&r.get::<_, String>(2), channel.as_str()))
-        .map(describe)
-        .collect();
-    let elsewhere: Vec<String> = backends
-        .iter()
-        .filter(|r| {
-            r.get::<_, String>(1) == LISTENER_APP_NAME
-                && !listens_on(&r.get::<_, String>(2), channel.as_str())
-        })
-        .map(|r| format!("{} on {:?}", describe(r), r.get::<_, String>(2)))
+        .map(|b| format!("{} on {:?}", describe(b), b.query))
         .collect();
     checks.push(if listening.is_empty() {
         check(
@@ -184,62 +169,8 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         checks.push(round_trip(&database, &client, &channel, timeout).await);
     }
 
-    let usage: f64 = client
-        .query_one("SELECT pg_notification_queue_usage()", &[])
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or(0.0);
-    let queue_status = if usage > 0.5 {
-        Status::Fail
-    } else if usage > 0.001 {
-        Status::Warn
-    } else {
-        Status::Ok
-    };
-    checks.push(check(
-        "notify_queue",
-        "NOTIFY queue has room",
-        queue_status,
-        format!("{:.3} % of the NOTIFY queue used", usage * 100.0),
-        hint_of("notify_queue"),
-    ));
-
-    if migrated {
-        let snap = diagnose::snapshot(&client, &channel, true).await;
-        let count = snap.backlog.unwrap_or(0);
-        let age = snap.oldest_age_s.unwrap_or(0.0);
-        let status = if count == 0 || age < 10.0 {
-            Status::Ok
-        } else if age < 100.0 {
-            Status::Warn
-        } else {
-            Status::Fail
-        };
-        checks.push(check(
-            "backlog",
-            "outbox drained",
-            status,
-            format!("{count} unprocessed outbox row(s) on {channel}, oldest {age:.1} s old"),
-            hint_of("backlog"),
-        ));
-        if !snap.other_channels.is_empty() {
-            let others: Vec<String> = snap
-                .other_channels
-                .iter()
-                .map(|(c, n)| format!("{n} on {c:?}"))
-                .collect();
-            checks.push(check(
-                "channel",
-                "channel and event_type match",
-                Status::Fail,
-                format!(
-                    "events wait in the outbox for channels nobody ingests: {}",
-                    others.join(", ")
-                ),
-                hint_of("channel"),
-            ));
-        }
-    }
+    // Queue, backlog and stray channels: judged exactly as the live diagnosis judges them.
+    checks.extend(diagnose::snapshot_checks(&channel, snapshot));
 
     checks.push(config_check(&channel, &args).await);
 

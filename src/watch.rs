@@ -4,7 +4,6 @@
 //! read-only, so it cannot write to their tables even by mistake.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,11 +79,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         anyhow!("watch needs --database-url (or DATABASE_URL) of the pipeline to watch")
     })?;
     let interactive = !args.headless;
-    if interactive && !std::io::stdout().is_terminal() {
-        eprintln!(
-            "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
-             run with --headless (add --json for JSON lines)"
-        );
+    if interactive && !crate::commands::screen_possible() {
         return Ok(ExitCode::from(2));
     }
     let screen = if interactive {
@@ -114,25 +109,12 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     let trace = Trace::new();
     let stop = CancellationToken::new();
     let screen_trace = interactive.then(|| trace.subscribe());
-    let mut writers = Vec::new();
-    if !interactive {
-        writers.push(tokio::spawn(output::write_events(
-            trace.subscribe(),
-            args.json,
-            std::io::stdout(),
-            stop.clone(),
-        )));
-    }
-    if let Some(path) = &args.screen.record {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating the recording {}", path.display()))?;
-        writers.push(tokio::spawn(output::write_events(
-            trace.subscribe(),
-            true,
-            std::io::BufWriter::new(file),
-            stop.clone(),
-        )));
-    }
+    let writers = crate::commands::spawn_writers(
+        &trace,
+        (!interactive).then_some(args.json),
+        args.screen.record.as_deref(),
+        &stop,
+    )?;
     trace.emit(
         None,
         Stage::DatabaseUp {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_discord::{message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID};
-use common::process::{notifyscope, stage, Running};
+use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -353,20 +353,7 @@ async fn close_4014_points_to_the_privileged_intent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selftest_passes_on_a_running_pipeline_and_fails_without_one() {
     let t = TestSchema::new("selftest");
-    let mut cmd = notifyscope();
-    cmd.args([
-        "run",
-        "--headless",
-        "--json",
-        "--schema",
-        &t.name,
-        "--channel",
-        &t.name,
-    ])
-    .args(["--database-url", &server_url()]);
-    let mut run = Running::start(cmd);
-    run.until("listener up", |v| stage(v) == "listener_up")
-        .await;
+    let run = run_pipeline(&t).await;
 
     let selftest = |timeout: &'static str| {
         let mut cmd = notifyscope();

@@ -2,27 +2,14 @@
 
 mod common;
 
-use common::process::{notifyscope, stage, Running};
+use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema};
 use nix::sys::signal::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_json_prints_one_ingested_line_per_sent_message() {
     let t = TestSchema::new("cli_json");
-    let mut cmd = notifyscope();
-    cmd.args([
-        "run",
-        "--headless",
-        "--json",
-        "--schema",
-        &t.name,
-        "--channel",
-        &t.name,
-    ])
-    .args(["--database-url", &server_url()]);
-    let mut run = Running::start(cmd);
-    run.until("listener up", |v| stage(v) == "listener_up")
-        .await;
+    let mut run = run_pipeline(&t).await;
 
     let sent = notifyscope()
         .args([
@@ -161,20 +148,7 @@ async fn unreachable_database_is_a_clear_error_without_the_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_via_bot_reaches_the_running_bot_path() {
     let t = TestSchema::new("cli_via_bot");
-    let mut cmd = notifyscope();
-    cmd.args([
-        "run",
-        "--headless",
-        "--json",
-        "--schema",
-        &t.name,
-        "--channel",
-        &t.name,
-    ])
-    .args(["--database-url", &server_url()]);
-    let mut run = Running::start(cmd);
-    run.until("listener up", |v| stage(v) == "listener_up")
-        .await;
+    let mut run = run_pipeline(&t).await;
 
     let via_bot = |kind: &str| {
         let mut cmd = notifyscope();

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::{notifyscope, stage, Running};
+use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema, WAIT};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
@@ -458,20 +458,7 @@ async fn a_healthy_burst_of_ten_thousand_raises_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_is_healthy_with_a_pipeline_and_names_a_stopped_listener() {
     let t = TestSchema::new("d_doctor");
-    let mut cmd = notifyscope();
-    cmd.args([
-        "run",
-        "--headless",
-        "--json",
-        "--schema",
-        &t.name,
-        "--channel",
-        &t.name,
-    ])
-    .args(["--database-url", &server_url()]);
-    let mut run = Running::start(cmd);
-    run.until("listener up", |v| stage(v) == "listener_up")
-        .await;
+    let run = run_pipeline(&t).await;
 
     let doctor = |json: bool, timeout: &str| {
         let mut cmd = notifyscope();

@@ -27,6 +27,26 @@ pub fn notifyscope() -> Command {
     cmd
 }
 
+/// `notifyscope run --headless --json` on the test's schema and channel, once its listener is
+/// up.
+pub async fn run_pipeline(t: &super::TestSchema) -> Running {
+    let mut cmd = notifyscope();
+    cmd.args([
+        "run",
+        "--headless",
+        "--json",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &super::server_url()]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    run
+}
+
 pub fn stage(v: &Value) -> &str {
     v["stage"].as_str().unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Widget};
+use ratatui::widgets::Widget;
 
 use crate::{fit, Styles};
 
@@ -50,15 +50,9 @@ impl Widget for &HealthPane<'_> {
             .iter()
             .filter(|i| i.status >= HealthStatus::Warn)
             .count();
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .border_type(if self.focused {
-                BorderType::Thick
-            } else {
-                BorderType::Rounded
-            })
-            .border_style(s.block(self.focused))
-            .title(Line::from(vec![
+        let block = s.pane_block(
+            self.focused,
+            Line::from(vec![
                 Span::styled(format!(" {} ", self.key), s.key),
                 Span::styled("Health ", s.block_title(self.focused)),
                 if failing == 0 {
@@ -66,7 +60,8 @@ impl Widget for &HealthPane<'_> {
                 } else {
                     Span::styled(format!("{failing} need attention "), s.error)
                 },
-            ]));
+            ]),
+        );
         let inner = block.inner(area);
         block.render(area, buf);
         let width = inner.width as usize;

@@ -9,6 +9,7 @@ pub use health::{HealthItem, HealthPane, HealthStatus};
 pub use stage_pane::{PaneRow, RowKind, StagePane};
 
 use ratatui::style::Style;
+use ratatui::widgets::{Block, BorderType, Borders};
 
 /// The named styles every widget asks for; a theme fills them in.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +49,19 @@ impl Styles {
         } else {
             self.title
         }
+    }
+
+    /// The frame of a pane: thick and highlighted when focused.
+    pub fn pane_block<'a>(&self, focused: bool, title: ratatui::text::Line<'a>) -> Block<'a> {
+        Block::default()
+            .borders(Borders::ALL)
+            .border_type(if focused {
+                BorderType::Thick
+            } else {
+                BorderType::Rounded
+            })
+            .border_style(self.block(focused))
+            .title(title)
     }
 
     pub fn row(&self, kind: RowKind) -> Style {

@@ -4,7 +4,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Widget};
+use ratatui::widgets::Widget;
 
 use crate::{fit, Styles};
 
@@ -55,20 +55,9 @@ impl Widget for &StagePane<'_> {
             Span::styled(format!("{} ", self.shown), s.dim),
         ];
         if self.dropped > 0 {
-            title.push(Span::styled(
-                format!("(+{} dropped) ", self.dropped),
-                s.warn,
-            ));
+            title.push(Span::styled(format!("+{} dropped ", self.dropped), s.dim));
         }
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .border_type(if self.focused {
-                BorderType::Thick
-            } else {
-                BorderType::Rounded
-            })
-            .border_style(s.block(self.focused))
-            .title(Line::from(title));
+        let block = s.pane_block(self.focused, Line::from(title));
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height == 0 || inner.width == 0 {
