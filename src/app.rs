@@ -573,7 +573,7 @@ impl App {
                 }
             }
             Stage::Backpressure { .. } => status.backpressure += 1,
-            Stage::Lagged { missed } => status.lagged += missed,
+            Stage::Lagged { missed } => status.lagged = status.lagged.saturating_add(*missed),
             _ => return,
         }
         self.dirty = true;
@@ -582,8 +582,15 @@ impl App {
     /// Applies a key. `None` means the key has no meaning here.
     pub fn on_key(&mut self, key: crossterm::event::KeyEvent) -> Option<Effect> {
         use crossterm::event::KeyCode;
+        let ctrl_c = key.code == KeyCode::Char('c')
+            && key
+                .modifiers
+                .contains(crossterm::event::KeyModifiers::CONTROL);
         if let Some(input) = &mut self.filter_input {
             self.dirty = true;
+            if ctrl_c {
+                return Some(Effect::Quit);
+            }
             match key.code {
                 KeyCode::Esc => {
                     self.filter_input = None;
@@ -716,6 +723,7 @@ impl App {
                     p.clear();
                 }
                 self.pending.clear();
+                self.pending_dropped = 0;
                 self.toast("view cleared (the pipeline and the database are untouched)");
             }
             Action::Send(kind) => return self.live(Effect::Send(kind)),

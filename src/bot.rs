@@ -288,6 +288,9 @@ fn to_incoming(msg: &Message, bot: Option<Snowflake>) -> IncomingMessage {
         content: msg.content.replace('\0', "\u{fffd}"),
         created_at,
         mentions_bot: bot.is_some_and(|b| msg.mentions.iter().any(|u| u.id.get() == b.0)),
+        has_media: !msg.attachments.is_empty()
+            || !msg.embeds.is_empty()
+            || !msg.sticker_items.is_empty(),
         synthetic: false,
     }
 }

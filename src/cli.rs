@@ -112,7 +112,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Bound of the publish queue; a full queue makes publishers wait (backpressure).
-    #[arg(long, default_value_t = crate::publish::DEFAULT_QUEUE_CAPACITY)]
+    #[arg(long, default_value_t = crate::publish::DEFAULT_QUEUE_CAPACITY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub queue_capacity: usize,
     /// Seconds to let queued and unprocessed events finish at shutdown.
     #[arg(long, default_value_t = 10)]
@@ -170,7 +171,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds the round-trip probe may take.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
     /// Name of the environment variable with the bot token (checked with Discord when set).
     #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME")]

@@ -218,7 +218,7 @@ fn reply_payload(
         // Only a large burst with long errors gets here: keep the counts honest, shorten the
         // error texts.
         for (_, error) in &mut reply.failed {
-            error.truncate(40);
+            *error = crate::output::shorten(error, 40);
         }
         reply.failed.truncate(50);
         text = serde_json::to_string(&reply).unwrap_or_default();

@@ -188,6 +188,8 @@ pub struct Snapshot {
     /// notifyscope listeners whose last query does not name the channel (other channels).
     pub other_listeners: Vec<Backend>,
     pub idle_in_transaction: Vec<Backend>,
+    /// Of the ids asked about, those in `discord_messages`.
+    pub found: Vec<Snowflake>,
 }
 
 const SAMPLE: usize = 5;
@@ -247,10 +249,17 @@ impl<T: Clone> Recent<T> {
 struct Pending {
     order: VecDeque<(DateTime<Utc>, Snowflake)>,
     open: HashSet<Snowflake>,
+    /// Recently finished ids: the next stage may be reported before this one (a row can be
+    /// ingested before its own NOTIFY is read), and must not open it again.
+    finished: VecDeque<Snowflake>,
+    finished_set: HashSet<Snowflake>,
 }
 
 impl Pending {
     fn start(&mut self, at: DateTime<Utc>, id: Snowflake) {
+        if self.finished_set.contains(&id) {
+            return;
+        }
         if self.order.len() >= KEEP {
             if let Some((_, old)) = self.order.pop_front() {
                 self.open.remove(&old);
@@ -263,6 +272,20 @@ impl Pending {
 
     fn done(&mut self, id: Snowflake) {
         self.open.remove(&id);
+        if self.finished_set.insert(id) {
+            if self.finished.len() >= KEEP {
+                if let Some(old) = self.finished.pop_front() {
+                    self.finished_set.remove(&old);
+                }
+            }
+            self.finished.push_back(id);
+        }
+    }
+
+    /// After missed trace events nothing is known about what is open.
+    fn forget(&mut self) {
+        self.order.clear();
+        self.open.clear();
     }
 
     /// Ids still open after `deadline`.
@@ -425,7 +448,29 @@ impl Diagnosis {
             Stage::GatewayMalformed { kind, error, .. } => {
                 self.malformed_gateway.push(at, format!("{kind}: {error}"))
             }
+            Stage::Lagged { .. } => {
+                self.received.forget();
+                self.notified.forget();
+            }
             _ => {}
+        }
+    }
+
+    /// Notified messages past the deadline, to be looked up in the table: another process
+    /// sharing the outbox may have ingested them.
+    pub fn overdue_notified(&mut self, now: DateTime<Utc>) -> Vec<Snowflake> {
+        self.notified
+            .overdue(now - delta(self.config.deadline))
+            .into_iter()
+            .map(|(_, id)| id)
+            .take(100)
+            .collect()
+    }
+
+    /// Messages found in the table: done, whoever ingested them.
+    pub fn found_in_table(&mut self, ids: &[Snowflake]) {
+        for id in ids {
+            self.notified.done(*id);
         }
     }
 
@@ -535,12 +580,21 @@ impl Diagnosis {
                     ))
                 } else {
                     let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
+                    // While the database is away or the queue is full, publishing is slow,
+                    // not forgotten.
+                    let slowed =
+                        self.database_down.is_some() || !self.publish_errors.items.is_empty();
                     (
-                        Status::Fail,
+                        if slowed { Status::Warn } else { Status::Fail },
                         format!(
-                            "{} received message(s) neither skipped nor published after {} s",
+                            "{} received message(s) neither skipped nor published after {} s{}",
                             ids.len(),
-                            self.config.deadline.as_secs()
+                            self.config.deadline.as_secs(),
+                            if slowed {
+                                " (the database is failing, so they may still be on their way)"
+                            } else {
+                                ""
+                            }
                         ),
                         overdue
                             .iter()
@@ -694,7 +748,9 @@ impl Diagnosis {
                     }
                 );
                 let ids = self.skipped_ids.samples();
-                if total >= 3 && skipped.len() == total && by_reason.len() == 1 {
+                // Channels left out on purpose (--allow-channel) are not a broken filter.
+                let deliberate = by_reason.contains_key(SkipReason::ChannelNotAllowed.as_str());
+                if total >= 3 && skipped.len() == total && by_reason.len() == 1 && !deliberate {
                     (
                         Status::Fail,
                         format!("every message skipped for one reason: {summary}"),
@@ -712,7 +768,10 @@ impl Diagnosis {
                 let mut status = Status::Ok;
                 for (channel, (count, at)) in &self.neighbours {
                     if now - *at < delta(self.config.window) {
-                        status = Status::Fail;
+                        // Another spelling of our channel is surely a mistake; a usual name
+                        // such as `events` may belong to another application.
+                        let spelling = channel.eq_ignore_ascii_case(self.config.channel.as_str());
+                        status = status.max(if spelling { Status::Fail } else { Status::Warn });
                         evidence.push(format!(
                             "{count} NOTIFY on {channel:?} (a neighbour of {:?}), last {}",
                             self.config.channel.as_str(),
@@ -986,6 +1045,19 @@ pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier>
     out
 }
 
+/// What may be shown of another session's last statement: a LISTEN in full (it names a
+/// channel), anything else only by its first word, since its text may hold secrets.
+pub fn statement_shown(query: &str) -> String {
+    let q = query.trim();
+    if q.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("listen")) {
+        return q.to_owned();
+    }
+    match q.split_whitespace().next() {
+        Some(word) => format!("{} …", word.to_uppercase()),
+        None => String::new(),
+    }
+}
+
 /// Whether a `LISTEN …` statement listens on `channel`, with PostgreSQL's folding: an unquoted
 /// name is lower-cased, a quoted one is taken as written.
 pub fn listens_on(query: &str, channel: &str) -> bool {
@@ -1036,11 +1108,12 @@ const BACKENDS: &str = "(SELECT coalesce(json_agg(json_build_array(pid, coalesce
       AND (application_name = $1 OR query ILIKE 'listen%' OR state LIKE 'idle in transaction%'))::text";
 
 /// One small query a second: queue usage, listening and idle backends, and (with an outbox)
-/// the backlog and the rows of other channels.
+/// the backlog, the rows of other channels, and which of `look_up` are in `discord_messages`.
 pub async fn snapshot(
     client: &tokio_postgres::Client,
     channel: &Identifier,
     with_outbox: bool,
+    look_up: &[Snowflake],
 ) -> Snapshot {
     let now = Utc::now();
     let pending = "processed_at IS NULL AND attempts < $3";
@@ -1053,16 +1126,24 @@ pub async fn snapshot(
                (SELECT coalesce(json_agg(json_build_array(channel, n)), '[]') FROM \
                   (SELECT channel, count(*) AS n FROM event_outbox \
                     WHERE channel <> $2 AND {pending} AND published_at < now() - interval '1 second' \
-                    GROUP BY channel ORDER BY 2 DESC LIMIT 5) AS o)::text"
+                    GROUP BY channel ORDER BY 2 DESC LIMIT 5) AS o)::text, \
+               (SELECT coalesce(array_agg(message_id), '{{}}') FROM discord_messages \
+                  WHERE message_id = ANY($4))"
         )
     } else {
         format!("SELECT pg_notification_queue_usage(), {BACKENDS}")
     };
+    let look_up: Vec<i64> = look_up.iter().map(|id| id.as_i64()).collect();
     let row = if with_outbox {
         client
             .query_one(
                 &sql,
-                &[&LISTENER_APP_NAME, &channel.as_str(), &MAX_ATTEMPTS],
+                &[
+                    &LISTENER_APP_NAME,
+                    &channel.as_str(),
+                    &MAX_ATTEMPTS,
+                    &look_up,
+                ],
             )
             .await
     } else {
@@ -1090,7 +1171,7 @@ pub async fn snapshot(
             pid,
             application_name,
             state,
-            query,
+            query: statement_shown(&query),
             seconds_in_state,
         };
         if b.state.starts_with("idle in transaction") {
@@ -1106,6 +1187,11 @@ pub async fn snapshot(
         snap.backlog = Some(row.get(2));
         snap.oldest_age_s = row.get(3);
         snap.other_channels = serde_json::from_str(row.get::<_, &str>(4)).unwrap_or_default();
+        snap.found = row
+            .get::<_, Vec<i64>>(5)
+            .into_iter()
+            .filter_map(Snowflake::from_i64)
+            .collect();
     }
     snap
 }
@@ -1144,11 +1230,19 @@ pub fn spawn(
                     None => break,
                 },
                 _ = tick.tick() => {
-                    let snap = match tokio::time::timeout(Duration::from_secs(3), pool.get()).await {
-                        Ok(Ok(client)) => snapshot(&client, &channel, with_outbox).await,
-                        Ok(Err(e)) => Snapshot { at: Some(Utc::now()), error: Some(error_chain(&e)), ..Snapshot::default() },
-                        Err(_) => Snapshot { at: Some(Utc::now()), error: Some("no database connection within 3 s".into()), ..Snapshot::default() },
+                    let overdue = diagnosis.overdue_notified(Utc::now());
+                    let failed = |error: String| Snapshot { at: Some(Utc::now()), error: Some(error), ..Snapshot::default() };
+                    let query = async {
+                        let client = pool.get().await.map_err(|e| error_chain(&e))?;
+                        Ok::<_, String>(snapshot(&client, &channel, with_outbox, &overdue).await)
                     };
+                    // A hung query must not stop the diagnosis from reading the trace.
+                    let snap = match tokio::time::timeout(Duration::from_secs(3), query).await {
+                        Ok(Ok(snap)) => snap,
+                        Ok(Err(error)) => failed(error),
+                        Err(_) => failed("the diagnosis query took over 3 s".into()),
+                    };
+                    diagnosis.found_in_table(&snap.found);
                     let backlog = snap.backlog;
                     diagnosis.observe_snapshot(snap);
                     let checks = diagnosis.checks(Utc::now());
@@ -1183,6 +1277,13 @@ mod tests {
             .map(|i| i.to_string())
             .collect();
         assert_eq!(n, ["EVENTS", "Events", "discord", "discord_events", "bus"]);
+    }
+
+    #[test]
+    fn other_sessions_statements_are_shown_by_kind_only() {
+        assert_eq!(statement_shown("LISTEN \"Events\""), "LISTEN \"Events\"");
+        assert_eq!(statement_shown("alter role app password 'x'"), "ALTER …");
+        assert_eq!(statement_shown(""), "");
     }
 
     #[test]

@@ -49,7 +49,18 @@ fn hint_of(id: &str) -> &'static str {
         .unwrap_or("")
 }
 
+/// Exit 2 when the doctor could not run at all (bad arguments, no database URL).
 pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    match examine(shared, args).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("notifyscope: doctor could not run: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let channel = Identifier::channel(&shared.channel)?;
     let schema = Identifier::schema(&shared.schema)?;
     let url = shared.database_url.clone().ok_or_else(|| {
@@ -121,7 +132,7 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     };
     checks.push(schema_check);
 
-    let snapshot = diagnose::snapshot(&client, &channel, migrated).await;
+    let snapshot = diagnose::snapshot(&client, &channel, migrated, &[]).await;
     let describe = |b: &diagnose::Backend| {
         format!(
             "pid {} ({})",

@@ -89,6 +89,13 @@ impl EmbeddedPostgres {
         };
         let data_dir = base.join("data");
         let log_path = base.join("postgres.log");
+        // The cluster trusts whoever reaches its socket, so only its owner may: the socket
+        // lives in this directory.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&base, fs::Permissions::from_mode(0o700))
+                .map_err(io(format!("restricting {}", base.display())))?;
+        }
         if let Some(user) = &run_as {
             chown(&base, user)?;
         }
@@ -134,6 +141,7 @@ impl EmbeddedPostgres {
             .arg("-k")
             .arg(&base)
             .args(["-p", &SOCKET_PORT.to_string(), "-c", "listen_addresses="])
+            .args(["-c", "unix_socket_permissions=0700"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

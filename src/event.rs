@@ -157,8 +157,17 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
-    /// Checks what the database needs beyond the JSON shape.
+    /// Checks what the database needs beyond the JSON shape, and that the event will pass
+    /// the size check when ingestion reads it back.
     pub fn validate(&self) -> Result<(), ContractError> {
+        // The envelope around the text, and jsonb's wider rendering, take well under 4 KiB.
+        let bytes = self.content.len() + self.author_name.len();
+        if bytes > MAX_EVENT_BYTES - 4096 {
+            return Err(ContractError::TooLarge {
+                bytes,
+                limit: MAX_EVENT_BYTES - 4096,
+            });
+        }
         if self.author_name.contains('\0') {
             return Err(ContractError::NulCharacter("message.author_name"));
         }

@@ -27,6 +27,8 @@ pub struct IncomingMessage {
     /// The bot is mentioned: Discord sends content to mentioned bots even without the
     /// MESSAGE_CONTENT intent, so an empty mention is not evidence of a missing intent.
     pub mentions_bot: bool,
+    /// Attachments, embeds or stickers: a message can carry those without any text.
+    pub has_media: bool,
     pub synthetic: bool,
 }
 
@@ -182,7 +184,11 @@ impl Filter {
 /// Guild messages with no text that do not mention the bot are what Discord sends when the
 /// MESSAGE_CONTENT privileged intent is missing.
 pub fn suggests_missing_content_intent(msg: &IncomingMessage) -> bool {
-    msg.guild_id.is_some() && msg.content.is_empty() && !msg.mentions_bot && !msg.is_system
+    msg.guild_id.is_some()
+        && msg.content.is_empty()
+        && !msg.mentions_bot
+        && !msg.is_system
+        && !msg.has_media
 }
 
 #[cfg(test)]
@@ -202,6 +208,7 @@ mod tests {
             content: "hi".into(),
             created_at: Utc::now(),
             mentions_bot: false,
+            has_media: false,
             synthetic: false,
         }
     }

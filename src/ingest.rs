@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{ContractError, Envelope};
-use crate::store::{error_chain, is_connection_error, Identifier, StoreError, MAX_ATTEMPTS};
+use crate::store::{error_chain, is_transient_error, Identifier, StoreError, MAX_ATTEMPTS};
 use crate::trace::{IngestOutcome, Stage, Trace};
 
 /// Rows one worker claims per transaction at most.
@@ -97,6 +97,8 @@ async fn worker(
     // sweep), so that one bad row neither blocks the rows behind it nor burns its attempts
     // in a tight loop.
     let mut skip: Vec<i64> = Vec::new();
+    // Rows of a failed batch still to be taken one at a time before full batches resume.
+    let mut single_left = 0usize;
     loop {
         tokio::select! {
             biased;
@@ -114,15 +116,25 @@ async fn worker(
                         // so that the others pass and the bad one is found.
                         Some(Failure::Batch) => {
                             batch = 1;
+                            single_left = claimed;
                             continue;
                         }
                         // Found (and charged an attempt): back to full batches without it.
                         Some(Failure::Row(outbox_id)) => {
                             skip.push(outbox_id);
                             batch = full;
+                            single_left = 0;
                             continue;
                         }
                         None => {}
+                    }
+                    if batch == 1 && single_left > 0 {
+                        single_left = single_left.saturating_sub(claimed);
+                        if single_left == 0 {
+                            // The failed batch went through row by row: its error was passing.
+                            batch = full;
+                            continue;
+                        }
                     }
                     if claimed == 0 {
                         batch = full;
@@ -141,10 +153,16 @@ async fn worker(
                 }
                 Err(e) => {
                     let error = error_chain(&e);
-                    tracing::error!(channel = %config.channel, %error, "ingestion cannot reach the database");
-                    if database_up {
-                        database_up = false;
-                        trace.emit(None, Stage::DatabaseDown { error });
+                    if e.is_connection_lost() {
+                        tracing::error!(channel = %config.channel, %error, "ingestion cannot reach the database");
+                        if database_up {
+                            database_up = false;
+                            trace.emit(None, Stage::DatabaseDown { error });
+                        }
+                    } else {
+                        // Deadlock, timeout, no resources: nothing was changed; the rows are
+                        // claimed again at the next wake-up or sweep.
+                        tracing::warn!(channel = %config.channel, %error, "ingestion batch failed for the moment, retrying");
                     }
                     break;
                 }
@@ -324,7 +342,7 @@ async fn claim_and_ingest(
     .await;
     let inserted: HashSet<i64> = match inserted {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(e) if !is_connection_error(&e) => {
+        Err(e) if !is_transient_error(&e) => {
             let error = error_chain(&e);
             let failure = match claimed.as_slice() {
                 [only] => {

@@ -6,6 +6,7 @@
 //! self-probe. Any end of the connection ends the session; the listener then reconnects with
 //! exponential backoff and jitter, listens again and wakes ingestion to catch up.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
@@ -122,13 +123,16 @@ pub fn spawn_listener(
     shutdown: CancellationToken,
 ) -> ListenerHandle {
     let (state_tx, state_rx) = watch::channel(ListenerState::Connecting);
+    let (dead_letters, letters) = mpsc::channel(DEAD_LETTER_QUEUE);
+    tokio::spawn(write_dead_letters(pool, trace.clone(), letters));
     let listener = Listener {
         database,
-        pool,
         config,
         trace,
         waker,
         state: state_tx,
+        dead_letters,
+        dead_letters_dropped: AtomicU64::new(0),
     };
     let task = tokio::spawn(listener.run(shutdown));
     ListenerHandle {
@@ -139,11 +143,12 @@ pub fn spawn_listener(
 
 struct Listener {
     database: Database,
-    pool: Pool,
     config: ListenerConfig,
     trace: Trace,
     waker: IngestWaker,
     state: watch::Sender<ListenerState>,
+    dead_letters: mpsc::Sender<DeadLetter>,
+    dead_letters_dropped: AtomicU64,
 }
 
 /// A connection whose notifications arrive on a channel. Dropping it closes the connection.
@@ -396,6 +401,14 @@ impl Listener {
         match event::parse_notify(payload) {
             Ok(NotifyPayload::Probe { .. }) => {}
             Ok(parsed) => {
+                if parsed.outbox_id().is_none() {
+                    // Ingestion reads the outbox; a NOTIFY alone carries nothing it will take.
+                    tracing::warn!(
+                        channel = n.channel(), sender_pid = n.process_id(),
+                        message_id = ?parsed.message_id(),
+                        "event announced without an outbox row: it will not be ingested"
+                    );
+                }
                 self.trace.emit(
                     parsed.message_id(),
                     Stage::Notified {
@@ -426,32 +439,65 @@ impl Listener {
         }
     }
 
-    /// Keeps the rejected payload in `dead_letters` without holding up the listener.
+    /// Hands the rejected payload to the dead-letter writer without holding up the listener.
     fn record_dead_letter(&self, n: &Notification, error: String) {
-        let pool = self.pool.clone();
-        let trace = self.trace.clone();
-        let channel = n.channel().to_owned();
-        let pid = n.process_id();
-        let payload = n.payload().to_owned();
-        tokio::spawn(async move {
-            let result = async {
-                let client = pool.get().await?;
-                client
-                    .execute(
-                        "INSERT INTO dead_letters (channel, sender_pid, payload, error) \
-                         VALUES ($1, $2, $3, $4)",
-                        &[&channel, &pid, &payload, &error],
-                    )
-                    .await?;
-                Ok::<_, crate::store::StoreError>(())
+        let letter = DeadLetter {
+            channel: n.channel().to_owned(),
+            sender_pid: n.process_id(),
+            payload: n.payload().to_owned(),
+            error,
+        };
+        if self.dead_letters.try_send(letter).is_err() {
+            // A flood of junk must not take the pool from the publisher: beyond the bound the
+            // rejections are still traced, only not stored.
+            let dropped = self.dead_letters_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::error!(
+                    dropped,
+                    "too many rejected notifications: not all are kept in dead_letters"
+                );
             }
-            .await;
-            if let Err(e) = result {
-                let error = error_chain(&e);
-                tracing::error!(%channel, %error, "could not record a dead letter");
-                trace.emit(None, Stage::DatabaseDown { error });
-            }
-        });
+        }
+    }
+}
+
+/// A rejected notification on its way to `dead_letters`.
+struct DeadLetter {
+    channel: String,
+    sender_pid: i32,
+    payload: String,
+    error: String,
+}
+
+/// Dead letters waiting to be written, at most.
+const DEAD_LETTER_QUEUE: usize = 1024;
+
+/// Writes dead letters one connection at a time, in batches, until the listener is gone.
+async fn write_dead_letters(pool: Pool, trace: Trace, mut rx: mpsc::Receiver<DeadLetter>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let result = async {
+            let client = pool.get().await?;
+            let channels: Vec<&str> = batch.iter().map(|d| d.channel.as_str()).collect();
+            let pids: Vec<i32> = batch.iter().map(|d| d.sender_pid).collect();
+            let payloads: Vec<&str> = batch.iter().map(|d| d.payload.as_str()).collect();
+            let errors: Vec<&str> = batch.iter().map(|d| d.error.as_str()).collect();
+            client
+                .execute(
+                    "INSERT INTO dead_letters (channel, sender_pid, payload, error) \
+                     SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[])",
+                    &[&channels, &pids, &payloads, &errors],
+                )
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            let error = error_chain(&e);
+            tracing::error!(count = batch.len(), %error, "could not record dead letters");
+            trace.emit(None, Stage::DatabaseDown { error });
+        }
+        batch.clear();
     }
 }
 

@@ -22,9 +22,16 @@ fn draws_a_screen(cli: &Cli) -> bool {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.shared.log))
         .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
+    // The WebSocket library traces whole frames, IDENTIFY with the bot token among them: it
+    // never logs below info, whatever the filter asks for.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     if draws_a_screen(cli) {
         // tui-logger also takes the records of dependencies that use the `log` crate; their
         // debug records (a line per query) would cost more than they tell, so Info and up.

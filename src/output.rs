@@ -15,30 +15,29 @@ pub async fn write_events(
     mut out: impl Write,
     stop: CancellationToken,
 ) {
-    loop {
-        let event = tokio::select! {
-            event = rx.recv() => event,
-            () = stop.cancelled() => None,
-        };
-        let Some(event) = event else { break };
-        if write_one(&mut out, &event, json).is_err() {
-            return;
+    let result = async {
+        loop {
+            let event = tokio::select! {
+                event = rx.recv() => event,
+                () = stop.cancelled() => None,
+            };
+            let Some(event) = event else { break };
+            write_one(&mut out, &event, json)?;
+            while let Some(event) = rx.try_recv() {
+                write_one(&mut out, &event, json)?;
+            }
+            out.flush()?;
         }
         while let Some(event) = rx.try_recv() {
-            if write_one(&mut out, &event, json).is_err() {
-                return;
-            }
+            write_one(&mut out, &event, json)?;
         }
-        if out.flush().is_err() {
-            return;
-        }
+        out.flush()
     }
-    while let Some(event) = rx.try_recv() {
-        if write_one(&mut out, &event, json).is_err() {
-            return;
-        }
+    .await;
+    if let Err(e) = result {
+        // A closed pipe or a full disk: the pipeline goes on, but this output ends here.
+        tracing::error!(error = %e, "trace output stopped");
     }
-    let _ = out.flush();
 }
 
 fn write_one(out: &mut impl Write, event: &TraceEvent, json: bool) -> std::io::Result<()> {

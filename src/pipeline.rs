@@ -226,8 +226,15 @@ impl Pipeline {
         let _ = self.publisher_task.await;
         while started.elapsed() < drain {
             let remaining = match self.pool.get().await {
-                Ok(client) => store::backlog(&client, &self.channel).await.unwrap_or(0),
-                Err(_) => 0,
+                Ok(client) => store::backlog(&client, &self.channel).await,
+                Err(e) => Err(e.into()),
+            };
+            let remaining = match remaining {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %store::error_chain(&e), "cannot count the backlog; not waiting for it");
+                    break;
+                }
             };
             if remaining == 0 {
                 break;

@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::event::{self, ContractError, Envelope, EventType, MessageRecord, Snowflake};
-use crate::store::{error_chain, is_connection_error, Identifier, StoreError};
+use crate::store::{error_chain, is_transient_error, Identifier, StoreError};
 use crate::trace::{Stage, Trace};
 
 /// Events one transaction carries at most.
 pub const MAX_BATCH: usize = 1000;
+/// How long a batch is retried while the database is unreachable.
+const RETRY_FOR: Duration = Duration::from_secs(30);
 /// Default bound of the publish queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
@@ -97,12 +99,13 @@ impl PublisherHandle {
 
     /// Queues the message and waits until its outbox row and NOTIFY are committed.
     pub async fn publish(&self, message: MessageRecord) -> Result<PublishReceipt, PublishError> {
+        let id = message.message_id;
         let (request, reply) = self.request(message)?;
         let request = match self.tx.try_send(request) {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(request)) => Some(request),
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(self.failed(PublishError::Closed))
+                return Err(self.failed(id, PublishError::Closed))
             }
         };
         if let Some(request) = request {
@@ -115,7 +118,7 @@ impl PublisherHandle {
                 },
             );
             if self.tx.send(request).await.is_err() {
-                return Err(self.failed(PublishError::Closed));
+                return Err(self.failed(id, PublishError::Closed));
             }
         }
         reply.await.unwrap_or(Err(PublishError::Closed))
@@ -124,12 +127,13 @@ impl PublisherHandle {
     /// The same as [`publish`](Self::publish) for code that is not async. Returns
     /// [`PublishError::InsideRuntime`] instead of panicking when called on a runtime thread.
     pub fn publish_blocking(&self, message: MessageRecord) -> Result<PublishReceipt, PublishError> {
+        let id = message.message_id;
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(self.failed(PublishError::InsideRuntime));
+            return Err(self.failed(id, PublishError::InsideRuntime));
         }
         let (request, reply) = self.request(message)?;
         if self.tx.blocking_send(request).is_err() {
-            return Err(self.failed(PublishError::Closed));
+            return Err(self.failed(id, PublishError::Closed));
         }
         reply.blocking_recv().unwrap_or(Err(PublishError::Closed))
     }
@@ -145,7 +149,7 @@ impl PublisherHandle {
         PublishError,
     > {
         if let Err(e) = message.validate() {
-            return Err(self.failed(PublishError::Invalid(e)));
+            return Err(self.failed(message.message_id, PublishError::Invalid(e)));
         }
         let (reply_tx, reply_rx) = oneshot::channel();
         Ok((
@@ -159,9 +163,9 @@ impl PublisherHandle {
 
     /// Errors found before the publisher task sees the event are traced here; the task traces
     /// its own, so each failure is on the trace exactly once.
-    fn failed(&self, error: PublishError) -> PublishError {
+    fn failed(&self, message_id: Snowflake, error: PublishError) -> PublishError {
         self.trace.emit(
-            None,
+            Some(message_id),
             Stage::PublishFailed {
                 event_type: EventType::MessageCreated.as_str().into(),
                 channel: self.channel.to_string(),
@@ -280,15 +284,19 @@ async fn commit_batch(
     notify: NotifyMode,
     batch: &mut Vec<PublishRequest>,
 ) {
+    // A database restart or failover of a few seconds must not lose what the bot handed
+    // over: keep trying for a while (the bounded queue makes senders wait meanwhile), then
+    // fail loudly.
+    let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
         match write_batch(pool, channel, notify, batch.iter().map(|r| &r.envelope)).await {
-            Err(WriteError::Connection(e)) if attempts < 4 => {
-                tracing::warn!(error = %e, attempt = attempts, "outbox write failed, retrying");
+            Err(WriteError::Connection(e)) if started.elapsed() < RETRY_FOR => {
+                tracing::warn!(error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "outbox write failed, retrying");
                 tokio::time::sleep(delay).await;
-                delay *= 4;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
             other => break other,
         }
@@ -369,9 +377,7 @@ enum WriteError {
 impl From<StoreError> for WriteError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Db(db) if !is_connection_error(db) => {
-                WriteError::Statement(error_chain(&e))
-            }
+            StoreError::Db(db) if !is_transient_error(db) => WriteError::Statement(error_chain(&e)),
             _ => WriteError::Connection(error_chain(&e)),
         }
     }

@@ -41,6 +41,21 @@ pub enum StoreError {
     Migration(String),
 }
 
+impl StoreError {
+    /// The database could not be reached (as opposed to refusing one statement).
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } | StoreError::Pool(_) => true,
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
@@ -274,12 +289,25 @@ impl Database {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.connect_plain(APP_NAME).await?;
         client
-            .batch_execute(&format!(
-                "SELECT pg_advisory_lock(hashtext('notifyscope.migrate')); \
-                 CREATE SCHEMA IF NOT EXISTS {};",
-                self.schema.quoted()
-            ))
+            .batch_execute("SELECT pg_advisory_lock(hashtext('notifyscope.migrate'))")
             .await?;
+        // CREATE SCHEMA IF NOT EXISTS needs the CREATE right on the database even when the
+        // schema exists, which an application role often lacks: look first.
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&self.schema.as_str()],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    self.schema.quoted()
+                ))
+                .await?;
+        }
         let result = embedded_migrations::migrations::runner()
             .set_migration_table_name("notifyscope_schema_history")
             .run_async(&mut client)
@@ -330,12 +358,20 @@ pub async fn backlog(client: &Client, channel: &Identifier) -> Result<i64, Store
     Ok(row.get(0))
 }
 
-/// True when the error means the connection, not the statement, failed.
-pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+/// True when trying again later may succeed: the connection failed, or the server refused
+/// for the moment (serialization failure, deadlock, lock or statement timeout, no resources).
+/// Such errors are retried without counting against the event.
+pub fn is_transient_error(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || e.code().is_none_or(|c| {
-            // Class 08: connection exception; 57P01..03: the server shut down or is starting.
-            c.code().starts_with("08") || c.code().starts_with("57P")
+            let code = c.code();
+            // 08: connection exception; 57P: the server shut down or is starting; 53:
+            // insufficient resources; 40001 serialization failure; 40P01 deadlock; 55P03
+            // lock not available; 57014 statement timeout.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || matches!(code, "40001" | "40P01" | "55P03" | "57014")
         })
 }
 

@@ -160,6 +160,7 @@ pub fn message(content: impl Into<String>) -> IncomingMessage {
         content: content.into(),
         created_at: Utc::now(),
         mentions_bot: false,
+        has_media: false,
         synthetic: true,
     }
 }

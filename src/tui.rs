@@ -385,10 +385,14 @@ pub fn wrong_case(channel: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     };
+    let upper = channel.to_uppercase();
     if capitalised != channel {
         capitalised
+    } else if upper != channel {
+        upper
     } else {
-        channel.to_uppercase()
+        // No letters to change: a neighbour by a suffix.
+        format!("{}_", &channel[..channel.len().min(62)])
     }
 }
 
@@ -478,5 +482,6 @@ mod tests {
         assert_eq!(wrong_case("events"), "Events");
         assert_eq!(wrong_case("Events"), "events");
         assert_eq!(wrong_case("_x"), "_X");
+        assert_eq!(wrong_case("_1"), "_1_");
     }
 }

@@ -102,7 +102,12 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         .with_context(|| format!("reading {schema}.{table}.{id_column}"))?
         .get(0);
     let has_outbox: bool = client
-        .query_one("SELECT to_regclass('event_outbox') IS NOT NULL", &[])
+        .query_one(
+            // notifyscope's own outbox, not just any table of that name.
+            "SELECT to_regclass('notifyscope_schema_history') IS NOT NULL \
+                AND to_regclass('event_outbox') IS NOT NULL",
+            &[],
+        )
         .await?
         .get(0);
 
@@ -139,7 +144,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         stop.clone(),
     ));
     let polling = tokio::spawn(poll_rows(
-        client,
+        database.clone(),
         table.clone(),
         id_column,
         start_id,
@@ -272,57 +277,91 @@ fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mute
     }
 }
 
-/// New rows of the table, twice a second, in id order.
+/// How far below the highest id seen rows are still looked for: concurrent transactions
+/// commit out of id order. Thirty seconds of Discord snowflakes.
+const LATE_ROWS: i64 = 30_000 << 22;
+/// Rows a poll reads per query; more pages follow while they come full.
+const PAGE: i64 = 1000;
+
+/// New rows of the table, twice a second, reconnecting when the connection is lost.
 async fn poll_rows(
-    client: tokio_postgres::Client,
+    database: Database,
     table: Identifier,
     id_column: Identifier,
-    mut last: i64,
+    start: i64,
     trace: Trace,
     notified: Arc<Mutex<Notified>>,
     stop: CancellationToken,
 ) {
     let sql = format!(
-        "SELECT {col}::int8 FROM {table} WHERE {col} > $1 ORDER BY {col} LIMIT 1000",
+        "SELECT {col}::int8 FROM {table} WHERE {col} > $1 ORDER BY {col} LIMIT {PAGE}",
         col = id_column.quoted(),
         table = table.quoted()
     );
+    let mut highest = start;
+    let mut seen: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+    let mut client: Option<tokio_postgres::Client> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let rows = match client.query(&sql, &[&last]).await {
-            Ok(rows) => rows,
-            Err(e) => {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match database.connect_plain(APP_NAME).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    trace.emit(
+                        None,
+                        Stage::DatabaseDown {
+                            error: error_chain(&e),
+                        },
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_ref() else { continue };
+        let lower = start.max(highest.saturating_sub(LATE_ROWS));
+        seen = seen.split_off(&lower);
+        let mut from = lower;
+        let now = Utc::now();
+        for _ in 0..20 {
+            let rows = match c.query(&sql, &[&from]).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    trace.emit(
+                        None,
+                        Stage::DatabaseDown {
+                            error: error_chain(&e),
+                        },
+                    );
+                    break;
+                }
+            };
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let id: i64 = row.get(0);
+                from = id;
+                highest = highest.max(id);
+                if !seen.insert(id) {
+                    continue;
+                }
+                let message_id = Snowflake::from_i64(id);
+                let latency_ms = message_id
+                    .and_then(|m| notified.lock().ok().and_then(|map| map.at.get(&m).copied()))
+                    .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
                 trace.emit(
-                    None,
-                    Stage::DatabaseDown {
-                        error: error_chain(&e),
+                    message_id,
+                    Stage::RowObserved {
+                        table: table.to_string(),
+                        latency_ms,
                     },
                 );
-                if e.is_closed() {
-                    return;
-                }
-                continue;
             }
-        };
-        let now = Utc::now();
-        for row in rows {
-            let id: i64 = row.get(0);
-            last = last.max(id);
-            let message_id = Snowflake::from_i64(id);
-            let latency_ms = message_id
-                .and_then(|m| notified.lock().ok().and_then(|map| map.at.get(&m).copied()))
-                .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
-            trace.emit(
-                message_id,
-                Stage::RowObserved {
-                    table: table.to_string(),
-                    latency_ms,
-                },
-            );
+            if !full {
+                break;
+            }
         }
     }
 }
