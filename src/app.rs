@@ -710,10 +710,12 @@ impl App {
                 None => self.toast("nothing selected to copy"),
             },
             Action::Save => {
+                // Events that arrived while paused belong to the session too.
                 let mut events: Vec<Arc<TraceEvent>> = self
                     .panes
                     .iter()
                     .flat_map(|p| p.events.iter().cloned())
+                    .chain(self.pending.iter().cloned())
                     .collect();
                 events.sort_by_key(|e| e.at);
                 return Some(Effect::Save(events));

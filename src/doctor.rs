@@ -97,16 +97,24 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         hint_of("database"),
     ));
 
-    let migrated: bool = client
+    let tables = client
         .query_one(
             "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL \
                 AND to_regclass('notifyscope_schema_history') IS NOT NULL",
             &[],
         )
         .await
-        .map(|r| r.get(0))
-        .unwrap_or(false);
-    let schema_check = if migrated {
+        .map(|r| r.get::<_, bool>(0));
+    let migrated = matches!(tables, Ok(true));
+    let schema_check = if let Err(e) = &tables {
+        check(
+            "schema",
+            "schema and migrations present",
+            Status::Fail,
+            format!("cannot look at schema {schema}: {}", error_chain(e)),
+            "grant the role USAGE on the schema (and SELECT on its tables)",
+        )
+    } else if migrated {
         let applied: i64 = client
             .query_one("SELECT count(*) FROM notifyscope_schema_history", &[])
             .await
@@ -250,21 +258,29 @@ async fn round_trip(
         }
     }
     let mut ingested = false;
+    let mut lookup_error = None;
     while Instant::now() < deadline {
-        let found = client
+        match client
             .query_opt(
                 "SELECT 1 FROM discord_messages WHERE message_id = $1",
                 &[&id.as_i64()],
             )
             .await
-            .ok()
-            .flatten()
-            .is_some();
-        if found {
-            ingested = true;
-            break;
+        {
+            Ok(Some(_)) => {
+                ingested = true;
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => lookup_error = Some(error_chain(&e)),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let (false, Some(error)) = (ingested, lookup_error) {
+        return fail(
+            format!("probe message {id} published, but discord_messages cannot be read: {error}"),
+            "grant the role SELECT on discord_messages",
+        );
     }
     let ms = started.elapsed().as_secs_f64() * 1e3;
     match (notified, ingested) {
