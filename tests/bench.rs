@@ -10,7 +10,7 @@ use common::process::notifyscope;
 use common::{is_stage, server_url, Seen, TestSchema, WAIT};
 use indicatif::ProgressBar;
 use notifyscope::bench::{self, BenchOptions};
-use notifyscope::pipeline::{Handled, Pipeline, PipelineConfig};
+use notifyscope::pipeline::{Handled, PipelineConfig};
 use notifyscope::publish::NotifyMode;
 use notifyscope::synthetic;
 use notifyscope::trace::{Stage, Trace};
@@ -149,13 +149,7 @@ async fn lone_messages_are_not_held_back(notify: NotifyMode) {
     config.notify = notify;
     config.ingest_sweep = Duration::from_secs(3600);
     config.control = false;
-    let mut pipeline = Pipeline::start(config, trace.clone())
-        .await
-        .expect("pipeline starts");
-    pipeline
-        .wait_listening(WAIT)
-        .await
-        .expect("listener comes up");
+    let pipeline = common::start_pipeline(config, &trace).await;
 
     for i in 0..5 {
         let msg = synthetic::message(format!("lone message {i}"));
@@ -211,13 +205,7 @@ async fn per_batch_notify_announces_each_batch_once() {
     config.notify = NotifyMode::PerBatch;
     config.ingest_sweep = Duration::from_secs(3600);
     config.control = false;
-    let mut pipeline = Pipeline::start(config, trace.clone())
-        .await
-        .expect("pipeline starts");
-    pipeline
-        .wait_listening(WAIT)
-        .await
-        .expect("listener comes up");
+    let pipeline = common::start_pipeline(config, &trace).await;
 
     let publisher = pipeline.publisher().clone();
     let sends: Vec<_> = (0..2000)

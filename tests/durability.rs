@@ -23,14 +23,7 @@ use tokio_util::sync::CancellationToken;
 const CRASH_TEST_MESSAGES: usize = 30_000;
 
 async fn start(config: PipelineConfig, trace: &Trace) -> Pipeline {
-    let mut pipeline = Pipeline::start(config, trace.clone())
-        .await
-        .expect("pipeline starts");
-    pipeline
-        .wait_listening(WAIT)
-        .await
-        .expect("listener comes up");
-    pipeline
+    common::start_pipeline(config, trace).await
 }
 
 /// What the crash test follows on the trace, read continuously by a task of its own so that

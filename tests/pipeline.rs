@@ -19,14 +19,7 @@ async fn start(t: &TestSchema, trace: &Trace) -> Pipeline {
 }
 
 async fn start_with(config: PipelineConfig, trace: &Trace) -> Pipeline {
-    let mut pipeline = Pipeline::start(config, trace.clone())
-        .await
-        .expect("pipeline starts");
-    pipeline
-        .wait_listening(WAIT)
-        .await
-        .expect("listener comes up");
-    pipeline
+    common::start_pipeline(config, trace).await
 }
 
 /// Publishes `n` synthetic messages with up to 512 in flight, returning their ids.

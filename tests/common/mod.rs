@@ -160,6 +160,21 @@ impl Seen {
     }
 }
 
+/// The whole pipeline on `config`, once its listener is up.
+pub async fn start_pipeline(
+    config: notifyscope::pipeline::PipelineConfig,
+    trace: &notifyscope::trace::Trace,
+) -> notifyscope::pipeline::Pipeline {
+    let mut pipeline = notifyscope::pipeline::Pipeline::start(config, trace.clone())
+        .await
+        .expect("pipeline starts");
+    pipeline
+        .wait_listening(WAIT)
+        .await
+        .expect("listener comes up");
+    pipeline
+}
+
 pub fn is_stage(ev: &TraceEvent, name: &str) -> bool {
     ev.stage.name() == name
 }
