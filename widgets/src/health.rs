@@ -79,7 +79,7 @@ impl Widget for &HealthPane<'_> {
                 ratatui::style::Style::default()
             };
             buf.set_style(Rect::new(inner.x, y, inner.width, 1), base);
-            let line = format!("{} {}", item.status.symbol(), item.name);
+            let line = format!("{} {}:", item.status.symbol(), item.name);
             let (x, _) = buf.set_stringn(inner.x, y, fit(&line, width), width, style.patch(base));
             let used = (x - inner.x) as usize;
             if used + 2 < width {
