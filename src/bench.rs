@@ -149,6 +149,19 @@ impl Percentiles {
     }
 }
 
+/// The keys `--json` always prints, as the performance issue names them.
+pub const JSON_KEYS: [&str; 9] = [
+    "messages",
+    "seconds",
+    "per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "lost",
+    "duplicates",
+];
+
 /// The results. The headline latencies (`p50_ms` … `max_ms`) run from the moment the bot
 /// path took the message to the commit of its row in `discord_messages`.
 #[derive(Debug, Clone, Serialize)]
@@ -772,17 +785,7 @@ mod tests {
             stages: BTreeMap::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
-        for key in [
-            "messages",
-            "seconds",
-            "per_s",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "max_ms",
-            "lost",
-            "duplicates",
-        ] {
+        for key in JSON_KEYS {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert!(report.passed());

@@ -281,17 +281,7 @@ impl BotPath {
 
     pub async fn handle(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
         let trace = &self.trace;
-        trace.emit(
-            Some(msg.message_id),
-            Stage::Received {
-                channel_id: msg.channel_id,
-                guild_id: msg.guild_id,
-                author_id: msg.author_id,
-                author_name: msg.author_name.clone(),
-                content_bytes: msg.content.len(),
-                synthetic: msg.synthetic,
-            },
-        );
+        trace.emit(Some(msg.message_id), Stage::received(&msg));
         if suggests_missing_content_intent(&msg) {
             let count = self.empty_guild_messages.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(

@@ -190,6 +190,18 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// What the bot path reports when a message reaches it.
+    pub fn received(msg: &crate::filter::IncomingMessage) -> Stage {
+        Stage::Received {
+            channel_id: msg.channel_id,
+            guild_id: msg.guild_id,
+            author_id: msg.author_id,
+            author_name: msg.author_name.clone(),
+            content_bytes: msg.content.len(),
+            synthetic: msg.synthetic,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Stage::Received { .. } => "received",

@@ -99,17 +99,7 @@ async fn bench_command_prints_one_json_object() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON object: {stdout}");
     let v: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
-    for key in [
-        "messages",
-        "seconds",
-        "per_s",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "max_ms",
-        "lost",
-        "duplicates",
-    ] {
+    for key in notifyscope::bench::JSON_KEYS {
         assert!(v[key].is_number(), "{key} in {v}");
     }
     assert_eq!(v["messages"], 500);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_discord::{message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID};
-use common::process::{notifyscope, run_pipeline, stage, Running};
+use common::process::{notifyscope, pipeline_command, run_pipeline, stage, Running};
 use common::{server_url, TestSchema};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -12,23 +12,9 @@ use serde_json::{json, Value};
 const TOKEN: &str = "MTE5OTAwMDAwMDAwMDAwMDAwMQ.fake-bot-token.do-not-print";
 
 fn bot_command(t: &TestSchema, fake: &FakeDiscord, extra: &[&str]) -> tokio::process::Command {
-    let mut cmd = notifyscope();
+    let mut cmd = pipeline_command(t);
     cmd.env("DISCORD_TOKEN", TOKEN)
-        .args([
-            "run",
-            "--headless",
-            "--json",
-            "--schema",
-            &t.name,
-            "--channel",
-            &t.name,
-        ])
-        .args([
-            "--database-url",
-            &server_url(),
-            "--discord-api-url",
-            &fake.api_url,
-        ])
+        .args(["--discord-api-url", &fake.api_url])
         .args(extra);
     cmd
 }

@@ -185,17 +185,7 @@ async fn a_received_message_never_handled_is_named() {
     let mut rig = Rig::test(&t, true).await;
     // What a handler that forgets to await its publish leaves behind: received, then nothing.
     let msg = synthetic::message("never awaited");
-    rig.trace.emit(
-        Some(msg.message_id),
-        Stage::Received {
-            channel_id: msg.channel_id,
-            guild_id: msg.guild_id,
-            author_id: msg.author_id,
-            author_name: msg.author_name.clone(),
-            content_bytes: msg.content.len(),
-            synthetic: true,
-        },
-    );
+    rig.trace.emit(Some(msg.message_id), Stage::received(&msg));
     let c = rig.until("async_context", failing).await;
     assert_eq!(c.message_ids, vec![msg.message_id]);
     rig.others_fine(&["async_context"]);

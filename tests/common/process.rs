@@ -27,9 +27,8 @@ pub fn notifyscope() -> Command {
     cmd
 }
 
-/// `notifyscope run --headless --json` on the test's schema and channel, once its listener is
-/// up.
-pub async fn run_pipeline(t: &super::TestSchema) -> Running {
+/// `notifyscope run --headless --json` on the test's schema, channel and database.
+pub fn pipeline_command(t: &super::TestSchema) -> Command {
     let mut cmd = notifyscope();
     cmd.args([
         "run",
@@ -41,7 +40,12 @@ pub async fn run_pipeline(t: &super::TestSchema) -> Running {
         &t.name,
     ])
     .args(["--database-url", &super::server_url()]);
-    let mut run = Running::start(cmd);
+    cmd
+}
+
+/// [`pipeline_command`] started, once its listener is up.
+pub async fn run_pipeline(t: &super::TestSchema) -> Running {
+    let mut run = Running::start(pipeline_command(t));
     run.until("listener up", |v| stage(v) == "listener_up")
         .await;
     run
