@@ -6,8 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use notifyscope::event::{self, Envelope, EventType, Snowflake};
-use notifyscope::synthetic;
+use notifyscope::contract::{self, Envelope, EventType, Snowflake};
+use notifyscope::pipeline::synthetic;
 
 fn envelope(content: String) -> Envelope {
     let mut envelope = Envelope::new(synthetic::message(content).to_record());
@@ -37,7 +37,7 @@ fn encode(c: &mut Criterion) {
     }
     group.bench_function("reference_payload", |b| {
         b.iter(|| {
-            event::reference_payload(
+            contract::reference_payload(
                 black_box(123_456),
                 EventType::MessageCreated,
                 black_box(Snowflake(1_199_000_000_000_000_001)),
@@ -53,7 +53,7 @@ fn decode(c: &mut Criterion) {
         let json = env.to_json();
         group.throughput(Throughput::Bytes(json.len() as u64));
         group.bench_with_input(BenchmarkId::new("parse_notify", name), &json, |b, json| {
-            b.iter(|| event::parse_notify(black_box(json)))
+            b.iter(|| contract::parse_notify(black_box(json)))
         });
         group.bench_with_input(
             BenchmarkId::new("envelope_from_json", name),
@@ -61,17 +61,17 @@ fn decode(c: &mut Criterion) {
             |b, json| b.iter(|| Envelope::from_json(black_box(json))),
         );
     }
-    let reference = event::reference_payload(
+    let reference = contract::reference_payload(
         123_456,
         EventType::MessageCreated,
         Snowflake(1_199_000_000_000_000_001),
     );
     group.bench_function("parse_notify/reference", |b| {
-        b.iter(|| event::parse_notify(black_box(&reference)))
+        b.iter(|| contract::parse_notify(black_box(&reference)))
     });
     let broken = r#"{"v":1,"event_type":"discord.message_created","event_id":"not-a-uuid"}"#;
     group.bench_function("parse_notify/rejected", |b| {
-        b.iter(|| event::parse_notify(black_box(broken)))
+        b.iter(|| contract::parse_notify(black_box(broken)))
     });
     group.finish();
 }

@@ -5,15 +5,15 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use notifyscope::filter::{suggests_missing_content_intent, Filter, FilterConfig};
-use notifyscope::synthetic::{self, SimKind};
+use notifyscope::pipeline::filter::{suggests_missing_content_intent, Filter, FilterConfig};
+use notifyscope::pipeline::synthetic::{self, SimKind};
 
 fn check(c: &mut Criterion) {
     let open = Filter::new(FilterConfig::default());
     open.set_bot_user_id(synthetic::SIM_BOT);
     let allow_list = Filter::new(FilterConfig {
         allow_channels: (0..64)
-            .map(|i| notifyscope::event::Snowflake(300_000_000_000_000_000 + i))
+            .map(|i| notifyscope::contract::Snowflake(300_000_000_000_000_000 + i))
             .chain([synthetic::SIM_CHANNEL])
             .collect(),
         ..FilterConfig::default()

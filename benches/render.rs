@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use notifyscope::app::App;
-use notifyscope::event::Snowflake;
-use notifyscope::filter::SkipReason;
-use notifyscope::keys::KeyMap;
-use notifyscope::trace::{IngestOutcome, Stage, TraceEvent};
-use notifyscope::{theme, ui};
+use notifyscope::contract::Snowflake;
+use notifyscope::screen::app::App;
+use notifyscope::screen::keys::KeyMap;
+use notifyscope::screen::{draw as ui, theme};
+use notifyscope::trace::SkipReason;
+use notifyscope::trace::{IngestOutcome, TraceEvent, TraceKind};
 use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
 use ratatui::widgets::{Block, Borders};
@@ -24,8 +24,8 @@ const EVENTS: u64 = 1_000_000;
 fn event(i: u64) -> Arc<TraceEvent> {
     let id = Snowflake(1_575_700_000_000_000_000 + i / 5);
     let channel = Snowflake(200_000_000_000_000_002);
-    let stage = match i % 5 {
-        0 => Stage::Received {
+    let kind = match i % 5 {
+        0 => TraceKind::Received {
             channel_id: channel,
             guild_id: Some(Snowflake(200_000_000_000_000_001)),
             author_id: Snowflake(200_000_000_000_000_003),
@@ -33,14 +33,14 @@ fn event(i: u64) -> Arc<TraceEvent> {
             content_bytes: 24,
             synthetic: true,
         },
-        1 => Stage::Published {
+        1 => TraceKind::Published {
             event_id: uuid::Uuid::from_u128(i as u128),
             outbox_id: i as i64,
             channel: "events".into(),
             bytes: 430,
             by_ref: false,
         },
-        2 => Stage::Notified {
+        2 => TraceKind::Notified {
             channel: "events".into(),
             sender_pid: 4242,
             outbox_id: Some(i as i64),
@@ -50,12 +50,12 @@ fn event(i: u64) -> Arc<TraceEvent> {
                 r#"{{"v":1,"event_type":"discord.message_created","event_id":"7d0e4f0a-3c6e-4a59-9d43-8f7b7a0c2d11","outbox_id":{i},"published_at":"2026-11-27T10:00:00.123Z","message":{{"message_id":"{id}","channel_id":"{channel}","guild_id":"200000000000000001","author_id":"200000000000000003","author_name":"notifyscope-sim","author_is_bot":false,"content":"test message {i}","created_at":"2026-11-27T10:00:00.100Z","synthetic":true}}}}"#
             ),
         },
-        3 => Stage::Ingested {
+        3 => TraceKind::Ingested {
             outbox_id: i as i64,
             outcome: IngestOutcome::Inserted,
             latency_ms: 3.2,
         },
-        _ => Stage::Skipped {
+        _ => TraceKind::Skipped {
             reason: SkipReason::OwnMessage,
             author_name: "notifyscope-bot".into(),
             channel_id: channel,
@@ -64,7 +64,7 @@ fn event(i: u64) -> Arc<TraceEvent> {
     Arc::new(TraceEvent {
         at: Utc::now() + TimeDelta::microseconds(i as i64),
         message_id: Some(id),
-        stage,
+        kind,
     })
 }
 
@@ -84,7 +84,7 @@ fn rss_mib() -> f64 {
 fn full_app() -> App {
     let mut app = App::new(
         KeyMap::default(),
-        notifyscope::app::DEFAULT_HISTORY,
+        notifyscope::screen::app::DEFAULT_HISTORY,
         "events",
     );
     for i in 0..EVENTS {
@@ -99,7 +99,7 @@ fn render(c: &mut Criterion) {
     eprintln!(
         "state after {EVENTS} events: RSS {:.1} MiB (was {before:.1} MiB before), {} rows kept per stage pane, {} dropped",
         rss_mib(),
-        app.pane(notifyscope::app::PaneId::Received).map(|p| p.total_kept()).unwrap_or(0),
+        app.pane(notifyscope::screen::pane::PaneId::Received).map(|p| p.total_kept()).unwrap_or(0),
         app.panes.iter().map(|p| p.dropped).sum::<u64>(),
     );
     let styles = theme::load("dark", true).expect("theme");

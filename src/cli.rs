@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::event::Snowflake;
-use crate::filter::FilterConfig;
-use crate::synthetic::SimKind;
+use crate::contract::Snowflake;
+use crate::pipeline::filter::FilterConfig;
+use crate::pipeline::publish::NotifyMode;
+use crate::pipeline::synthetic::SimKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +51,7 @@ pub enum Command {
     /// Measure throughput and latency: synthetic messages through the real path (bot path,
     /// filter, publisher, outbox + NOTIFY, listener, ingestion) in a schema of its own that
     /// is dropped afterwards. Exit 1 when a message was lost or delivered twice.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -112,7 +113,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Bound of the publish queue; a full queue makes publishers wait (backpressure).
-    #[arg(long, default_value_t = crate::publish::DEFAULT_QUEUE_CAPACITY,
+    #[arg(long, default_value_t = crate::pipeline::publish::DEFAULT_QUEUE_CAPACITY,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub queue_capacity: usize,
     /// Seconds to let queued and unprocessed events finish at shutdown.
@@ -143,7 +144,7 @@ pub struct ScreenArgs {
     #[arg(long)]
     pub no_color: bool,
     /// Rows each pane keeps; older rows are dropped (and counted).
-    #[arg(long, default_value_t = crate::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(long, default_value_t = crate::screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub history: usize,
     /// Write every trace event to FILE as JSON lines while running.
     #[arg(long, value_name = "FILE")]
@@ -158,7 +159,7 @@ impl Default for ScreenArgs {
         ScreenArgs {
             theme: None,
             no_color: false,
-            history: crate::app::DEFAULT_HISTORY,
+            history: crate::screen::app::DEFAULT_HISTORY,
             record: None,
             config: None,
         }
@@ -221,11 +222,11 @@ pub struct DiscordArgs {
     #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
     pub discord_api_url: Option<String>,
     /// Gateway intents: names separated by commas, or a number.
-    #[arg(long, default_value = crate::bot::DEFAULT_INTENTS, value_parser = crate::bot::parse_intents)]
+    #[arg(long, default_value = crate::pipeline::bot::DEFAULT_INTENTS, value_parser = crate::pipeline::bot::parse_intents)]
     pub intents: Option<serenity::all::GatewayIntents>,
     /// Shards: `auto` (as many as Discord recommends) or a number.
     #[arg(long, default_value = "1")]
-    pub shards: Option<crate::bot::Shards>,
+    pub shards: Option<crate::pipeline::bot::Shards>,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -284,6 +285,50 @@ pub enum SendCommand {
 
 fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
     Snowflake::parse(s).ok_or_else(|| format!("{s:?} is not a Discord id (a positive integer)"))
+}
+
+/// Options of `notifyscope bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Messages to send.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: u64,
+    /// Send at this many messages a second (a latency run). Without it, messages go as fast
+    /// as the pipeline takes them (a throughput run).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Senders putting messages through the bot path at once, as concurrent Discord event
+    /// handlers do. More senders give the publisher larger batches to commit together.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publishers: u32,
+    /// Ingestion workers.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// How committed batches are announced: a NOTIFY per event (as `run` does) or one per
+    /// batch (the wake-up only; ingestion reads the rows).
+    #[arg(long, value_enum, default_value_t = BenchNotify::PerEvent)]
+    pub notify: BenchNotify,
+    /// Give up waiting for ingestion after this many seconds without progress.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    pub stall_timeout: u64,
+    /// Print one JSON object with the results (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchNotify {
+    PerEvent,
+    PerBatch,
+}
+
+impl From<BenchNotify> for NotifyMode {
+    fn from(n: BenchNotify) -> Self {
+        match n {
+            BenchNotify::PerEvent => NotifyMode::PerEvent,
+            BenchNotify::PerBatch => NotifyMode::PerBatch,
+        }
+    }
 }
 
 #[cfg(test)]

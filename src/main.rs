@@ -6,8 +6,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use notifyscope::bot::GatewayCloseLayer;
 use notifyscope::cli::{Cli, Command};
+use notifyscope::pipeline::bot::GatewayCloseLayer;
 
 /// The screen is up: logs must go to the log pane, never to the terminal.
 fn draws_a_screen(cli: &Cli) -> bool {

@@ -9,11 +9,12 @@ use std::time::Duration;
 use common::process::notifyscope;
 use common::{is_stage, server_url, Seen, TestSchema, WAIT};
 use indicatif::ProgressBar;
-use notifyscope::bench::{self, BenchOptions};
-use notifyscope::pipeline::{Handled, PipelineConfig};
-use notifyscope::publish::NotifyMode;
-use notifyscope::synthetic;
-use notifyscope::trace::{Stage, Trace};
+use notifyscope::commands::bench::{self, BenchOptions};
+use notifyscope::pipeline::bot_path::Handled;
+use notifyscope::pipeline::publish::NotifyMode;
+use notifyscope::pipeline::synthetic;
+use notifyscope::pipeline::PipelineConfig;
+use notifyscope::trace::{Trace, TraceKind};
 use tokio_util::sync::CancellationToken;
 
 async fn schema_exists(name: &str) -> bool {
@@ -99,7 +100,7 @@ async fn bench_command_prints_one_json_object() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON object: {stdout}");
     let v: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
-    for key in notifyscope::bench::JSON_KEYS {
+    for key in notifyscope::commands::bench::JSON_KEYS {
         assert!(v[key].is_number(), "{key} in {v}");
     }
     assert_eq!(v["messages"], 500);
@@ -156,13 +157,13 @@ async fn lone_messages_are_not_held_back(notify: NotifyMode) {
                 e.message_id == Some(id) && is_stage(e, "ingested")
             })
             .await;
-        let Stage::Ingested { outbox_id, .. } = ingested.stage else {
+        let TraceKind::Ingested { outbox_id, .. } = ingested.kind else {
             unreachable!("matched on the stage name");
         };
         assert_eq!(outbox_id, receipt.outbox_id);
         let notified = seen.count(|e| {
             is_stage(e, "notified")
-                && matches!(e.stage, Stage::Notified { outbox_id: Some(o), .. } if o == receipt.outbox_id)
+                && matches!(e.kind, TraceKind::Notified { outbox_id: Some(o), .. } if o == receipt.outbox_id)
         });
         assert_eq!(notified, 1, "its own commit's NOTIFY woke ingestion");
     }

@@ -10,14 +10,15 @@ use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema, WAIT};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
-use notifyscope::diagnose::{self, Check, DiagnoseConfig, Status};
-use notifyscope::embedded::EmbeddedPostgres;
-use notifyscope::event::{Envelope, Snowflake};
+use notifyscope::contract::{Envelope, Snowflake};
+use notifyscope::diagnose::{self, Check, DiagnoseConfig};
+use notifyscope::pipeline::publish::{self, PublisherHandle};
+use notifyscope::pipeline::synthetic::{self, SimKind};
 use notifyscope::pipeline::{Pipeline, PipelineConfig};
-use notifyscope::publish::{self, PublisherHandle};
+use notifyscope::store::embedded::EmbeddedPostgres;
 use notifyscope::store::{Database, Identifier};
-use notifyscope::synthetic::{self, SimKind};
-use notifyscope::trace::{Stage, Trace};
+use notifyscope::trace::Status;
+use notifyscope::trace::Trace;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -185,7 +186,7 @@ async fn a_received_message_never_handled_is_named() {
     let mut rig = Rig::test(&t, true).await;
     // What a handler that forgets to await its publish leaves behind: received, then nothing.
     let msg = synthetic::message("never awaited");
-    rig.trace.emit(Some(msg.message_id), Stage::received(&msg));
+    rig.trace.emit(Some(msg.message_id), msg.received());
     let c = rig.until("async_context", failing).await;
     assert_eq!(c.message_ids, vec![msg.message_id]);
     rig.others_fine(&["async_context"]);
@@ -297,7 +298,8 @@ async fn a_filter_that_skips_everything_is_named() {
 async fn publishing_on_a_wrong_case_channel_is_named() {
     let t = TestSchema::new("d_channel");
     let mut rig = Rig::test(&t, true).await;
-    let wrong = Identifier::channel(&notifyscope::tui::wrong_case(&t.name)).expect("valid");
+    let wrong = Identifier::channel(&notifyscope::pipeline::test_events::wrong_case(&t.name))
+        .expect("valid");
     let publisher = publisher_only(&t.database(), &wrong, &Trace::new());
     publisher
         .publish(synthetic::message("to the wrong channel").to_record())

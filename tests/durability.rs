@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{is_inserted, is_stage, Seen, TestSchema, WAIT};
-use notifyscope::embedded::EmbeddedPostgres;
-use notifyscope::event::Snowflake;
-use notifyscope::pipeline::{Handled, Pipeline, PipelineConfig};
+use notifyscope::contract::Snowflake;
+use notifyscope::pipeline::bot_path::Handled;
+use notifyscope::pipeline::synthetic;
+use notifyscope::pipeline::{Pipeline, PipelineConfig};
+use notifyscope::store::embedded::EmbeddedPostgres;
 use notifyscope::store::{Database, Identifier};
-use notifyscope::synthetic;
-use notifyscope::trace::{Stage, Trace};
+use notifyscope::trace::{Trace, TraceKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -44,17 +45,17 @@ fn follow(trace: &Trace) -> watch::Receiver<Progress> {
     tokio::spawn(async move {
         let mut inserted = HashSet::new();
         while let Some(event) = rx.recv().await {
-            tx.send_modify(|p| match &event.stage {
-                Stage::Ingested { .. } if is_inserted(&event) => {
+            tx.send_modify(|p| match &event.kind {
+                TraceKind::Ingested { .. } if is_inserted(&event) => {
                     if inserted.insert(event.message_id) {
                         p.inserted += 1;
                     } else {
                         p.inserted_again += 1;
                     }
                 }
-                Stage::ListenerUp { .. } => p.listener_up += 1,
-                Stage::ListenerDown { .. } => p.listener_down += 1,
-                Stage::Lagged { missed } => p.missed += missed,
+                TraceKind::ListenerUp { .. } => p.listener_up += 1,
+                TraceKind::ListenerDown { .. } => p.listener_down += 1,
+                TraceKind::Lagged { missed } => p.missed += missed,
                 _ => {}
             });
         }
@@ -326,9 +327,9 @@ async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
                 e.message_id == Some(id) && is_stage(e, "ingest_failed")
             })
             .await;
-        let Stage::IngestFailed {
+        let TraceKind::IngestFailed {
             error, permanent, ..
-        } = &failed.stage
+        } = &failed.kind
         else {
             unreachable!("matched on the stage name");
         };
@@ -420,12 +421,12 @@ async fn an_outbox_row_breaking_the_contract_is_kept_and_the_rest_flows() {
     let failed = seen
         .first(
             "the bad row given up",
-            |e| matches!(e.stage, Stage::IngestFailed { outbox_id, .. } if outbox_id == bad_id),
+            |e| matches!(e.kind, TraceKind::IngestFailed { outbox_id, .. } if outbox_id == bad_id),
         )
         .await;
     assert!(matches!(
-        failed.stage,
-        Stage::IngestFailed {
+        failed.kind,
+        TraceKind::IngestFailed {
             permanent: true,
             ..
         }

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use common::{is_duplicate, is_inserted, is_stage, Seen, TestSchema, WAIT};
 use futures_util::StreamExt;
-use notifyscope::event::{MessageRecord, Snowflake};
-use notifyscope::pipeline::{Handled, Pipeline, PipelineConfig};
-use notifyscope::publish::{self, PublishError, PublisherHandle};
+use notifyscope::contract::{MessageRecord, Snowflake};
+use notifyscope::pipeline::bot_path::Handled;
+use notifyscope::pipeline::publish::{self, PublishError, PublisherHandle};
+use notifyscope::pipeline::synthetic;
+use notifyscope::pipeline::{Pipeline, PipelineConfig};
 use notifyscope::store::Identifier;
-use notifyscope::synthetic;
-use notifyscope::trace::{Stage, Trace};
+use notifyscope::trace::{Trace, TraceKind};
 use tokio_util::sync::CancellationToken;
 
 async fn start(t: &TestSchema, trace: &Trace) -> Pipeline {
@@ -63,7 +64,7 @@ async fn one_message_round_trip_in_stage_order() {
         .filter(|e| e.message_id == Some(id))
         .collect();
     stages.sort_by_key(|e| e.at);
-    let names: Vec<&str> = stages.iter().map(|e| e.stage.name()).collect();
+    let names: Vec<&str> = stages.iter().map(|e| e.kind.name()).collect();
     assert_eq!(names, ["received", "published", "notified", "ingested"]);
 
     let row = t
@@ -123,7 +124,7 @@ async fn listener_killed_mid_stream_reconnects_and_catches_up() {
     let first_up = seen
         .first("listener up", |e| is_stage(e, "listener_up"))
         .await;
-    let Stage::ListenerUp { pid, .. } = first_up.stage else {
+    let TraceKind::ListenerUp { pid, .. } = first_up.kind else {
         unreachable!()
     };
 
@@ -206,8 +207,8 @@ async fn malformed_notifications_are_rejected_and_the_listener_lives_on() {
     let errors: Vec<String> = seen
         .events
         .iter()
-        .filter_map(|e| match &e.stage {
-            Stage::NotifyRejected { error, .. } => Some(error.clone()),
+        .filter_map(|e| match &e.kind {
+            TraceKind::NotifyRejected { error, .. } => Some(error.clone()),
             _ => None,
         })
         .collect();
@@ -281,7 +282,7 @@ async fn large_contents_travel_by_reference_intact() {
             .get(0);
         assert_eq!(stored, content);
     }
-    let by_ref = seen.count(|e| matches!(e.stage, Stage::Notified { by_ref: true, .. }));
+    let by_ref = seen.count(|e| matches!(e.kind, TraceKind::Notified { by_ref: true, .. }));
     assert_eq!(by_ref, 3);
     pipeline.shutdown(Duration::from_secs(5)).await;
 }

@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
-use notifyscope::app::{App, AppEvent, Effect, Overlay, PaneId};
-use notifyscope::diagnose::{Check, Status};
-use notifyscope::event::Snowflake;
-use notifyscope::filter::SkipReason;
-use notifyscope::keys::{Action, KeyMap};
-use notifyscope::synthetic::SimKind;
-use notifyscope::theme;
-use notifyscope::trace::{IngestOutcome, Stage, TraceEvent};
-use notifyscope::ui;
+use notifyscope::contract::Snowflake;
+use notifyscope::diagnose::Check;
+use notifyscope::pipeline::synthetic::SimKind;
+use notifyscope::screen::app::{App, AppEvent, Effect};
+use notifyscope::screen::detail::Overlay;
+use notifyscope::screen::draw;
+use notifyscope::screen::keys::{Action, KeyMap};
+use notifyscope::screen::pane::PaneId;
+use notifyscope::screen::theme;
+use notifyscope::trace::SkipReason;
+use notifyscope::trace::Status;
+use notifyscope::trace::{IngestOutcome, TraceEvent, TraceKind};
 use notifyscope_widgets::Styles;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
@@ -28,11 +31,11 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn ev(ms: i64, id: Option<u64>, stage: Stage) -> Arc<TraceEvent> {
+fn ev(ms: i64, id: Option<u64>, kind: TraceKind) -> Arc<TraceEvent> {
     Arc::new(TraceEvent {
         at: t0() + TimeDelta::milliseconds(ms),
         message_id: id.map(Snowflake),
-        stage,
+        kind,
     })
 }
 
@@ -43,7 +46,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         ev(
             0,
             None,
-            Stage::DatabaseUp {
+            TraceKind::DatabaseUp {
                 url: "host=127.0.0.1 user=postgres dbname=test (schema demo)".into(),
                 embedded: false,
             },
@@ -51,7 +54,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         ev(
             1,
             None,
-            Stage::ListenerUp {
+            TraceKind::ListenerUp {
                 channel: "events".into(),
                 pid: 4242,
                 probe_ms: 1.2,
@@ -64,7 +67,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         events.push(ev(
             base,
             Some(id),
-            Stage::Received {
+            TraceKind::Received {
                 channel_id: channel,
                 guild_id: Some(Snowflake(200_000_000_000_000_001)),
                 author_id: Snowflake(200_000_000_000_000_003),
@@ -76,7 +79,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         events.push(ev(
             base + 2,
             Some(id),
-            Stage::Published {
+            TraceKind::Published {
                 event_id: uuid::Uuid::from_u128(i as u128 + 1),
                 outbox_id: i as i64 + 1,
                 channel: "events".into(),
@@ -84,7 +87,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
                 by_ref: false,
             },
         ));
-        events.push(ev(base + 4, Some(id), Stage::Notified {
+        events.push(ev(base + 4, Some(id), TraceKind::Notified {
             channel: "events".into(),
             sender_pid: 4243,
             outbox_id: Some(i as i64 + 1),
@@ -95,7 +98,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         events.push(ev(
             base + 7,
             Some(id),
-            Stage::Ingested {
+            TraceKind::Ingested {
                 outbox_id: i as i64 + 1,
                 outcome: if i == 2 {
                     IngestOutcome::Duplicate
@@ -109,7 +112,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
     events.push(ev(
         500,
         Some(1_575_700_000_000_000_200),
-        Stage::Skipped {
+        TraceKind::Skipped {
             reason: SkipReason::OwnMessage,
             author_name: "notifyscope-bot".into(),
             channel_id: channel,
@@ -118,7 +121,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
     events.push(ev(
         600,
         None,
-        Stage::NotifyRejected {
+        TraceKind::NotifyRejected {
             channel: "events".into(),
             sender_pid: 777,
             error: "payload is not valid JSON: expected value at line 1 column 1".into(),
@@ -128,7 +131,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
     events.push(ev(
         700,
         Some(1_575_700_000_000_000_300),
-        Stage::PublishFailed {
+        TraceKind::PublishFailed {
             event_type: "discord.message_created".into(),
             channel: "events".into(),
             error: "database: connection closed".into(),
@@ -179,10 +182,10 @@ fn no_logs(frame: &mut ratatui::Frame, area: Rect, _focused: bool) {
 }
 
 fn render(app: &mut App, width: u16, height: u16, styles: &Styles) -> Terminal<TestBackend> {
-    app.heights = ui::pane_heights(Rect::new(0, 0, width, height), app.focus);
+    app.heights = draw::pane_heights(Rect::new(0, 0, width, height), app.focus);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
     terminal
-        .draw(|f| ui::draw(f, app, styles, &no_logs))
+        .draw(|f| draw::draw(f, app, styles, &no_logs))
         .expect("draw");
     terminal
 }
@@ -230,7 +233,7 @@ fn help_overlay_lists_every_key() {
     let mut app = app_with_story();
     app.update(Action::Help);
     let text = screen(&mut app, 160, 60);
-    for (_, _, _, help) in notifyscope::keys::BINDINGS {
+    for (_, _, _, help) in notifyscope::screen::keys::BINDINGS {
         assert!(text.contains(help), "help misses {help:?}");
     }
     insta::assert_snapshot!(text);
@@ -438,7 +441,7 @@ fn every_key_changes_state_as_it_says() {
 #[test]
 fn replay_is_read_only() {
     let mut app = app_with_story();
-    app.mode = notifyscope::app::Mode::Replay("run.jsonl".into());
+    app.mode = notifyscope::screen::app::Mode::Replay("run.jsonl".into());
     assert_eq!(app.update(Action::Send(SimKind::Message)), None);
     assert!(app
         .toasts
@@ -454,7 +457,7 @@ fn history_is_bounded_and_drops_are_counted() {
         app.on_trace(ev(
             i as i64,
             Some(1_000 + i),
-            Stage::Received {
+            TraceKind::Received {
                 channel_id: Snowflake(1),
                 guild_id: None,
                 author_id: Snowflake(2),
@@ -511,7 +514,7 @@ async fn a_recorded_run_replays_into_the_same_rows() {
     let mut seen = Seen::new(trace.subscribe());
     let stop = CancellationToken::new();
     let file = std::fs::File::create(&path).expect("recording file");
-    let recorder = tokio::spawn(notifyscope::output::write_events(
+    let recorder = tokio::spawn(notifyscope::recording::writer::write_events(
         trace.subscribe(),
         true,
         std::io::BufWriter::new(file),
@@ -542,8 +545,8 @@ async fn a_recorded_run_replays_into_the_same_rows() {
         live_app.on_trace(e);
     }
     let mut replay_app = App::new(KeyMap::default(), 1000, "events");
-    replay_app.mode = notifyscope::app::Mode::Replay(path.display().to_string());
-    for e in notifyscope::record::load(&path).expect("recording loads") {
+    replay_app.mode = notifyscope::screen::app::Mode::Replay(path.display().to_string());
+    for e in notifyscope::recording::load(&path).expect("recording loads") {
         replay_app.on_trace(Arc::new(e));
     }
     for pane in PaneId::STAGES {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notifyscope::store::{Database, Identifier};
-use notifyscope::trace::{Stage, TraceEvent, TraceReceiver};
+use notifyscope::trace::{TraceEvent, TraceKind, TraceReceiver};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -107,7 +107,7 @@ impl Seen {
             while !pred(&self.events) {
                 match self.rx.recv().await {
                     Some(ev) => {
-                        if let Stage::Lagged { missed } = ev.stage {
+                        if let TraceKind::Lagged { missed } = ev.kind {
                             panic!("test trace consumer lagged by {missed} events");
                         }
                         self.events.push(ev);
@@ -176,13 +176,13 @@ pub async fn start_pipeline(
 }
 
 pub fn is_stage(ev: &TraceEvent, name: &str) -> bool {
-    ev.stage.name() == name
+    ev.kind.name() == name
 }
 
 pub fn is_inserted(ev: &TraceEvent) -> bool {
     matches!(
-        ev.stage,
-        Stage::Ingested {
+        ev.kind,
+        TraceKind::Ingested {
             outcome: notifyscope::trace::IngestOutcome::Inserted,
             ..
         }
@@ -191,8 +191,8 @@ pub fn is_inserted(ev: &TraceEvent) -> bool {
 
 pub fn is_duplicate(ev: &TraceEvent) -> bool {
     matches!(
-        ev.stage,
-        Stage::Ingested {
+        ev.kind,
+        TraceKind::Ingested {
             outcome: notifyscope::trace::IngestOutcome::Duplicate,
             ..
         }

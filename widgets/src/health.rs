@@ -36,7 +36,7 @@ pub struct HealthItem {
 }
 
 pub struct HealthPane<'a> {
-    pub key: char,
+    pub key: &'a str,
     pub focused: bool,
     pub items: &'a [HealthItem],
     pub styles: &'a Styles,

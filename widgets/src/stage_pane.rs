@@ -34,7 +34,7 @@ pub struct PaneRow {
 pub struct StagePane<'a> {
     pub title: &'a str,
     /// The key that focuses it.
-    pub key: char,
+    pub key: &'a str,
     /// Rows in view (after the filter), and rows dropped from the bounded history.
     pub shown: usize,
     pub dropped: u64,

@@ -1,0 +1,32 @@
+//! One module per subcommand, and the wiring they share ([`wiring`]). This is the top of the
+//! house: commands put sources, pipeline, trace and consumers together; nothing below
+//! imports them.
+
+pub mod bench;
+pub mod doctor;
+pub mod replay;
+pub mod run;
+pub mod selftest;
+pub mod send;
+pub mod watch;
+pub mod wiring;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{Cli, Command};
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => run::run(cli.shared, cli.run).await,
+        Some(Command::Run(args)) => run::run(cli.shared, args).await,
+        Some(Command::Send(args)) => send::send(cli.shared, args).await,
+        Some(Command::Replay(args)) => replay::replay(args).await,
+        Some(Command::Doctor(args)) => doctor::run(cli.shared, args).await,
+        Some(Command::Watch(args)) => watch::run(cli.shared, args).await,
+        Some(Command::Selftest { timeout }) => {
+            selftest::run(cli.shared, Duration::from_secs(timeout)).await
+        }
+        Some(Command::Bench(args)) => bench::command(cli.shared, args).await,
+    }
+}

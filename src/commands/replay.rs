@@ -1,0 +1,35 @@
+//! `notifyscope replay FILE`: a recording in the monitor, read-only.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use crate::cli::ReplayArgs;
+use crate::commands::wiring::ScreenSettings;
+use crate::recording;
+use crate::screen::app::{App, Mode};
+use crate::screen::event_loop;
+
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let events = recording::load(&args.file)?;
+    if !std::io::stdout().is_terminal() {
+        eprintln!(
+            "notifyscope: stdout is not a terminal, so there is no screen for the replay \
+             ({} events read from {})",
+            events.len(),
+            args.file.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let screen = ScreenSettings::load(&args.screen)?;
+    let mut app = App::new(
+        screen.keymap,
+        args.screen.history.max(events.len() / 5 + 1),
+        "",
+    );
+    app.mode = Mode::Replay(args.file.display().to_string());
+    for event in events {
+        app.on_trace(std::sync::Arc::new(event));
+    }
+    event_loop::run(app, screen.styles, None, None, None).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,301 @@
+//! `notifyscope [run]`: the pipeline with its bot path, diagnosis and output, on the screen
+//! or headless, until the user quits; then an orderly drain.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{RunArgs, SharedArgs};
+use crate::commands::wiring::{
+    channel_and_schema, forward_checks, screen_possible, spawn_writers, wait_for_signal,
+    ScreenSettings,
+};
+use crate::diagnose::{self, DiagnoseConfig, Report};
+use crate::pipeline::bot::{
+    parse_intents, run_bot, BotConfig, BotError, Shards, Token, DEFAULT_INTENTS,
+};
+use crate::pipeline::listen::ListenerState;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::screen::app::{App, AppEvent};
+use crate::screen::effects::Live;
+use crate::screen::event_loop;
+use crate::store::embedded::EmbeddedPostgres;
+use crate::store::{Database, Identifier};
+use crate::trace::{Trace, TraceKind};
+
+type BotTask = JoinHandle<Result<(), BotError>>;
+
+pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (channel, schema) = channel_and_schema(&shared)?;
+    let interactive = !args.headless;
+    if interactive && !screen_possible() {
+        return Ok(ExitCode::from(2));
+    }
+    // Settings are checked before anything starts, so a typo costs no database start-up.
+    let screen = if interactive {
+        Some(ScreenSettings::load(&args.screen)?)
+    } else {
+        None
+    };
+    let (embedded, url) = open_database(&shared, &args).await?;
+    let database = Database::new(&url, schema)?;
+
+    let trace = Trace::new();
+    let stop_output = CancellationToken::new();
+    // Subscribed before the pipeline starts, so that its first events are seen too.
+    let screen_trace = interactive.then(|| trace.subscribe());
+    let writers = spawn_writers(
+        &trace,
+        (!interactive).then_some(args.json),
+        args.screen.record.as_deref(),
+        &stop_output,
+    )?;
+    let running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
+    let stop_sources = CancellationToken::new();
+    let mut running = running;
+    let mut bot = start_sources(&args, &mut running.pipeline, &trace, &stop_sources).await;
+
+    let exit = match (screen, screen_trace) {
+        (Some(screen), Some(rx)) => {
+            run_screen(screen, rx, &args, &channel, &running, &mut bot).await?;
+            ExitCode::SUCCESS
+        }
+        _ => wait_headless(&mut bot).await,
+    };
+
+    stop_sources.cancel();
+    shut_down(running, bot, interactive, args.drain_timeout).await;
+    stop_output.cancel();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    if let Some(pg) = embedded {
+        pg.stop().await;
+    }
+    Ok(exit)
+}
+
+/// `--database-url`, or a private embedded cluster started for this run.
+async fn open_database(
+    shared: &SharedArgs,
+    args: &RunArgs,
+) -> anyhow::Result<(Option<EmbeddedPostgres>, String)> {
+    if let Some(url) = shared.database_url.clone() {
+        return Ok((None, url));
+    }
+    let pg = EmbeddedPostgres::start(args.data_dir.clone())
+        .await
+        .context("starting the embedded PostgreSQL")?;
+    let url = pg.url().to_owned();
+    tracing::info!(
+        "embedded PostgreSQL running; connect from another shell with --database-url '{url}'"
+    );
+    Ok((Some(pg), url))
+}
+
+/// The pipeline and the diagnosis that watches it.
+struct Running {
+    pipeline: Pipeline,
+    checks: tokio::sync::watch::Receiver<std::sync::Arc<Report>>,
+    diagnosis: JoinHandle<()>,
+    stop_diagnosis: CancellationToken,
+    simulated_only: bool,
+}
+
+async fn start_pipeline(
+    args: &RunArgs,
+    database: Database,
+    embedded: bool,
+    channel: &Identifier,
+    trace: &Trace,
+) -> anyhow::Result<Running> {
+    let mut config = PipelineConfig::new(database, channel.clone());
+    config.filter = args.filter.to_config();
+    config.workers = usize::from(args.workers);
+    config.queue_capacity = args.queue_capacity;
+    config.embedded = embedded;
+    let extra: Vec<Identifier> = args
+        .watch_channels
+        .iter()
+        .map(|c| Identifier::channel(c))
+        .collect::<Result<_, _>>()?;
+    config.watch_channels = diagnose::neighbours(channel, &extra);
+    let diagnosis_events = trace.subscribe();
+    let pipeline = Pipeline::start(config, trace.clone())
+        .await
+        .context("starting the pipeline")?;
+    let stop_diagnosis = CancellationToken::new();
+    let (checks, diagnosis) = diagnose::spawn(
+        DiagnoseConfig::new(channel.clone()),
+        diagnosis_events,
+        trace.clone(),
+        pipeline.pool().clone(),
+        true,
+        stop_diagnosis.clone(),
+    );
+    let simulated_only = discord_token(args).is_none();
+    Ok(Running {
+        pipeline,
+        checks,
+        diagnosis,
+        stop_diagnosis,
+        simulated_only,
+    })
+}
+
+fn discord_token(args: &RunArgs) -> Option<Token> {
+    std::env::var(&args.discord.discord_token_env)
+        .ok()
+        .and_then(Token::new)
+}
+
+/// The Discord bot when there is a token (behind the startup gate), and demo traffic.
+async fn start_sources(
+    args: &RunArgs,
+    pipeline: &mut Pipeline,
+    trace: &Trace,
+    stop: &CancellationToken,
+) -> Option<BotTask> {
+    let bot = match discord_token(args) {
+        Some(token) => {
+            let config = BotConfig {
+                token,
+                api_url: args.discord.discord_api_url.clone(),
+                intents: args
+                    .discord
+                    .intents
+                    .unwrap_or_else(|| parse_intents(DEFAULT_INTENTS).unwrap_or_default()),
+                shards: args.discord.shards.unwrap_or(Shards::Count(1)),
+            };
+            Some(spawn_gated_bot(
+                config,
+                pipeline,
+                trace.clone(),
+                stop.clone(),
+            ))
+        }
+        None => {
+            tracing::info!(
+                "no Discord token in ${}: the bot path is fed by the simulated source \
+                 (`notifyscope send --via-bot message`, --demo-rate)",
+                args.discord.discord_token_env
+            );
+            None
+        }
+    };
+    if let Some(rate) = args.demo_rate {
+        let _ = pipeline.wait_listening(Duration::from_secs(60)).await;
+        pipeline.simulated().spawn_demo(rate, stop.clone());
+    }
+    bot
+}
+
+/// Startup gate: no Discord message is taken before the listener is up, so none is
+/// published into a channel nobody listens on.
+fn spawn_gated_bot(
+    config: BotConfig,
+    pipeline: &Pipeline,
+    trace: Trace,
+    stop: CancellationToken,
+) -> BotTask {
+    let bot_path = pipeline.bot_path().clone();
+    let mut listener = pipeline.listener_watch();
+    tokio::spawn(async move {
+        if !matches!(*listener.borrow(), ListenerState::Up { .. }) {
+            tracing::info!("bot waiting for the listener before connecting to Discord");
+            trace.emit(
+                None,
+                TraceKind::GatewayWaiting {
+                    waiting_for: "listener".into(),
+                },
+            );
+        }
+        tokio::select! {
+            _ = listener.wait_for(|s| matches!(s, ListenerState::Up { .. })) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+        run_bot(config, bot_path, stop).await
+    })
+}
+
+/// The monitor, until the user quits. A bot that stops for good is shown, not fatal: the
+/// screen stays to explain.
+async fn run_screen(
+    screen: ScreenSettings,
+    rx: crate::trace::TraceReceiver,
+    args: &RunArgs,
+    channel: &Identifier,
+    running: &Running,
+    bot: &mut Option<BotTask>,
+) -> anyhow::Result<()> {
+    let pipeline = &running.pipeline;
+    let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
+    app.status.simulated = running.simulated_only;
+    let live = Live {
+        simulated: pipeline.simulated().clone(),
+        tests: pipeline.test_events(),
+    };
+    let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
+    forward_checks(running.checks.clone(), extra_tx.clone());
+    if let Some(task) = bot.take() {
+        *bot = Some(tokio::spawn(async move {
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(BotError::Gateway(e.to_string())));
+            if let Err(e) = &result {
+                let _ = extra_tx
+                    .send(AppEvent::Toast(format!("Discord bot stopped: {e}")))
+                    .await;
+            }
+            result
+        }));
+    }
+    event_loop::run(app, screen.styles, Some(rx), Some(live), Some(extra_rx)).await
+}
+
+/// Runs until a signal, or until the bot fails for good (exit 1).
+async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
+    let bot_failed = async {
+        match bot.as_mut() {
+            Some(task) => match task.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the bot task failed: {e}")),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = wait_for_signal() => ExitCode::SUCCESS,
+        failure = bot_failed => match failure {
+            Some(error) => {
+                tracing::error!(%error, "Discord bot stopped");
+                eprintln!("notifyscope: error: {error}");
+                ExitCode::from(1)
+            }
+            None => ExitCode::SUCCESS,
+        },
+    }
+}
+
+/// Stops the diagnosis and the bot, then drains the pipeline.
+async fn shut_down(running: Running, bot: Option<BotTask>, interactive: bool, drain_timeout: u64) {
+    running.stop_diagnosis.cancel();
+    let _ = running.diagnosis.await;
+    if let Some(task) = bot {
+        if !task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+    tracing::info!("shutting down: draining queued and unprocessed events");
+    if interactive {
+        eprintln!("notifyscope: draining queued and unprocessed events…");
+    }
+    running
+        .pipeline
+        .shutdown(Duration::from_secs(drain_timeout))
+        .await;
+}

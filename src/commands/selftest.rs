@@ -1,0 +1,159 @@
+//! `notifyscope selftest`: the end-to-end check of a running pipeline. One message goes through
+//! the running instance's bot path, one is published straight to the outbox; both must land in
+//! `discord_messages`. Each step prints one line; the exit code says whether all passed.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SharedArgs;
+use crate::contract::Snowflake;
+use crate::pipeline::control;
+use crate::pipeline::publish;
+use crate::pipeline::synthetic::{self, SimKind};
+use crate::store::{error_chain, Database, Identifier, APP_NAME};
+use crate::trace::Trace;
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn pass(&self, text: impl AsRef<str>) {
+        println!("✓ {}", text.as_ref());
+    }
+
+    fn fail(&mut self, text: impl AsRef<str>) {
+        self.failed = true;
+        println!("✗ {}", text.as_ref());
+    }
+}
+
+pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let channel = Identifier::channel(&shared.channel)?;
+    let schema = Identifier::schema(&shared.schema)?;
+    let url = shared.database_url.clone().ok_or_else(|| {
+        anyhow!("selftest needs --database-url (or DATABASE_URL) of the pipeline to check")
+    })?;
+    let database = Database::new(&url, schema.clone())?;
+    let mut report = Report { failed: false };
+
+    let client = match database.connect_plain(APP_NAME).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("✗ database {}: {}", database.redacted(), error_chain(&e));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    report.pass(format!("database {} answers", database.redacted()));
+    let tables = client
+        .query_one(
+            "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !tables.get::<_, bool>(0) {
+        report.fail(format!(
+            "schema {schema} has no event_outbox/discord_messages: is notifyscope running with --schema {schema}?"
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    report.pass(format!("schema {schema} has the pipeline's tables"));
+
+    let mut expected: Vec<(Snowflake, &str)> = Vec::new();
+    match control::send_via_bot(&database, &channel, SimKind::Message, timeout).await {
+        Ok((ids, reply)) => match ids.first() {
+            Some(id) if reply.published.contains(id) => {
+                report.pass(format!(
+                    "bot path: message {id} published by the running instance"
+                ));
+                expected.push((*id, "bot path"));
+            }
+            Some(id) => report.fail(format!(
+                "bot path: message {id} was not published: {reply:?}"
+            )),
+            None => report.fail("bot path: no message id"),
+        },
+        Err(e) => report.fail(format!("bot path: {e}")),
+    }
+
+    let stop = CancellationToken::new();
+    let (publisher, task) = publish::spawn_publisher(
+        database.pool(1)?,
+        channel.clone(),
+        Trace::new(),
+        1,
+        stop.clone(),
+    );
+    let direct =
+        synthetic::message("notifyscope selftest: published straight to the outbox").to_record();
+    let direct_id = direct.message_id;
+    match publisher.publish(direct).await {
+        Ok(receipt) => {
+            report.pass(format!(
+                "direct: message {direct_id} published to event_outbox (outbox id {}) with NOTIFY on {channel}",
+                receipt.outbox_id
+            ));
+            expected.push((direct_id, "direct"));
+        }
+        Err(e) => report.fail(format!("direct: publishing failed: {e}")),
+    }
+    stop.cancel();
+    let _ = task.await;
+
+    let ids: Vec<i64> = expected.iter().map(|(id, _)| id.as_i64()).collect();
+    let started = Instant::now();
+    let mut found: Vec<i64> = Vec::new();
+    while found.len() < ids.len() && started.elapsed() < timeout {
+        found = client
+            .query(
+                "SELECT message_id FROM discord_messages WHERE message_id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if found.len() < ids.len() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for (id, path) in &expected {
+        if found.contains(&id.as_i64()) {
+            report.pass(format!("{path}: message {id} is in discord_messages"));
+            continue;
+        }
+        let outbox = client
+            .query_opt(
+                "SELECT id, processed_at IS NOT NULL, attempts, last_error FROM event_outbox \
+                 WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
+                &[&id.as_i64()],
+            )
+            .await?;
+        let why = match outbox {
+            None => "it never reached event_outbox".to_owned(),
+            Some(row) if row.get::<_, bool>(1) => format!(
+                "outbox row {} is marked processed but the row is missing",
+                row.get::<_, i64>(0)
+            ),
+            Some(row) => format!(
+                "outbox row {} is still unprocessed (attempts {}, last error {:?}): no listener \
+                 ingests channel {channel}",
+                row.get::<_, i64>(0),
+                row.get::<_, i32>(2),
+                row.get::<_, Option<String>>(3).unwrap_or_default()
+            ),
+        };
+        report.fail(format!(
+            "{path}: message {id} not in discord_messages after {} s: {why}",
+            timeout.as_secs()
+        ));
+    }
+    Ok(if report.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,635 @@
+//! The Discord bot: the real serenity client feeding the bot path.
+//!
+//! The token is handed to serenity (which keeps it as a secret) and is otherwise never
+//! formatted anywhere: not in logs, traces, errors or the screen.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serenity::all::{
+    ClientBuilder, ConnectionStage, Context, Event, EventHandler, GatewayIntents, HttpBuilder,
+    Message, MessageType, RawEventHandler, Ready, ResumedEvent, ShardStageUpdateEvent,
+};
+use serenity::async_trait;
+use tokio_util::sync::CancellationToken;
+use tracing::field::{Field, Visit};
+use tracing::span::Attributes;
+use tracing::{Id, Subscriber};
+use tracing_subscriber::layer::Context as LayerContext;
+use tracing_subscriber::Layer;
+
+use crate::contract::Snowflake;
+use crate::pipeline::bot_path::BotPath;
+use crate::pipeline::filter::IncomingMessage;
+use crate::trace::TraceKind;
+
+/// The intents asked for by default: guild and direct messages with their content.
+pub const DEFAULT_INTENTS: &str = "guilds,guild_messages,direct_messages,message_content";
+
+/// The bot's token, printable only as a placeholder.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: String) -> Option<Self> {
+        let token = token.trim().to_owned();
+        (!token.is_empty()).then_some(Token(token))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// As many as Discord recommends (`GET /gateway/bot`).
+    Auto,
+    Count(u32),
+}
+
+impl std::str::FromStr for Shards {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Shards::Auto);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Shards::Count(n)),
+            _ => Err(format!(
+                "{s:?} is neither `auto` nor a shard count of 1 or more"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    pub token: Token,
+    /// Base URL that replaces `https://discord.com` (an HTTP proxy or a local fake).
+    pub api_url: Option<String>,
+    pub intents: GatewayIntents,
+    pub shards: Shards,
+}
+
+/// Parses `--intents`: names separated by commas (`guilds,guild_messages,…`) or a number.
+pub fn parse_intents(s: &str) -> Result<GatewayIntents, String> {
+    if let Ok(bits) = s.trim().parse::<u64>() {
+        return GatewayIntents::from_bits(bits)
+            .ok_or_else(|| format!("unknown intent bits in {bits}"));
+    }
+    let mut intents = GatewayIntents::empty();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        intents |= match name.to_ascii_lowercase().as_str() {
+            "guilds" => GatewayIntents::GUILDS,
+            "guild_members" => GatewayIntents::GUILD_MEMBERS,
+            "guild_moderation" => GatewayIntents::GUILD_MODERATION,
+            "guild_presences" => GatewayIntents::GUILD_PRESENCES,
+            "guild_messages" => GatewayIntents::GUILD_MESSAGES,
+            "guild_message_reactions" => GatewayIntents::GUILD_MESSAGE_REACTIONS,
+            "direct_messages" => GatewayIntents::DIRECT_MESSAGES,
+            "direct_message_reactions" => GatewayIntents::DIRECT_MESSAGE_REACTIONS,
+            "message_content" => GatewayIntents::MESSAGE_CONTENT,
+            other => {
+                return Err(format!(
+                    "unknown intent {other:?}; use names such as guilds, guild_messages, \
+                     direct_messages, message_content, guild_members, or a number"
+                ))
+            }
+        };
+    }
+    Ok(intents)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error(
+        "Discord rejected the bot token ({0}); check that the token variable holds the bot \
+         token from the Developer Portal's Bot page (not the client secret) and that it was \
+         not reset"
+    )]
+    InvalidToken(&'static str),
+    #[error(
+        "Discord refused a privileged intent (gateway close 4014): enable it in the Developer \
+         Portal under Bot → Privileged Gateway Intents (MESSAGE CONTENT INTENT for message \
+         text), or leave it out of --intents"
+    )]
+    DisallowedIntents,
+    #[error("Discord refused the requested intents as invalid (gateway close 4013)")]
+    InvalidIntents,
+    #[error("cannot reach the Discord API at {api}: {error}")]
+    Unreachable { api: String, error: String },
+    #[error("Discord gateway: {0}")]
+    Gateway(String),
+}
+
+fn api_base(api_url: Option<&str>) -> String {
+    api_url.unwrap_or("https://discord.com").to_owned()
+}
+
+fn http_error(api_url: Option<&str>, e: serenity::Error) -> BotError {
+    if let serenity::Error::Http(http) = &e {
+        if http.status_code().map(|s| s.as_u16()) == Some(401) {
+            return BotError::InvalidToken("HTTP 401 Unauthorized");
+        }
+    }
+    BotError::Unreachable {
+        api: api_base(api_url),
+        error: e.to_string(),
+    }
+}
+
+/// serenity's HTTP client for the token, sending to `api_url` instead of discord.com.
+fn http_client(token: &Token, api_url: Option<&str>) -> serenity::http::Http {
+    let mut http = HttpBuilder::new(&token.0);
+    if let Some(api) = api_url {
+        // serenity's ratelimiter builds its requests without the proxy; with it on, calls
+        // would bypass the configured base and go to discord.com.
+        http = http
+            .proxy(api.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    http.build()
+}
+
+/// Asks Discord whether it accepts the token; the bot's user name when it does.
+pub async fn check_token(token: &Token, api_url: Option<&str>) -> Result<String, BotError> {
+    http_client(token, api_url)
+        .get_current_user()
+        .await
+        .map(|me| me.name.clone())
+        .map_err(|e| http_error(api_url, e))
+}
+
+fn gateway_error(e: serenity::Error) -> BotError {
+    use serenity::gateway::GatewayError;
+    match e {
+        serenity::Error::Gateway(GatewayError::InvalidAuthentication) => {
+            BotError::InvalidToken("gateway close 4004: authentication failed")
+        }
+        serenity::Error::Gateway(GatewayError::DisallowedGatewayIntents) => {
+            BotError::DisallowedIntents
+        }
+        serenity::Error::Gateway(GatewayError::InvalidGatewayIntents) => BotError::InvalidIntents,
+        other => BotError::Gateway(other.to_string()),
+    }
+}
+
+/// Connects to Discord and feeds every gateway message to the bot path until `stop` fires
+/// or the gateway fails for good.
+pub async fn run_bot(
+    config: BotConfig,
+    bot_path: Arc<BotPath>,
+    stop: CancellationToken,
+) -> Result<(), BotError> {
+    let api_url = config.api_url.as_deref();
+    let http = http_client(&config.token, api_url);
+    // Check the token and find the gateway ourselves: serenity logs a failed gateway look-up
+    // as a warning and falls back to the public gateway, which would hide a bad token or a
+    // wrong --discord-api-url behind endless reconnects.
+    let me = http
+        .get_current_user()
+        .await
+        .map_err(|e| http_error(api_url, e))?;
+    let gateway = http
+        .get_gateway()
+        .await
+        .map_err(|e| http_error(api_url, e))?;
+    tracing::info!(user = %me.name, gateway = %gateway.url, "Discord accepted the bot token");
+
+    let handler = Arc::new(Handler {
+        bot_path: bot_path.clone(),
+        malformed: AtomicU64::new(0),
+    });
+    set_gateway_trace(Some(bot_path.trace().clone()));
+    let mut client = ClientBuilder::new_with_http(http, config.intents)
+        .event_handler_arc(handler.clone())
+        .raw_event_handler(RawHandler(handler))
+        .await
+        .map_err(gateway_error)?;
+    *client.ws_url.lock().await = gateway.url;
+
+    let shard_manager = client.shard_manager.clone();
+    let stopper = tokio::spawn(async move {
+        stop.cancelled().await;
+        shard_manager.shutdown_all().await;
+    });
+    let result = match config.shards {
+        Shards::Auto => client.start_autosharded().await,
+        Shards::Count(1) => client.start().await,
+        Shards::Count(n) => client.start_shards(n).await,
+    };
+    stopper.abort();
+    set_gateway_trace(None);
+    result.map_err(|e| {
+        let error = gateway_error(e);
+        let (code, reason) = match &error {
+            BotError::InvalidToken(_) => (Some(4004), "authentication failed"),
+            BotError::InvalidIntents => (Some(4013), "invalid intents"),
+            BotError::DisallowedIntents => (Some(4014), "disallowed intents"),
+            _ => (
+                last_close(Duration::from_secs(5)).and_then(|c| c.code),
+                "gateway stopped",
+            ),
+        };
+        bot_path.trace().emit(
+            None,
+            TraceKind::GatewayDown {
+                shard: None,
+                code,
+                reason: reason.into(),
+            },
+        );
+        error
+    })
+}
+
+struct Handler {
+    bot_path: Arc<BotPath>,
+    malformed: AtomicU64,
+}
+
+/// Message types that carry what a person wrote; every other type is made by Discord.
+fn is_system(kind: MessageType) -> bool {
+    !matches!(
+        kind,
+        MessageType::Regular
+            | MessageType::InlineReply
+            | MessageType::ChatInputCommand
+            | MessageType::ContextMenuCommand
+    )
+}
+
+fn to_incoming(msg: &Message, bot: Option<Snowflake>) -> IncomingMessage {
+    let created_at = msg
+        .timestamp
+        .to_rfc3339()
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| Snowflake(msg.id.get()).timestamp())
+        .unwrap_or_else(Utc::now);
+    IncomingMessage {
+        message_id: Snowflake(msg.id.get()),
+        channel_id: Snowflake(msg.channel_id.get()),
+        guild_id: msg.guild_id.map(|g| Snowflake(g.get())),
+        author_id: Snowflake(msg.author.id.get()),
+        // PostgreSQL text cannot hold NUL; Discord text practically never has one.
+        author_name: msg.author.name.replace('\0', "\u{fffd}"),
+        author_is_bot: msg.author.bot,
+        webhook_id: msg.webhook_id.map(|w| Snowflake(w.get())),
+        is_system: is_system(msg.kind),
+        content: msg.content.replace('\0', "\u{fffd}"),
+        created_at,
+        mentions_bot: bot.is_some_and(|b| msg.mentions.iter().any(|u| u.id.get() == b.0)),
+        has_media: !msg.attachments.is_empty()
+            || !msg.embeds.is_empty()
+            || !msg.sticker_items.is_empty(),
+        synthetic: false,
+    }
+}
+
+fn stage_name(stage: ConnectionStage) -> String {
+    format!("{stage:?}")
+}
+
+#[async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        let user_id = Snowflake(ready.user.id.get());
+        self.bot_path.filter().set_bot_user_id(user_id);
+        let (shard, shards) = ready
+            .shard
+            .map(|s| (s.id.0, s.total))
+            .unwrap_or((ctx.shard_id.0, 1));
+        if shard_up(ctx.shard_id.0) {
+            // Connected already: the shard was restarted without a stage change we saw.
+            shard_down(Some(ctx.shard_id.0), None, "session restarted".into());
+            shard_up(ctx.shard_id.0);
+        }
+        tracing::info!(user = %ready.user.name, shard, shards, "[init] connected to the Discord gateway");
+        self.bot_path.trace().emit(
+            None,
+            TraceKind::GatewayReady {
+                user_id,
+                user_name: ready.user.name.clone(),
+                session_id: ready.session_id.clone(),
+                shard,
+                shards,
+            },
+        );
+    }
+
+    async fn message(&self, _ctx: Context, msg: Message) {
+        let incoming = to_incoming(&msg, self.bot_path.filter().bot_user_id());
+        // Failures are logged and traced by the publisher; nothing more to do here.
+        let _ = self.bot_path.handle(incoming).await;
+    }
+
+    async fn resume(&self, ctx: Context, _event: ResumedEvent) {
+        tracing::info!(shard = ctx.shard_id.0, "gateway session resumed");
+        self.bot_path.trace().emit(
+            None,
+            TraceKind::GatewayResumed {
+                shard: ctx.shard_id.0,
+            },
+        );
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        let shard = event.shard_id.0;
+        let trace = self.bot_path.trace();
+        trace.emit(
+            None,
+            TraceKind::GatewayStage {
+                shard,
+                old: stage_name(event.old),
+                new: stage_name(event.new),
+            },
+        );
+        if event.new == ConnectionStage::Connected {
+            shard_up(shard);
+        } else {
+            let close = last_close(Duration::from_secs(10));
+            let code = close.as_ref().and_then(|c| c.code);
+            let reason = close
+                .map(|c| c.reason)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| format!("connection lost ({})", stage_name(event.new)));
+            shard_down(Some(shard), code, reason);
+        }
+    }
+}
+
+/// Sees every gateway event before parsing errors are swallowed.
+struct RawHandler(Arc<Handler>);
+
+#[async_trait]
+impl RawEventHandler for RawHandler {
+    async fn raw_event(&self, _ctx: Context, event: Event) {
+        let Event::Unknown(unknown) = event else {
+            return;
+        };
+        // serenity turns an event it cannot parse into `Unknown` and only logs it at debug
+        // level; for the events this bot lives on, that is a lost message.
+        let error = match unknown.kind.as_str() {
+            "MESSAGE_CREATE" => serde_json::from_value::<Message>(unknown.value.clone()).err(),
+            "READY" => serde_json::from_value::<Ready>(unknown.value.clone()).err(),
+            _ => {
+                tracing::debug!(kind = %unknown.kind, "gateway event of a type this client does not know");
+                return;
+            }
+        };
+        let error = error
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "unparseable".into());
+        let count = self.0.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+        let message_id = unknown
+            .value
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(Snowflake::parse);
+        tracing::error!(kind = %unknown.kind, ?message_id, %error, count, "malformed gateway event dropped by the Discord client");
+        self.0.bot_path.trace().emit(
+            message_id,
+            TraceKind::GatewayMalformed {
+                kind: unknown.kind,
+                error,
+                count,
+            },
+        );
+    }
+}
+
+/// A WebSocket close seen by the gateway client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayClose {
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+static LAST_CLOSE: Mutex<Option<(Instant, GatewayClose)>> = Mutex::new(None);
+
+/// The last close seen within `within`, if any.
+fn last_close(within: Duration) -> Option<GatewayClose> {
+    let guard = LAST_CLOSE.lock().ok()?;
+    guard
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() <= within)
+        .map(|(_, close)| close.clone())
+}
+
+/// serenity hands close codes to no handler; its `handle_gateway_closed` span records the
+/// close frame, so this layer reads the code from there.
+pub struct GatewayCloseLayer;
+
+impl GatewayCloseLayer {
+    /// The filter to attach: only serenity's gateway spans reach the layer.
+    pub fn filter() -> tracing_subscriber::filter::Targets {
+        tracing_subscriber::filter::Targets::new()
+            .with_target("serenity::gateway", tracing::Level::INFO)
+    }
+}
+
+#[derive(Default)]
+struct DebugFields {
+    data: String,
+    message: String,
+}
+
+impl Visit for DebugFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "data" => self.data = format!("{value:?}"),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for GatewayCloseLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: LayerContext<'_, S>) {
+        if attrs.metadata().name() != "handle_gateway_closed" {
+            return;
+        }
+        let mut fields = DebugFields::default();
+        attrs.record(&mut fields);
+        let close = parse_close_frame(&fields.data);
+        if let Ok(mut last) = LAST_CLOSE.lock() {
+            *last = Some((Instant::now(), close.clone()));
+        }
+        let reason = if close.reason.is_empty() {
+            "gateway closed the connection".to_owned()
+        } else {
+            close.reason
+        };
+        shard_down(None, close.code, reason);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
+        // A missed heartbeat ACK makes serenity restart the shard without any close frame or
+        // stage change; this warning is the only sign of it.
+        let mut fields = DebugFields::default();
+        event.record(&mut fields);
+        if fields.message.contains("Error heartbeating") {
+            shard_down(
+                parse_shard_id(&fields.message),
+                None,
+                "heartbeat not acknowledged; reconnecting".into(),
+            );
+        }
+    }
+}
+
+fn parse_shard_id(text: &str) -> Option<u32> {
+    text.split("ShardId(")
+        .nth(1)?
+        .split(')')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Where gateway ups and downs are reported, and which shards are connected. Process-wide,
+/// like the tracing subscriber that feeds it.
+static GATEWAY: Mutex<GatewayState> = Mutex::new(GatewayState {
+    trace: None,
+    connected: BTreeSet::new(),
+});
+
+struct GatewayState {
+    trace: Option<crate::trace::Trace>,
+    connected: BTreeSet<u32>,
+}
+
+fn set_gateway_trace(trace: Option<crate::trace::Trace>) {
+    if let Ok(mut state) = GATEWAY.lock() {
+        state.trace = trace;
+        state.connected.clear();
+    }
+}
+
+/// Marks the shard connected; true when it already was.
+fn shard_up(shard: u32) -> bool {
+    GATEWAY
+        .lock()
+        .map(|mut state| !state.connected.insert(shard))
+        .unwrap_or(false)
+}
+
+/// Reports a connected shard as down, once. `None` means "the shard whose connection
+/// closed", which is unambiguous only while a single shard is connected.
+fn shard_down(shard: Option<u32>, code: Option<u16>, reason: String) {
+    let Ok(mut state) = GATEWAY.lock() else {
+        return;
+    };
+    let shard = match shard {
+        Some(s) if state.connected.remove(&s) => Some(s),
+        Some(_) => return,
+        None if state.connected.len() == 1 => state.connected.pop_first(),
+        None if state.connected.is_empty() => return,
+        None => None,
+    };
+    tracing::warn!(?shard, ?code, %reason, "gateway connection down");
+    if let Some(trace) = &state.trace {
+        trace.emit(
+            None,
+            TraceKind::GatewayDown {
+                shard,
+                code,
+                reason,
+            },
+        );
+    }
+}
+
+/// Reads `Some(CloseFrame { code: Library(4004), reason: "…" })` as tungstenite prints it.
+fn parse_close_frame(text: &str) -> GatewayClose {
+    let code = text.split("code: ").nth(1).and_then(|rest| {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        let number: String = rest
+            .chars()
+            .skip(name.len())
+            .skip_while(|c| *c == '(')
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        number.parse::<u16>().ok().or(match name.as_str() {
+            "Normal" => Some(1000),
+            "Away" => Some(1001),
+            "Protocol" => Some(1002),
+            "Unsupported" => Some(1003),
+            "Status" => Some(1005),
+            "Abnormal" => Some(1006),
+            "Invalid" => Some(1007),
+            "Policy" => Some(1008),
+            "Size" => Some(1009),
+            "Extension" => Some(1010),
+            "Error" => Some(1011),
+            "Restart" => Some(1012),
+            "Again" => Some(1013),
+            "Tls" => Some(1015),
+            _ => None,
+        })
+    });
+    let reason = text
+        .split("reason: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    GatewayClose { code, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_frames_parse() {
+        assert_eq!(
+            parse_close_frame(
+                r#"Some(CloseFrame { code: Library(4004), reason: "Authentication failed." })"#
+            ),
+            GatewayClose {
+                code: Some(4004),
+                reason: "Authentication failed.".into()
+            }
+        );
+        assert_eq!(
+            parse_close_frame(r#"Some(CloseFrame { code: Normal, reason: "" })"#).code,
+            Some(1000)
+        );
+        assert_eq!(parse_close_frame("None").code, None);
+    }
+
+    #[test]
+    fn intents_parse() {
+        let default = parse_intents(DEFAULT_INTENTS).expect("valid");
+        assert_eq!(default.bits(), 1 | 512 | 4096 | 32768);
+        assert_eq!(parse_intents("513").expect("valid").bits(), 513);
+        assert!(parse_intents("guilds,nope").is_err());
+    }
+
+    #[test]
+    fn token_is_never_printed() {
+        let token = Token::new("MTIz.secret.token".into()).expect("token");
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+        assert!(Token::new("  ".into()).is_none());
+    }
+
+    #[test]
+    fn shards_parse() {
+        assert_eq!("auto".parse::<Shards>(), Ok(Shards::Auto));
+        assert_eq!("4".parse::<Shards>(), Ok(Shards::Count(4)));
+        assert!("0".parse::<Shards>().is_err());
+    }
+}

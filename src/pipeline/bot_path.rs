@@ -1,0 +1,83 @@
+//! The bot path, shared by the gateway handler and the simulated source: trace the message,
+//! apply the filter, publish what passes. It is the only way a message enters the pipeline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::pipeline::filter::{suggests_missing_content_intent, Filter, IncomingMessage};
+use crate::pipeline::publish::{self, PublishError, PublishReceipt, PublisherHandle};
+use crate::trace::{SkipReason, Trace, TraceKind};
+
+/// What the bot path did with a message.
+#[derive(Debug)]
+pub enum Handled {
+    Published(PublishReceipt),
+    Skipped(SkipReason),
+}
+
+/// The bot path, shared by the gateway handler and the simulated source: trace the message,
+/// apply the filter, publish what passes.
+pub struct BotPath {
+    trace: Trace,
+    filter: Arc<Filter>,
+    publisher: PublisherHandle,
+    /// Guild messages without text that did not mention the bot (missing-intent evidence).
+    empty_guild_messages: AtomicU64,
+}
+
+impl BotPath {
+    pub fn new(trace: Trace, filter: Arc<Filter>, publisher: PublisherHandle) -> Self {
+        BotPath {
+            trace,
+            filter,
+            publisher,
+            empty_guild_messages: AtomicU64::new(0),
+        }
+    }
+
+    pub fn filter(&self) -> &Arc<Filter> {
+        &self.filter
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub async fn handle(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
+        let trace = &self.trace;
+        trace.emit(Some(msg.message_id), msg.received());
+        if suggests_missing_content_intent(&msg) {
+            let count = self.empty_guild_messages.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                message_id = %msg.message_id, channel_id = %msg.channel_id, count,
+                "guild message arrived without content: is the MESSAGE_CONTENT intent enabled?"
+            );
+            trace.emit(
+                Some(msg.message_id),
+                TraceKind::ContentIntentSuspected {
+                    channel_id: msg.channel_id,
+                    count,
+                },
+            );
+        }
+        if let Err(reason) = self.filter.check(&msg) {
+            tracing::debug!(
+                message_id = %msg.message_id, channel_id = %msg.channel_id,
+                author = %msg.author_name, reason = reason.as_str(),
+                "skipped message"
+            );
+            trace.emit(
+                Some(msg.message_id),
+                TraceKind::Skipped {
+                    reason,
+                    author_name: msg.author_name,
+                    channel_id: msg.channel_id,
+                },
+            );
+            return Ok(Handled::Skipped(reason));
+        }
+        publish::publish_event_safe(&self.publisher, msg.to_record())
+            .await
+            .map(Handled::Published)
+    }
+}

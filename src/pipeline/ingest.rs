@@ -1,0 +1,440 @@
+//! Ingestion: workers claim unprocessed outbox rows of their channel, insert the messages into
+//! `discord_messages` and mark the rows processed, all in one transaction.
+//!
+//! `FOR UPDATE SKIP LOCKED` lets any number of workers, in any number of processes, share one
+//! outbox without waiting on each other; the message-id primary key with `ON CONFLICT DO
+//! NOTHING` makes a second delivery of the same message a no-op, reported as `duplicate`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures_util::future::{join, join3};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+use tokio_util::sync::CancellationToken;
+
+use crate::contract::{ContractError, Envelope};
+use crate::store::{error_chain, is_transient_error, Identifier, StoreError, MAX_ATTEMPTS};
+use crate::trace::{IngestOutcome, Trace, TraceKind};
+
+/// Rows one worker claims per transaction at most.
+pub const DEFAULT_BATCH: usize = 500;
+/// How often workers look for rows whose NOTIFY never came.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(1);
+
+/// Wakes ingestion: one idle worker, or, when all are busy, the first to finish. A wake-up
+/// that arrives while every worker is busy is kept, so none is lost between "nothing left"
+/// and "waiting". Waking one worker rather than all spares the others a claim that would
+/// find nothing; a worker that claims a full batch wakes another, so a backlog is shared.
+#[derive(Clone, Default)]
+pub struct IngestWaker {
+    notify: Arc<Notify>,
+}
+
+impl IngestWaker {
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub channel: Identifier,
+    pub batch: usize,
+    /// Workers also look for work this often, for rows whose NOTIFY never came (published
+    /// while down, or a retry after a failure).
+    pub sweep: Duration,
+}
+
+impl IngestConfig {
+    pub fn new(channel: Identifier) -> Self {
+        IngestConfig {
+            channel,
+            batch: DEFAULT_BATCH,
+            sweep: DEFAULT_SWEEP,
+        }
+    }
+}
+
+pub fn spawn_workers(
+    pool: Pool,
+    config: IngestConfig,
+    workers: usize,
+    trace: Trace,
+    shutdown: CancellationToken,
+) -> (IngestWaker, Vec<JoinHandle<()>>) {
+    let waker = IngestWaker::default();
+    let config = Arc::new(config);
+    let tasks = (0..workers.max(1))
+        .map(|_| {
+            tokio::spawn(worker(
+                pool.clone(),
+                config.clone(),
+                trace.clone(),
+                waker.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    (waker, tasks)
+}
+
+async fn worker(
+    pool: Pool,
+    config: Arc<IngestConfig>,
+    trace: Trace,
+    waker: IngestWaker,
+    shutdown: CancellationToken,
+) {
+    let mut database_up = true;
+    let full = config.batch.max(1);
+    let mut batch = full;
+    // Rows that failed on their own in this round; retried in the next one (next wake-up or
+    // sweep), so that one bad row neither blocks the rows behind it nor burns its attempts
+    // in a tight loop.
+    let mut skip: Vec<i64> = Vec::new();
+    // Rows of a failed batch still to be taken one at a time before full batches resume.
+    let mut single_left = 0usize;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = waker.notify.notified() => {}
+            () = tokio::time::sleep(config.sweep) => {}
+        }
+        skip.clear();
+        loop {
+            match ingest_batch(&pool, &config, &trace, batch, &skip).await {
+                Ok(BatchResult { claimed, failure }) => {
+                    database_up = true;
+                    match failure {
+                        // Some row broke the batch, nobody knows which: go one row at a time
+                        // so that the others pass and the bad one is found.
+                        Some(Failure::Batch) => {
+                            batch = 1;
+                            single_left = claimed;
+                            continue;
+                        }
+                        // Found (and charged an attempt): back to full batches without it.
+                        Some(Failure::Row(outbox_id)) => {
+                            skip.push(outbox_id);
+                            batch = full;
+                            single_left = 0;
+                            continue;
+                        }
+                        None => {}
+                    }
+                    if batch == 1 && single_left > 0 {
+                        single_left = single_left.saturating_sub(claimed);
+                        if single_left == 0 {
+                            // The failed batch went through row by row: its error was passing.
+                            batch = full;
+                            continue;
+                        }
+                    }
+                    if claimed == 0 {
+                        batch = full;
+                        break;
+                    }
+                    // A short batch took everything that was committed when it was claimed;
+                    // rows committed since then have sent their NOTIFY, which is kept as a
+                    // wake-up. So wait for it instead of asking once more for nothing.
+                    if claimed < batch {
+                        break;
+                    }
+                    // A full batch: there is probably more, enough for another worker too.
+                    if batch > 1 {
+                        waker.wake();
+                    }
+                }
+                Err(e) => {
+                    let error = error_chain(&e);
+                    if e.is_connection_lost() {
+                        tracing::error!(channel = %config.channel, %error, "ingestion cannot reach the database");
+                        if database_up {
+                            database_up = false;
+                            trace.emit(None, TraceKind::DatabaseDown { error });
+                        }
+                    } else {
+                        // Deadlock, timeout, no resources: nothing was changed; the rows are
+                        // claimed again at the next wake-up or sweep.
+                        tracing::warn!(channel = %config.channel, %error, "ingestion batch failed for the moment, retrying");
+                    }
+                    break;
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+}
+
+struct BatchResult {
+    claimed: usize,
+    /// The insert failed and was rolled back: the claimed rows stay for another try.
+    failure: Option<Failure>,
+}
+
+enum Failure {
+    /// Several rows were claimed; which one broke the insert is unknown, so none is charged
+    /// an attempt.
+    Batch,
+    /// The only row claimed broke the insert; it was charged an attempt.
+    Row(i64),
+}
+
+struct Claimed {
+    outbox_id: i64,
+    published_at: DateTime<Utc>,
+    envelope: Result<Envelope, ContractError>,
+}
+
+async fn ingest_batch(
+    pool: &Pool,
+    config: &IngestConfig,
+    trace: &Trace,
+    limit: usize,
+    skip: &[i64],
+) -> Result<BatchResult, StoreError> {
+    let client = pool.get().await?;
+    let result = claim_and_ingest(&client, config, trace, limit, skip).await;
+    if result.is_err() {
+        // Never hand a connection back to the pool inside a transaction: one left aborted
+        // would fail every later batch. Harmless when no transaction is open.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+/// One batch in two round trips: BEGIN goes out with the claim, and COMMIT with the insert
+/// (tokio-postgres pipelines requests that are awaited together, and sends them in order).
+async fn claim_and_ingest(
+    client: &deadpool_postgres::Client,
+    config: &IngestConfig,
+    trace: &Trace,
+    limit: usize,
+    skip: &[i64],
+) -> Result<BatchResult, StoreError> {
+    let claim = client
+        .prepare_cached(
+            "SELECT id, payload::text, published_at FROM event_outbox \
+             WHERE channel = $1 AND processed_at IS NULL AND attempts < $2 \
+               AND id <> ALL($4::int8[]) \
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    // The rows and the outbox marks in one statement: one round trip per batch.
+    let insert = client
+        .prepare_cached(
+            "WITH inserted AS ( \
+               INSERT INTO discord_messages \
+                 (message_id, channel_id, guild_id, author_id, author_name, content, \
+                  created_at, event_id, synthetic) \
+               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+                                    $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
+                                    $9::bool[]) \
+               ON CONFLICT (message_id) DO NOTHING \
+               RETURNING message_id), \
+             done AS ( \
+               UPDATE event_outbox \
+               SET processed_at = clock_timestamp(), attempts = attempts + 1 \
+               WHERE id = ANY($10)) \
+             SELECT message_id FROM inserted",
+        )
+        .await?;
+    let rejected = client
+        .prepare_cached(
+            "UPDATE event_outbox o SET attempts = $1, last_error = u.err \
+             FROM UNNEST($2::int8[], $3::text[]) AS u(id, err) WHERE o.id = u.id",
+        )
+        .await?;
+
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let channel = config.channel.as_str();
+    let claim_params: [&(dyn ToSql + Sync); 4] = [&channel, &MAX_ATTEMPTS, &limit, &skip];
+    let (began, rows) = join(
+        client.batch_execute("BEGIN"),
+        client.query(&claim, &claim_params),
+    )
+    .await;
+    began?;
+    let rows = rows?;
+    if rows.is_empty() {
+        client.batch_execute("COMMIT").await?;
+        return Ok(BatchResult {
+            claimed: 0,
+            failure: None,
+        });
+    }
+    let claimed: Vec<Claimed> = rows
+        .iter()
+        .map(|row| {
+            let payload: String = row.get(1);
+            Claimed {
+                outbox_id: row.get(0),
+                published_at: row.get(2),
+                envelope: Envelope::from_json(&payload),
+            }
+        })
+        .collect();
+
+    let good: Vec<(&Claimed, &Envelope)> = claimed
+        .iter()
+        .filter_map(|c| c.envelope.as_ref().ok().map(|e| (c, e)))
+        .collect();
+    let bad: Vec<(i64, String)> = claimed
+        .iter()
+        .filter_map(|c| {
+            c.envelope
+                .as_ref()
+                .err()
+                .map(|e| (c.outbox_id, e.to_string()))
+        })
+        .collect();
+
+    let messages: Vec<_> = good.iter().map(|(_, e)| &e.message).collect();
+    let message_ids: Vec<i64> = messages.iter().map(|m| m.message_id.as_i64()).collect();
+    let channel_ids: Vec<i64> = messages.iter().map(|m| m.channel_id.as_i64()).collect();
+    let guild_ids: Vec<Option<i64>> = messages
+        .iter()
+        .map(|m| m.guild_id.map(|g| g.as_i64()))
+        .collect();
+    let author_ids: Vec<i64> = messages.iter().map(|m| m.author_id.as_i64()).collect();
+    let author_names: Vec<&str> = messages.iter().map(|m| m.author_name.as_str()).collect();
+    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    let created: Vec<DateTime<Utc>> = messages.iter().map(|m| m.created_at).collect();
+    let event_ids: Vec<uuid::Uuid> = good.iter().map(|(_, e)| e.event_id).collect();
+    let synthetic: Vec<bool> = messages.iter().map(|m| m.synthetic).collect();
+    let good_ids: Vec<i64> = good.iter().map(|(c, _)| c.outbox_id).collect();
+
+    let insert_params: [&(dyn ToSql + Sync); 10] = [
+        &message_ids,
+        &channel_ids,
+        &guild_ids,
+        &author_ids,
+        &author_names,
+        &contents,
+        &created,
+        &event_ids,
+        &synthetic,
+        &good_ids,
+    ];
+    let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
+    let rejected_params: [&(dyn ToSql + Sync); 3] = [&MAX_ATTEMPTS, &bad_ids, &bad_errors];
+    // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
+    // rows are unlocked and unchanged whichever statement failed.
+    let (inserted, marked, committed) = join3(
+        client.query(&insert, &insert_params),
+        async {
+            if bad.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&rejected, &rejected_params).await
+            }
+        },
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    let inserted: HashSet<i64> = match inserted {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) if !is_transient_error(&e) => {
+            let error = error_chain(&e);
+            let failure = match claimed.as_slice() {
+                [only] => {
+                    record_failure(client, trace, &[only.outbox_id], &error).await?;
+                    Failure::Row(only.outbox_id)
+                }
+                _ => {
+                    tracing::warn!(
+                        channel = %config.channel, rows = claimed.len(), %error,
+                        "a row broke the batch; ingesting its rows one at a time"
+                    );
+                    Failure::Batch
+                }
+            };
+            return Ok(BatchResult {
+                claimed: claimed.len(),
+                failure: Some(failure),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    marked?;
+    committed?;
+
+    let now = Utc::now();
+    let mut first_seen = inserted;
+    for (c, e) in &good {
+        let id = e.message.message_id;
+        // The first row carrying a message id inserted it; later ones in the batch are repeats.
+        let outcome = if first_seen.remove(&id.as_i64()) {
+            IngestOutcome::Inserted
+        } else {
+            IngestOutcome::Duplicate
+        };
+        let latency_ms = (now - c.published_at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+        tracing::debug!(message_id = %id, outbox_id = c.outbox_id, ?outcome, "processing message");
+        trace.emit(
+            Some(id),
+            TraceKind::Ingested {
+                outbox_id: c.outbox_id,
+                outcome,
+                latency_ms: latency_ms.max(0.0),
+            },
+        );
+    }
+    for (outbox_id, error) in bad {
+        tracing::error!(outbox_id, %error, "outbox row breaks the contract; kept as a dead letter");
+        trace.emit(
+            None,
+            TraceKind::IngestFailed {
+                outbox_id,
+                error,
+                attempts: MAX_ATTEMPTS,
+                permanent: true,
+            },
+        );
+    }
+    Ok(BatchResult {
+        claimed: claimed.len(),
+        failure: None,
+    })
+}
+
+/// Counts a failed attempt on each row, keeping the error; rows that reach the limit stop
+/// being claimed.
+async fn record_failure(
+    client: &tokio_postgres::Client,
+    trace: &Trace,
+    outbox_ids: &[i64],
+    error: &str,
+) -> Result<(), StoreError> {
+    let rows = client
+        .query(
+            "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2 \
+             WHERE id = ANY($1) RETURNING id, attempts, message_id",
+            &[&outbox_ids, &error],
+        )
+        .await?;
+    for row in rows {
+        let outbox_id: i64 = row.get(0);
+        let attempts: i32 = row.get(1);
+        let message_id: Option<i64> = row.get(2);
+        tracing::error!(outbox_id, attempts, %error, "ingestion failed");
+        trace.emit(
+            message_id.and_then(crate::contract::Snowflake::from_i64),
+            TraceKind::IngestFailed {
+                outbox_id,
+                error: error.to_owned(),
+                attempts,
+                permanent: attempts >= MAX_ATTEMPTS,
+            },
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The whole pipeline in one process: bot path (filter → publish), LISTEN subscriber and
+//! ingestion workers, all reporting on one trace.
+
+pub mod bot;
+pub mod bot_path;
+pub mod control;
+pub mod filter;
+pub mod ingest;
+pub mod listen;
+pub mod publish;
+pub mod synthetic;
+pub mod test_events;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::bot_path::{BotPath, Handled};
+use crate::pipeline::control::{control_channel, SimulatedSource};
+use crate::pipeline::filter::{Filter, FilterConfig, IncomingMessage};
+use crate::pipeline::ingest::{IngestConfig, IngestWaker};
+use crate::pipeline::listen::{ControlRoute, ListenerConfig, ListenerHandle, ListenerState};
+use crate::pipeline::publish::{PublishError, PublisherHandle};
+use crate::pipeline::test_events::TestEvents;
+use crate::store::{self, Database, Identifier, StoreError};
+use crate::trace::{Trace, TraceKind};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub database: Database,
+    pub channel: Identifier,
+    pub filter: FilterConfig,
+    /// Ingestion workers in this process.
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub ingest_batch: usize,
+    /// The database is the private embedded cluster.
+    pub embedded: bool,
+    /// Serve `send --via-bot` requests on the control channel.
+    pub control: bool,
+    /// Neighbouring channels to LISTEN on as well, to catch traffic on the wrong channel.
+    pub watch_channels: Vec<Identifier>,
+    /// How committed batches are announced: a NOTIFY per event (the default, so that every
+    /// payload can be watched) or one per batch (the fast path).
+    pub notify: publish::NotifyMode,
+    /// Ingestion commits without waiting for the WAL flush. A commit lost in a server crash
+    /// leaves its outbox rows unprocessed, so they are ingested again after recovery; the
+    /// outbox writes themselves always wait for the flush.
+    pub ingest_async_commit: bool,
+    /// How often ingestion looks for rows whose NOTIFY never came.
+    pub ingest_sweep: Duration,
+}
+
+impl PipelineConfig {
+    pub fn new(database: Database, channel: Identifier) -> Self {
+        PipelineConfig {
+            database,
+            channel,
+            filter: FilterConfig::default(),
+            workers: 2,
+            queue_capacity: publish::DEFAULT_QUEUE_CAPACITY,
+            ingest_batch: ingest::DEFAULT_BATCH,
+            embedded: false,
+            control: true,
+            watch_channels: Vec::new(),
+            notify: publish::NotifyMode::default(),
+            ingest_async_commit: true,
+            ingest_sweep: ingest::DEFAULT_SWEEP,
+        }
+    }
+}
+
+pub struct Pipeline {
+    trace: Trace,
+    publisher: PublisherHandle,
+    bot_path: Arc<BotPath>,
+    simulated: SimulatedSource,
+    listener: ListenerHandle,
+    waker: IngestWaker,
+    pool: Pool,
+    channel: Identifier,
+    stop_publisher: CancellationToken,
+    stop_consumers: CancellationToken,
+    publisher_task: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Migrates the schema and starts publisher, listener and ingestion workers. Returns once
+    /// they are running; the listener may still be connecting (see [`Pipeline::wait_listening`]).
+    pub async fn start(config: PipelineConfig, trace: Trace) -> Result<Self, StoreError> {
+        let database = config.database;
+        database.migrate().await?;
+        // The publisher holds one connection at a time, each worker one, plus dead letters.
+        let pool = database.pool(config.workers + 3)?;
+        trace.emit(
+            None,
+            TraceKind::DatabaseUp {
+                url: database.redacted().to_owned(),
+                embedded: config.embedded,
+            },
+        );
+
+        let stop_publisher = CancellationToken::new();
+        let stop_consumers = CancellationToken::new();
+        let (publisher, publisher_task) = publish::spawn_publisher_with(
+            pool.clone(),
+            config.channel.clone(),
+            trace.clone(),
+            config.queue_capacity,
+            config.notify,
+            stop_publisher.clone(),
+        );
+        let mut ingest_config = IngestConfig::new(config.channel.clone());
+        ingest_config.batch = config.ingest_batch;
+        ingest_config.sweep = config.ingest_sweep;
+        let ingest_pool = if config.ingest_async_commit {
+            // Each worker holds one connection at a time.
+            database.pool_with_async_commit(config.workers.max(1))?
+        } else {
+            pool.clone()
+        };
+        let (waker, workers) = ingest::spawn_workers(
+            ingest_pool,
+            ingest_config,
+            config.workers,
+            trace.clone(),
+            stop_consumers.clone(),
+        );
+        let filter = Filter::new(config.filter);
+        // The simulated bot's id until a real gateway says READY with the real one.
+        filter.set_bot_user_id(crate::pipeline::synthetic::SIM_BOT);
+        let bot_path = Arc::new(BotPath::new(
+            trace.clone(),
+            Arc::new(filter),
+            publisher.clone(),
+        ));
+        let simulated = SimulatedSource::new(bot_path.clone());
+        let mut listener_config = ListenerConfig::new(config.channel.clone());
+        listener_config.watch = config.watch_channels.clone();
+        if config.control {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            listener_config.control = Some(ControlRoute {
+                channel: control_channel(),
+                tx,
+            });
+            // Ends when the listener, the only sender, stops.
+            simulated.spawn_control(
+                rx,
+                pool.clone(),
+                database.schema().clone(),
+                config.channel.clone(),
+            );
+        }
+        let listener = listen::spawn_listener(
+            database,
+            pool.clone(),
+            listener_config,
+            trace.clone(),
+            waker.clone(),
+            stop_consumers.clone(),
+        );
+        Ok(Pipeline {
+            trace,
+            publisher,
+            bot_path,
+            simulated,
+            listener,
+            waker,
+            pool,
+            channel: config.channel,
+            stop_publisher,
+            stop_consumers,
+            publisher_task,
+            workers,
+        })
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub fn publisher(&self) -> &PublisherHandle {
+        &self.publisher
+    }
+
+    /// Test events that bypass the bot path (the screen's test keys).
+    pub fn test_events(&self) -> TestEvents {
+        TestEvents::new(
+            self.pool.clone(),
+            self.publisher.clone(),
+            self.channel.clone(),
+        )
+    }
+
+    pub fn filter(&self) -> &Arc<Filter> {
+        self.bot_path.filter()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn listener_state(&self) -> ListenerState {
+        self.listener.state()
+    }
+
+    pub fn listener_watch(&self) -> tokio::sync::watch::Receiver<ListenerState> {
+        self.listener.subscribe()
+    }
+
+    /// Waits for `[init] Listener running`: LISTEN active and the self-probe answered.
+    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<i32, String> {
+        self.listener.wait_up(timeout).await
+    }
+
+    /// The bot path: trace the message, apply the filter, publish what passes.
+    pub async fn handle_message(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
+        self.bot_path.handle(msg).await
+    }
+
+    pub fn bot_path(&self) -> &Arc<BotPath> {
+        &self.bot_path
+    }
+
+    /// Test messages through the bot path (keys, demo traffic, `send --via-bot`).
+    pub fn simulated(&self) -> &SimulatedSource {
+        &self.simulated
+    }
+
+    /// Stops taking events, commits what is queued, lets ingestion finish the backlog (up to
+    /// `drain`), then stops the listener and the workers.
+    pub async fn shutdown(self, drain: Duration) {
+        let started = Instant::now();
+        self.stop_publisher.cancel();
+        let _ = self.publisher_task.await;
+        while started.elapsed() < drain {
+            let remaining = match self.pool.get().await {
+                Ok(client) => store::backlog(&client, &self.channel).await,
+                Err(e) => Err(e.into()),
+            };
+            let remaining = match remaining {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %store::error_chain(&e), "cannot count the backlog; not waiting for it");
+                    break;
+                }
+            };
+            if remaining == 0 {
+                break;
+            }
+            self.waker.wake();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop_consumers.cancel();
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        self.listener.join().await;
+        self.pool.close();
+    }
+}

@@ -1,0 +1,368 @@
+//! The text of every trace event, in one place: the `key=value` line of headless output and
+//! of the detail view, the short row of a stage pane, message ids cut for narrow columns, and
+//! the one way long text is shortened. It reads trace events and writes nothing.
+
+use std::sync::Arc;
+
+use notifyscope_widgets::RowKind;
+
+use crate::contract::Snowflake;
+use crate::trace::{IngestOutcome, TraceEvent, TraceKind};
+
+/// `text` cut to at most `max` terminal columns, with `…` when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    notifyscope_widgets::fit(text, max)
+}
+
+/// One line for people: time, stage, message id, then what matters for that stage.
+pub fn human_line(event: &TraceEvent) -> String {
+    let time = event.at.format("%H:%M:%S%.3f");
+    let id = event
+        .message_id
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{time} {:<15} {id:<19} {}",
+        event.kind.name(),
+        detail_text(event)
+    )
+}
+
+/// What matters about the event for its stage, as `key=value` words.
+pub fn detail_text(event: &TraceEvent) -> String {
+    message_detail(&event.kind).unwrap_or_else(|| system_detail(&event.kind))
+}
+
+fn flag(on: bool, text: &str) -> &str {
+    if on {
+        text
+    } else {
+        ""
+    }
+}
+
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// The stages a message goes through; `None` for the events around them.
+fn message_detail(kind: &TraceKind) -> Option<String> {
+    Some(match kind {
+        TraceKind::Received {
+            channel_id,
+            author_name,
+            content_bytes,
+            synthetic,
+            ..
+        } => format!(
+            "channel={channel_id} author={author_name} bytes={content_bytes}{}",
+            flag(*synthetic, " synthetic")
+        ),
+        TraceKind::Skipped {
+            reason,
+            author_name,
+            channel_id,
+        } => format!(
+            "reason={} author={author_name} channel={channel_id}",
+            reason.as_str()
+        ),
+        TraceKind::Published {
+            outbox_id,
+            channel,
+            bytes,
+            by_ref,
+            ..
+        } => format!(
+            "channel={channel} outbox_id={outbox_id} bytes={bytes}{}",
+            flag(*by_ref, " by_ref")
+        ),
+        TraceKind::PublishFailed { channel, error, .. } => {
+            format!("channel={channel} error={error}")
+        }
+        TraceKind::Notified {
+            channel,
+            sender_pid,
+            outbox_id,
+            bytes,
+            by_ref,
+            ..
+        } => format!(
+            "channel={channel} pid={sender_pid} outbox_id={} bytes={bytes}{}",
+            or_dash(*outbox_id),
+            flag(*by_ref, " by_ref")
+        ),
+        TraceKind::NotifyRejected {
+            channel,
+            sender_pid,
+            error,
+            ..
+        } => format!("channel={channel} pid={sender_pid} error={error}"),
+        TraceKind::Ingested {
+            outbox_id,
+            outcome,
+            latency_ms,
+        } => format!("outbox_id={outbox_id} {outcome:?} latency={latency_ms:.1}ms").to_lowercase(),
+        TraceKind::IngestFailed {
+            outbox_id,
+            error,
+            attempts,
+            permanent,
+        } => format!(
+            "outbox_id={outbox_id} attempts={attempts}{} error={error}",
+            flag(*permanent, " permanent")
+        ),
+        _ => return None,
+    })
+}
+
+/// Connections, gateway, diagnosis and the stream itself.
+fn system_detail(kind: &TraceKind) -> String {
+    match kind {
+        TraceKind::DatabaseUp { url, embedded } => format!("{url}{}", flag(*embedded, " (embedded)")),
+        TraceKind::DatabaseDown { error } => format!("error={error}"),
+        TraceKind::ListenerUp {
+            channel,
+            pid,
+            probe_ms,
+        } => format!("channel={channel} pid={pid} probe={probe_ms:.1}ms"),
+        TraceKind::ListenerDown { channel, cause } => format!("channel={channel} cause={cause}"),
+        TraceKind::ContentIntentSuspected { channel_id, count } => format!(
+            "channel={channel_id} count={count}: guild message without content; enable the MESSAGE_CONTENT intent"
+        ),
+        TraceKind::GatewayWaiting { waiting_for } => format!("waiting for {waiting_for}"),
+        TraceKind::GatewayReady {
+            user_id,
+            user_name,
+            session_id,
+            shard,
+            shards,
+        } => format!("user={user_name} ({user_id}) session={session_id} shard={shard}/{shards}"),
+        TraceKind::GatewayResumed { shard } => format!("shard={shard}"),
+        TraceKind::GatewayStage { shard, old, new } => format!("shard={shard} {old} -> {new}"),
+        TraceKind::GatewayDown {
+            shard,
+            code,
+            reason,
+        } => format!("shard={} code={} {reason}", or_dash(*shard), or_dash(*code)),
+        TraceKind::GatewayMalformed { kind, error, count } => {
+            format!("kind={kind} count={count} error={error}")
+        }
+        TraceKind::NeighbourNotified {
+            channel,
+            sender_pid,
+            bytes,
+            ..
+        } => format!("channel={channel} pid={sender_pid} bytes={bytes}: not the listened channel"),
+        TraceKind::RowObserved { table, latency_ms } => match latency_ms {
+            Some(ms) => format!("table={table} latency={ms:.1}ms"),
+            None => format!("table={table}"),
+        },
+        TraceKind::HealthChanged {
+            check,
+            status,
+            summary,
+        } => format!("{} {check}: {summary}", status.symbol()),
+        TraceKind::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
+        TraceKind::Lagged { missed } => format!("output fell behind and missed {missed} events"),
+        // The message stages are written by `message_detail`.
+        other => other.name().to_owned(),
+    }
+}
+
+/// A message id by its last eight digits, for narrow columns.
+pub fn short_id(id: Option<Snowflake>) -> String {
+    match id {
+        Some(id) => {
+            let s = id.to_string();
+            let tail = s.len().saturating_sub(8);
+            format!("…{}", &s[tail..])
+        }
+        None => "-".into(),
+    }
+}
+
+/// The last four digits of an id (channels in a pane row).
+fn tail4(id: Snowflake) -> String {
+    let s = id.to_string();
+    s[s.len().saturating_sub(4)..].to_owned()
+}
+
+/// The row of an event in its stage pane.
+pub fn pane_row(event: &TraceEvent) -> (String, RowKind) {
+    match &event.kind {
+        TraceKind::Received {
+            channel_id,
+            author_name,
+            content_bytes,
+            synthetic,
+            guild_id,
+            ..
+        } => (
+            format!(
+                "{author_name} #{} {content_bytes}B{}{}",
+                tail4(*channel_id),
+                flag(guild_id.is_none(), " dm"),
+                flag(*synthetic, " sim")
+            ),
+            RowKind::Normal,
+        ),
+        TraceKind::Skipped {
+            reason,
+            author_name,
+            channel_id,
+        } => (
+            format!("{reason} · {author_name} #{}", tail4(*channel_id)),
+            RowKind::Warn,
+        ),
+        TraceKind::ContentIntentSuspected { count, .. } => (
+            format!("no content: MESSAGE_CONTENT intent off? ({count})"),
+            RowKind::Error,
+        ),
+        TraceKind::Published {
+            outbox_id,
+            bytes,
+            by_ref,
+            ..
+        } => (
+            format!("outbox {outbox_id} {bytes}B{}", flag(*by_ref, " by ref")),
+            RowKind::Normal,
+        ),
+        TraceKind::PublishFailed { error, .. } => (format!("FAILED {error}"), RowKind::Error),
+        TraceKind::Backpressure { queued, capacity } => {
+            (format!("queue full {queued}/{capacity}"), RowKind::Warn)
+        }
+        other => notify_or_ingest_row(other),
+    }
+}
+
+/// Rows of the NOTIFY and ingestion panes.
+fn notify_or_ingest_row(kind: &TraceKind) -> (String, RowKind) {
+    match kind {
+        TraceKind::Notified {
+            channel,
+            sender_pid,
+            outbox_id,
+            bytes,
+            by_ref,
+            ..
+        } => (
+            format!(
+                "{channel} pid {sender_pid} outbox {} {bytes}B{}",
+                or_dash(*outbox_id),
+                flag(*by_ref, " ref")
+            ),
+            RowKind::Normal,
+        ),
+        TraceKind::NotifyRejected { channel, error, .. } => {
+            (format!("REJECTED on {channel}: {error}"), RowKind::Error)
+        }
+        TraceKind::NeighbourNotified {
+            channel,
+            sender_pid,
+            ..
+        } => (
+            format!("WRONG CHANNEL {channel:?} pid {sender_pid}"),
+            RowKind::Error,
+        ),
+        TraceKind::RowObserved { table, latency_ms } => (
+            match latency_ms {
+                Some(ms) => format!("row in {table} {ms:.1}ms"),
+                None => format!("row in {table}"),
+            },
+            RowKind::Ok,
+        ),
+        TraceKind::Ingested {
+            outcome,
+            latency_ms,
+            outbox_id,
+        } => match outcome {
+            IngestOutcome::Inserted => (
+                format!("inserted {latency_ms:.1}ms outbox {outbox_id}"),
+                RowKind::Ok,
+            ),
+            IngestOutcome::Duplicate => (format!("duplicate outbox {outbox_id}"), RowKind::Warn),
+        },
+        TraceKind::IngestFailed {
+            error,
+            attempts,
+            permanent,
+            ..
+        } => (
+            format!(
+                "FAILED try {attempts}{} {error}",
+                flag(*permanent, " (gave up)")
+            ),
+            RowKind::Error,
+        ),
+        other => (other.name().to_owned(), RowKind::Normal),
+    }
+}
+
+/// The detail of one event: its fields, its payload (pretty when it is JSON), and the
+/// `timeline` of its message (every event about it, oldest first) with the time of each step.
+pub fn event_lines(event: &TraceEvent, timeline: &[&Arc<TraceEvent>]) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "{} at {}",
+            event.kind.name(),
+            event
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        ),
+        String::new(),
+        "Fields".into(),
+    ];
+    let fields = serde_json::to_value(event).unwrap_or_default();
+    if let Some(obj) = fields.as_object() {
+        for (k, v) in obj.iter().filter(|(k, _)| *k != "payload") {
+            let value = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            lines.push(format!("  {k}: {value}"));
+        }
+    }
+    if let TraceKind::Notified { payload, .. } | TraceKind::NotifyRejected { payload, .. } =
+        &event.kind
+    {
+        lines.push(String::new());
+        lines.push("Payload".into());
+        match serde_json::from_str::<serde_json::Value>(payload) {
+            Ok(v) => lines.extend(
+                serde_json::to_string_pretty(&v)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| format!("  {l}")),
+            ),
+            Err(_) => lines.push(format!("  {payload}")),
+        }
+    }
+    if let Some(id) = event.message_id {
+        lines.push(String::new());
+        lines.push(format!("Timeline of message {id}"));
+        lines.extend(timeline_lines(timeline));
+    }
+    lines
+}
+
+fn timeline_lines(timeline: &[&Arc<TraceEvent>]) -> Vec<String> {
+    let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let start = timeline.first().map(|e| e.at);
+    let mut previous = None;
+    let mut lines = Vec::with_capacity(timeline.len());
+    for e in timeline {
+        let since_start = start.map(|s| ms(e.at - s)).unwrap_or(0.0);
+        let step = previous
+            .map(|p| format!("(+{:.1} ms)", ms(e.at - p)))
+            .unwrap_or_default();
+        lines.push(format!(
+            "  {:>9.1} ms  {:<16} {:<14} {}",
+            since_start,
+            e.kind.name(),
+            step,
+            detail_text(e)
+        ));
+        previous = Some(e.at);
+    }
+    lines
+}

@@ -1,0 +1,55 @@
+//! Trace events written out as they happen: JSON lines (`--record`, `--headless --json`) or
+//! one readable line each (`--headless`).
+
+use std::io::Write;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::present::human_line;
+use crate::trace::{TraceEvent, TraceReceiver};
+
+/// Writes every event until the stream ends or `stop` fires; on `stop` it first writes what
+/// is already buffered. Flushes whenever it has caught up, so a reader on a pipe sees events
+/// promptly without a syscall per line under load.
+pub async fn write_events(
+    mut rx: TraceReceiver,
+    json: bool,
+    mut out: impl Write,
+    stop: CancellationToken,
+) {
+    let result = async {
+        loop {
+            let event = tokio::select! {
+                event = rx.recv() => event,
+                () = stop.cancelled() => None,
+            };
+            let Some(event) = event else { break };
+            write_one(&mut out, &event, json)?;
+            while let Some(event) = rx.try_recv() {
+                write_one(&mut out, &event, json)?;
+            }
+            out.flush()?;
+        }
+        while let Some(event) = rx.try_recv() {
+            write_one(&mut out, &event, json)?;
+        }
+        out.flush()
+    }
+    .await;
+    if let Err(e) = result {
+        // A closed pipe or a full disk: the pipeline goes on, but this output ends here.
+        tracing::error!(error = %e, "trace output stopped");
+    }
+}
+
+pub(super) fn write_one(
+    out: &mut impl Write,
+    event: &TraceEvent,
+    json: bool,
+) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{}", event.to_json())
+    } else {
+        writeln!(out, "{}", human_line(event))
+    }
+}

@@ -1,0 +1,199 @@
+//! The terminal monitor: one `select!` loop over terminal input, the trace stream, results of
+//! background work, a one-second tick and a frame deadline. Frames are drawn only when
+//! something changed, at most [`MAX_FPS`] a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use notifyscope_widgets::Styles;
+use ratatui::layout::Rect;
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tui_logger::TuiWidgetState;
+
+use crate::screen::app::{App, AppEvent, Effect, Mode};
+use crate::screen::draw;
+use crate::screen::effects::{run_effect, Live};
+use crate::screen::keys::Action;
+use crate::screen::logs;
+use crate::screen::pane::PaneId;
+use crate::trace::{TraceEvent, TraceReceiver};
+
+pub const MAX_FPS: u32 = 30;
+/// Trace events taken in one go before the loop looks at input again.
+const BATCH: usize = 5_000;
+
+/// Restores the terminal however the loop ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Runs the monitor until the user quits (or a signal arrives). Returns once the terminal is
+/// restored.
+pub async fn run(
+    mut app: App,
+    styles: Styles,
+    trace: Option<TraceReceiver>,
+    live: Option<Live>,
+    extra: Option<mpsc::Receiver<AppEvent>>,
+) -> anyhow::Result<()> {
+    let terminal = ratatui::try_init().context("setting up the terminal")?;
+    let _guard = TerminalGuard;
+    event_loop(&mut app, &styles, terminal, trace, live, extra).await
+}
+
+async fn event_loop(
+    app: &mut App,
+    styles: &Styles,
+    mut terminal: DefaultTerminal,
+    mut trace: Option<TraceReceiver>,
+    live: Option<Live>,
+    mut extra: Option<mpsc::Receiver<AppEvent>>,
+) -> anyhow::Result<()> {
+    let log_state = TuiWidgetState::new();
+    let (results_tx, mut results) = mpsc::channel::<AppEvent>(256);
+    if let Ok(size) = terminal.size() {
+        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus);
+    }
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let frame_period = Duration::from_secs(1) / MAX_FPS;
+    let mut last_frame = Instant::now() - frame_period;
+    let mut signals = Signals::new();
+    loop {
+        let deadline = app
+            .dirty
+            .then(|| (last_frame + frame_period).max(Instant::now()));
+        tokio::select! {
+            biased;
+            ev = input.next() => match ev {
+                Some(Ok(Event::Key(key))) if key.kind == KeyEventKind::Press => {
+                    let effect = app.on_key(key);
+                    if let Some(effect) = effect {
+                        if effect == Effect::Quit {
+                            return Ok(());
+                        }
+                        run_effect(effect, app, live.as_ref(), &results_tx, &log_state);
+                    }
+                    // The focused pane decides the layout on small terminals.
+                    if let Ok(size) = terminal.size() {
+                        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus);
+                    }
+                }
+                Some(Ok(Event::Resize(w, h))) => {
+                    app.heights = draw::pane_heights(Rect::new(0, 0, w, h), app.focus);
+                    app.dirty = true;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("reading the terminal"),
+                None => return Ok(()),
+            },
+            () = signals.recv() => return Ok(()),
+            Some(ev) = next_trace(&mut trace) => {
+                app.on_trace(ev);
+                if let Some(rx) = trace.as_mut() {
+                    for _ in 0..BATCH {
+                        match rx.try_recv() {
+                            Some(ev) => app.on_trace(ev),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Some(ev) = results.recv() => app.on_event(ev),
+            Some(ev) = next_extra(&mut extra) => app.on_event(ev),
+            _ = tick.tick() => app.on_event(AppEvent::Tick),
+            () = sleep_until(deadline) => {
+                draw_frame(&mut terminal, app, styles, &log_state)?;
+                app.dirty = false;
+                last_frame = Instant::now();
+            }
+        }
+    }
+}
+
+fn draw_frame(
+    terminal: &mut DefaultTerminal,
+    app: &App,
+    styles: &Styles,
+    log_state: &TuiWidgetState,
+) -> anyhow::Result<()> {
+    let logs_key = app.keymap.label(Action::Focus(PaneId::Logs.index()));
+    let replay = matches!(app.mode, Mode::Replay(_));
+    let draw_logs = |f: &mut ratatui::Frame, r, focused| {
+        logs::draw_logs(f, r, &logs_key, focused, styles, log_state, replay)
+    };
+    terminal
+        .draw(|frame| draw::draw(frame, app, styles, &draw_logs))
+        .context("drawing")?;
+    Ok(())
+}
+
+async fn next_trace(trace: &mut Option<TraceReceiver>) -> Option<Arc<TraceEvent>> {
+    match trace {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_extra(extra: &mut Option<mpsc::Receiver<AppEvent>>) -> Option<AppEvent> {
+    match extra {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGTERM and SIGHUP end the monitor like `q` (Ctrl-C arrives as a key in raw mode).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let hup = async {
+            match self.hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = term => {}
+            () = hup => {}
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Every key binding, as data: one table of actions with their default keys and help text,
+//! overridable from the config file's `[keys]` table.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::pipeline::synthetic::SimKind;
+
+/// What a key does. The TUI maps keys to actions; `App::update` applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Quit,
+    Help,
+    FocusNext,
+    FocusPrev,
+    /// Focus pane 1–7.
+    Focus(usize),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Pause,
+    Detail,
+    Close,
+    Filter,
+    Follow,
+    Copy,
+    Save,
+    Clear,
+    /// A test message through the bot path.
+    Send(SimKind),
+    /// A NOTIFY with a payload that breaks the contract.
+    SendMalformed,
+    /// A valid event on a neighbouring (wrong-case) channel.
+    SendWrongChannel,
+    /// A message published straight to the outbox, bypassing the bot path.
+    SendDirect,
+}
+
+/// (config name, action, default keys, help text), in the order of the help overlay.
+pub const BINDINGS: &[(&str, Action, &[&str], &str)] = &[
+    (
+        "quit",
+        Action::Quit,
+        &["q", "ctrl-c"],
+        "quit (drains the pipeline first)",
+    ),
+    ("help", Action::Help, &["?"], "this help"),
+    (
+        "focus_next",
+        Action::FocusNext,
+        &["tab"],
+        "focus the next pane",
+    ),
+    (
+        "focus_prev",
+        Action::FocusPrev,
+        &["backtab"],
+        "focus the previous pane",
+    ),
+    ("focus_1", Action::Focus(0), &["1"], "focus Received"),
+    ("focus_2", Action::Focus(1), &["2"], "focus Published"),
+    ("focus_3", Action::Focus(2), &["3"], "focus NOTIFY"),
+    ("focus_4", Action::Focus(3), &["4"], "focus Ingestion"),
+    ("focus_5", Action::Focus(4), &["5"], "focus Skips"),
+    ("focus_6", Action::Focus(5), &["6"], "focus Health"),
+    ("focus_7", Action::Focus(6), &["7"], "focus Logs"),
+    ("up", Action::Up, &["k", "up"], "select the row above"),
+    ("down", Action::Down, &["j", "down"], "select the row below"),
+    ("page_up", Action::PageUp, &["pageup"], "a page up"),
+    ("page_down", Action::PageDown, &["pagedown"], "a page down"),
+    ("top", Action::Top, &["g", "home"], "oldest row"),
+    (
+        "bottom",
+        Action::Bottom,
+        &["G", "end"],
+        "newest row, and keep following new rows",
+    ),
+    (
+        "pause",
+        Action::Pause,
+        &["space"],
+        "pause or resume the view (the pipeline keeps running)",
+    ),
+    (
+        "detail",
+        Action::Detail,
+        &["enter"],
+        "details of the selected row: payload, fields, timeline",
+    ),
+    (
+        "close",
+        Action::Close,
+        &["esc"],
+        "close the overlay, or clear the filter",
+    ),
+    (
+        "filter",
+        Action::Filter,
+        &["/"],
+        "filter every pane (substring; `re:` for a regex)",
+    ),
+    (
+        "follow",
+        Action::Follow,
+        &["f"],
+        "follow the selected message id across the panes",
+    ),
+    (
+        "copy",
+        Action::Copy,
+        &["y"],
+        "copy the selected payload to the clipboard (OSC 52, works over ssh)",
+    ),
+    (
+        "save",
+        Action::Save,
+        &["s"],
+        "save the session as JSON lines (replay it with `notifyscope replay`)",
+    ),
+    ("clear", Action::Clear, &["c"], "clear the view"),
+    (
+        "send_message",
+        Action::Send(SimKind::Message),
+        &["m"],
+        "send a normal message through the bot path",
+    ),
+    (
+        "send_burst",
+        Action::Send(SimKind::Burst),
+        &["M"],
+        "send a burst of 100 messages",
+    ),
+    (
+        "send_own",
+        Action::Send(SimKind::Own),
+        &["o"],
+        "send a message written by the bot itself",
+    ),
+    (
+        "send_bot",
+        Action::Send(SimKind::Bot),
+        &["b"],
+        "send another bot's message",
+    ),
+    (
+        "send_empty",
+        Action::Send(SimKind::Empty),
+        &["e"],
+        "send a message without content (missing intent)",
+    ),
+    (
+        "send_long",
+        Action::Send(SimKind::Long),
+        &["l"],
+        "send a 16 KB message (published by reference)",
+    ),
+    (
+        "send_malformed",
+        Action::SendMalformed,
+        &["x"],
+        "send a malformed NOTIFY",
+    ),
+    (
+        "send_wrong_channel",
+        Action::SendWrongChannel,
+        &["w"],
+        "send a NOTIFY on a wrong-case channel",
+    ),
+    (
+        "send_direct",
+        Action::SendDirect,
+        &["d"],
+        "publish straight to the outbox, bypassing the bot",
+    ),
+];
+
+/// A key with its modifiers; for characters the case carries Shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub code: KeyCode,
+    pub ctrl: bool,
+    pub alt: bool,
+}
+
+impl Key {
+    pub fn from_event(ev: &KeyEvent) -> Self {
+        Key {
+            code: ev.code,
+            ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
+            alt: ev.modifiers.contains(KeyModifiers::ALT),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut ctrl = false;
+        let mut alt = false;
+        let mut rest = text;
+        loop {
+            if let Some(r) = rest.strip_prefix("ctrl-") {
+                ctrl = true;
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("alt-") {
+                alt = true;
+                rest = r;
+            } else {
+                break;
+            }
+        }
+        let code = match rest {
+            "tab" => KeyCode::Tab,
+            "backtab" | "shift-tab" => KeyCode::BackTab,
+            "enter" => KeyCode::Enter,
+            "esc" => KeyCode::Esc,
+            "space" => KeyCode::Char(' '),
+            "up" => KeyCode::Up,
+            "down" => KeyCode::Down,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            "pageup" | "pgup" => KeyCode::PageUp,
+            "pagedown" | "pgdn" => KeyCode::PageDown,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            "backspace" => KeyCode::Backspace,
+            other => {
+                let mut chars = other.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => KeyCode::Char(c),
+                    _ => return Err(format!("unknown key {text:?}")),
+                }
+            }
+        };
+        Ok(Key { code, ctrl, alt })
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ctrl {
+            f.write_str("Ctrl-")?;
+        }
+        if self.alt {
+            f.write_str("Alt-")?;
+        }
+        match self.code {
+            KeyCode::Char(' ') => f.write_str("Space"),
+            KeyCode::Char(c) => write!(f, "{c}"),
+            KeyCode::Tab => f.write_str("Tab"),
+            KeyCode::BackTab => f.write_str("Shift-Tab"),
+            KeyCode::Enter => f.write_str("Enter"),
+            KeyCode::Esc => f.write_str("Esc"),
+            KeyCode::Up => f.write_str("↑"),
+            KeyCode::Down => f.write_str("↓"),
+            KeyCode::PageUp => f.write_str("PgUp"),
+            KeyCode::PageDown => f.write_str("PgDn"),
+            KeyCode::Home => f.write_str("Home"),
+            KeyCode::End => f.write_str("End"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyMap {
+    by_key: HashMap<Key, Action>,
+    /// For help and footer: each action with its keys, in table order.
+    pub listing: Vec<(Action, Vec<Key>, &'static str)>,
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        Self::new(&HashMap::new()).unwrap_or_else(|_| KeyMap {
+            by_key: HashMap::new(),
+            listing: Vec::new(),
+        })
+    }
+}
+
+impl KeyMap {
+    /// The defaults with `overrides` (action name → keys) applied; a key taken from another
+    /// action moves to the new one.
+    pub fn new(overrides: &HashMap<String, Vec<String>>) -> Result<Self, String> {
+        for name in overrides.keys() {
+            if !BINDINGS.iter().any(|(n, ..)| n == name) {
+                return Err(format!("unknown action {name:?} in [keys]"));
+            }
+        }
+        let mut listing = Vec::new();
+        for (name, action, defaults, help) in BINDINGS {
+            let keys: Vec<Key> = match overrides.get(*name) {
+                Some(keys) => keys
+                    .iter()
+                    .map(|k| Key::parse(k).map_err(|e| format!("[keys] {name}: {e}")))
+                    .collect::<Result<_, _>>()?,
+                None => defaults
+                    .iter()
+                    .map(|k| Key::parse(k))
+                    .collect::<Result<_, _>>()?,
+            };
+            listing.push((*action, keys, *help));
+        }
+        let overridden: Vec<Key> = listing
+            .iter()
+            .zip(BINDINGS)
+            .filter(|(_, (name, ..))| overrides.contains_key(*name))
+            .flat_map(|((_, keys, _), _)| keys.clone())
+            .collect();
+        for ((_, keys, _), (name, ..)) in listing.iter_mut().zip(BINDINGS) {
+            if !overrides.contains_key(*name) {
+                keys.retain(|k| !overridden.contains(k));
+            }
+        }
+        let by_key = listing
+            .iter()
+            .flat_map(|(action, keys, _)| keys.iter().map(move |k| (*k, *action)))
+            .collect();
+        Ok(KeyMap { by_key, listing })
+    }
+
+    pub fn action(&self, ev: &KeyEvent) -> Option<Action> {
+        self.by_key.get(&Key::from_event(ev)).copied()
+    }
+
+    /// The first key of an action as shown in hints and messages; `-` when it has none.
+    pub fn label(&self, action: Action) -> String {
+        self.key_of(action)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// The first key of an action, for the footer.
+    pub fn key_of(&self, action: Action) -> Option<Key> {
+        self.listing
+            .iter()
+            .find(|(a, ..)| *a == action)
+            .and_then(|(_, keys, _)| keys.first().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screen::config::ConfigFile;
+    use crossterm::event::KeyEventKind;
+
+    fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent {
+            code,
+            modifiers,
+            kind: KeyEventKind::Press,
+            state: crossterm::event::KeyEventState::NONE,
+        }
+    }
+
+    #[test]
+    fn every_default_binding_resolves_to_its_action() {
+        let map = KeyMap::default();
+        for (name, action, keys, _) in BINDINGS {
+            for k in *keys {
+                let key = Key::parse(k).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut modifiers = KeyModifiers::NONE;
+                if key.ctrl {
+                    modifiers |= KeyModifiers::CONTROL;
+                }
+                if let KeyCode::Char(c) = key.code {
+                    if c.is_ascii_uppercase() {
+                        modifiers |= KeyModifiers::SHIFT;
+                    }
+                }
+                // Shift on letters is carried by the case; the modifier flag is ignored.
+                let ev = press(key.code, modifiers - KeyModifiers::SHIFT);
+                assert_eq!(map.action(&ev), Some(*action), "{name} via {k}");
+            }
+        }
+        let keys: Vec<&str> = BINDINGS
+            .iter()
+            .flat_map(|(_, _, k, _)| k.iter().copied())
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "a key is bound twice");
+    }
+
+    #[test]
+    fn overrides_from_the_config_file() {
+        let config: ConfigFile =
+            toml::from_str("[keys]\nquit = [\"ctrl-q\"]\nsend_message = [\"n\", \"q\"]\n")
+                .expect("parses");
+        let map = KeyMap::new(&config.keys).expect("valid");
+        assert_eq!(
+            map.action(&press(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            map.action(&press(KeyCode::Char('n'), KeyModifiers::NONE)),
+            Some(Action::Send(SimKind::Message))
+        );
+        // `q` moved to send_message; `m` is no longer bound.
+        assert_eq!(
+            map.action(&press(KeyCode::Char('q'), KeyModifiers::NONE)),
+            Some(Action::Send(SimKind::Message))
+        );
+        assert_eq!(
+            map.action(&press(KeyCode::Char('m'), KeyModifiers::NONE)),
+            None
+        );
+        assert!(KeyMap::new(&HashMap::from([(
+            "launch".to_owned(),
+            vec!["z".to_owned()]
+        )]))
+        .is_err());
+        assert!(KeyMap::new(&HashMap::from([(
+            "quit".to_owned(),
+            vec!["hyper-z".to_owned()]
+        )]))
+        .is_err());
+        assert!(toml::from_str::<ConfigFile>("[keyz]\n").is_err());
+    }
+}

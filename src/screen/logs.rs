@@ -1,0 +1,147 @@
+//! The Logs pane: tui-logger's widget, the keys it takes while focused (one table, read by
+//! the key handling, the widget and the help text alike), and its text in a replay.
+
+use crossterm::event::KeyCode;
+use notifyscope_widgets::Styles;
+use ratatui::layout::Rect;
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
+use ratatui::Frame;
+use tui_logger::{TuiLoggerSmartWidget, TuiWidgetEvent, TuiWidgetState};
+
+/// The keys the log widget takes while its pane is focused, in pairs where they go together,
+/// with what they do for the help text (`None`: not listed there).
+const LOG_KEYS: [(&[(KeyCode, TuiWidgetEvent)], Option<&str>); 6] = [
+    (
+        &[
+            (KeyCode::Up, TuiWidgetEvent::UpKey),
+            (KeyCode::Down, TuiWidgetEvent::DownKey),
+        ],
+        Some("pick a target"),
+    ),
+    (
+        &[
+            (KeyCode::Left, TuiWidgetEvent::LeftKey),
+            (KeyCode::Right, TuiWidgetEvent::RightKey),
+        ],
+        Some("level shown"),
+    ),
+    (
+        &[
+            (KeyCode::Char('+'), TuiWidgetEvent::PlusKey),
+            (KeyCode::Char('-'), TuiWidgetEvent::MinusKey),
+        ],
+        Some("level captured"),
+    ),
+    (
+        &[(KeyCode::Char('h'), TuiWidgetEvent::HideKey)],
+        Some("hide the target list"),
+    ),
+    (
+        &[
+            (KeyCode::PageUp, TuiWidgetEvent::PrevPageKey),
+            (KeyCode::PageDown, TuiWidgetEvent::NextPageKey),
+        ],
+        Some("page"),
+    ),
+    (&[(KeyCode::Char('f'), TuiWidgetEvent::FocusKey)], None),
+];
+
+/// What the log widget does with `key`, if it takes it.
+pub fn log_event(key: KeyCode) -> Option<TuiWidgetEvent> {
+    LOG_KEYS
+        .iter()
+        .flat_map(|(keys, _)| keys.iter())
+        .find(|(k, _)| *k == key)
+        .map(|(_, event)| *event)
+}
+
+/// The help text's line about the Logs pane.
+pub fn help_line() -> String {
+    let parts: Vec<String> = LOG_KEYS
+        .iter()
+        .filter_map(|(keys, help)| {
+            let names: Vec<String> = keys.iter().map(|(k, _)| key_name(*k)).collect();
+            help.map(|h| format!("{} {h}", names.join("/")))
+        })
+        .collect();
+    format!("In the Logs pane: {}.", parts.join(", "))
+}
+
+fn key_name(key: KeyCode) -> String {
+    match key {
+        KeyCode::Up => "↑".into(),
+        KeyCode::Down => "↓".into(),
+        KeyCode::Left => "←".into(),
+        KeyCode::Right => "→".into(),
+        KeyCode::PageUp => "PgUp".into(),
+        KeyCode::PageDown => "PgDn".into(),
+        KeyCode::Char(c) => c.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The Logs pane; `key` is the key that focuses it.
+pub fn draw_logs(
+    frame: &mut Frame,
+    area: Rect,
+    key: &str,
+    focused: bool,
+    styles: &Styles,
+    state: &TuiWidgetState,
+    replay: bool,
+) {
+    let title = format!(" {key} Logs ");
+    if replay {
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_type(BorderType::Rounded)
+            .border_style(styles.block(focused))
+            .title(title);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(
+            Paragraph::new("a replay has no logs").style(styles.dim),
+            inner,
+        );
+        return;
+    }
+    let widget = TuiLoggerSmartWidget::default()
+        .title_log(title)
+        .title_target(" targets ")
+        .border_style(styles.block(focused))
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Rounded
+        })
+        .style(styles.text)
+        .style_error(styles.error)
+        .style_warn(styles.warn)
+        .style_info(styles.ok)
+        .style_debug(styles.dim)
+        .style_trace(styles.dim)
+        .output_separator(' ')
+        .output_timestamp(Some("%H:%M:%S".into()))
+        .output_level(Some(tui_logger::TuiLoggerLevelOutput::Abbreviated))
+        .output_target(true)
+        .output_file(false)
+        .output_line(false)
+        .state(state);
+    frame.render_widget(widget, area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_names_every_listed_key() {
+        assert_eq!(
+            help_line(),
+            "In the Logs pane: ↑/↓ pick a target, ←/→ level shown, +/- level captured, \
+             h hide the target list, PgUp/PgDn page."
+        );
+        assert!(log_event(KeyCode::Char('f')).is_some());
+        assert!(log_event(KeyCode::Char('x')).is_none());
+    }
+}

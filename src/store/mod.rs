@@ -1,0 +1,455 @@
+//! The database: connection settings, schema migrations, pools, and the queries over the
+//! outbox that more than one stage needs.
+
+pub mod embedded;
+pub mod notify;
+
+use std::fmt;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// Application name of pooled connections (publisher, ingestion) in `pg_stat_activity`.
+pub const APP_NAME: &str = "notifyscope";
+/// Application name of the dedicated LISTEN connection.
+pub const LISTENER_APP_NAME: &str = "notifyscope-listener";
+
+/// Ingestion gives up on an outbox row after this many failed attempts; the row stays, with
+/// its last error, as a dead letter.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+mod embedded_migrations {
+    refinery::embed_migrations!("src/store/migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error(transparent)]
+    BadIdentifier(#[from] IdentifierError),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(String),
+    #[error("schema migration failed: {0}")]
+    Migration(String),
+}
+
+impl StoreError {
+    /// The database could not be reached (as opposed to refusing one statement).
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } | StoreError::Pool(_) => true,
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Db(e),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("{what} name is empty")]
+    Empty { what: &'static str },
+    #[error("{what} name {name:?} is longer than PostgreSQL's 63-byte identifier limit")]
+    TooLong { what: &'static str, name: String },
+    #[error(
+        "{what} name {name:?} is not a plain identifier: use letters, digits, `_` or `$`, \
+         not starting with a digit"
+    )]
+    Invalid { what: &'static str, name: String },
+}
+
+/// A validated PostgreSQL identifier (a NOTIFY channel or a schema).
+///
+/// `LISTEN Events` folds to `events` while `pg_notify('Events', ..)` does not. notifyscope
+/// keeps the name exactly as given and always quotes it, so `Events` and `events` are two
+/// different channels on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identifier(String);
+
+impl Identifier {
+    pub fn new(what: &'static str, name: &str) -> Result<Self, IdentifierError> {
+        if name.is_empty() {
+            return Err(IdentifierError::Empty { what });
+        }
+        if name.len() > 63 {
+            return Err(IdentifierError::TooLong {
+                what,
+                name: name.to_owned(),
+            });
+        }
+        let mut chars = name.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        if !first_ok || !rest_ok {
+            return Err(IdentifierError::Invalid {
+                what,
+                name: name.to_owned(),
+            });
+        }
+        Ok(Identifier(name.to_owned()))
+    }
+
+    pub fn channel(name: &str) -> Result<Self, IdentifierError> {
+        Self::new("channel", name)
+    }
+
+    pub fn schema(name: &str) -> Result<Self, IdentifierError> {
+        Self::new("schema", name)
+    }
+
+    /// A name fixed in this program and known to be valid.
+    pub(crate) fn fixed(name: &'static str) -> Self {
+        debug_assert!(Identifier::new("fixed", name).is_ok());
+        Identifier(name.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The identifier quoted for SQL text; validation leaves nothing to escape.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the pipeline's tables live: a server and a schema in it.
+#[derive(Clone)]
+pub struct Database {
+    config: Config,
+    schema: Identifier,
+    redacted: String,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl Database {
+    /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts.
+    pub fn new(url: &str, schema: Identifier) -> Result<Self, StoreError> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+        if config.get_hosts().is_empty() {
+            // libpq's default: the local socket directory of Debian's packages.
+            config.host("/var/run/postgresql");
+        }
+        if config.get_user().is_none() {
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "postgres".into());
+            config.user(user);
+        }
+        let search_path = format!("-c search_path={}", schema.quoted());
+        let options = match config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
+            _ => search_path,
+        };
+        config
+            .options(options)
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .application_name(APP_NAME);
+        let redacted = redact(&config, &schema);
+        Ok(Database {
+            config,
+            schema,
+            redacted,
+        })
+    }
+
+    pub fn schema(&self) -> &Identifier {
+        &self.schema
+    }
+
+    /// Every connection refuses writes (`default_transaction_read_only`): for watching a
+    /// pipeline that belongs to someone else.
+    pub fn read_only(mut self) -> Self {
+        let options = format!(
+            "{} -c default_transaction_read_only=on",
+            self.config.get_options().unwrap_or_default()
+        );
+        self.config.options(options.trim());
+        self.redacted.push_str(" read-only");
+        self
+    }
+
+    /// Host, port, user, database and schema; never the password.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A connection of its own; the caller drives the returned connection future.
+    pub async fn connect(
+        &self,
+        application_name: &str,
+    ) -> Result<
+        (
+            Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        StoreError,
+    > {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|source| StoreError::Connect {
+                target: self.redacted.clone(),
+                source,
+            })
+    }
+
+    /// A connection whose messages nobody needs (no LISTEN on it).
+    pub async fn connect_plain(&self, application_name: &str) -> Result<Client, StoreError> {
+        let (client, connection) = self.connect(application_name).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    pub fn pool(&self, max_size: usize) -> Result<Pool, StoreError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    /// A pool whose sessions commit without waiting for the WAL flush
+    /// (`synchronous_commit = off`). Only for work that is safe to lose in a server crash:
+    /// ingestion, whose lost commit leaves the outbox row unprocessed, so the message is
+    /// ingested again after recovery (the insert is idempotent). Never for the outbox writes.
+    pub fn pool_with_async_commit(&self, max_size: usize) -> Result<Pool, StoreError> {
+        let mut relaxed = self.clone();
+        let options = match relaxed.config.get_options() {
+            Some(existing) if !existing.is_empty() => {
+                format!("{existing} -c synchronous_commit=off")
+            }
+            _ => "-c synchronous_commit=off".to_owned(),
+        };
+        relaxed.config.options(options);
+        relaxed.pool(max_size)
+    }
+
+    /// Creates the schema when missing and applies pending migrations. Several processes may
+    /// start at once on one schema: an advisory lock lets one migrate while the others wait.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.connect_plain(APP_NAME).await?;
+        client
+            .batch_execute("SELECT pg_advisory_lock(hashtext('notifyscope.migrate'))")
+            .await?;
+        // CREATE SCHEMA IF NOT EXISTS needs the CREATE right on the database even when the
+        // schema exists, which an application role often lacks: look first.
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&self.schema.as_str()],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    self.schema.quoted()
+                ))
+                .await?;
+        }
+        let result = embedded_migrations::migrations::runner()
+            .set_migration_table_name("notifyscope_schema_history")
+            .run_async(&mut client)
+            .await;
+        client
+            .batch_execute("SELECT pg_advisory_unlock(hashtext('notifyscope.migrate'))")
+            .await?;
+        let report = result.map_err(|e| StoreError::Migration(e.to_string()))?;
+        for m in report.applied_migrations() {
+            tracing::info!(schema = %self.schema, migration = %m, "applied migration");
+        }
+        Ok(())
+    }
+}
+
+fn redact(config: &Config, schema: &Identifier) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let mut parts = vec![format!("host={}", hosts.join(","))];
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(db) = config.get_dbname() {
+        parts.push(format!("dbname={db}"));
+    }
+    parts.push(format!("(schema {schema})"));
+    parts.join(" ")
+}
+
+/// Outbox rows of `channel` not yet ingested and still eligible for another attempt.
+pub async fn backlog(client: &Client, channel: &Identifier) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox \
+             WHERE processed_at IS NULL AND channel = $1 AND attempts < $2",
+            &[&channel.as_str(), &MAX_ATTEMPTS],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// True when trying again later may succeed: the connection failed, or the server refused
+/// for the moment (serialization failure, deadlock, lock or statement timeout, no resources).
+/// Such errors are retried without counting against the event.
+pub fn is_transient_error(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_none_or(|c| {
+            let code = c.code();
+            // 08: connection exception; 57P: the server shut down or is starting; 53:
+            // insufficient resources; 40001 serialization failure; 40P01 deadlock; 55P03
+            // lock not available; 57014 statement timeout.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || matches!(code, "40001" | "40P01" | "55P03" | "57014")
+        })
+}
+
+/// The error with its whole chain of causes on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(Identifier::channel("events").is_ok());
+        assert!(Identifier::channel("Events_2$").is_ok());
+        assert!(matches!(
+            Identifier::channel("2events"),
+            Err(IdentifierError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Identifier::channel("ev ents"),
+            Err(IdentifierError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Identifier::channel("ev\"ents"),
+            Err(IdentifierError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Identifier::channel(""),
+            Err(IdentifierError::Empty { .. })
+        ));
+        assert!(matches!(
+            Identifier::channel(&"a".repeat(64)),
+            Err(IdentifierError::TooLong { .. })
+        ));
+        assert_eq!(
+            Identifier::channel("Events").expect("valid").quoted(),
+            "\"Events\""
+        );
+    }
+
+    #[test]
+    fn redaction_hides_the_password() {
+        let db = Database::new(
+            "postgresql://ada:s3cret@db.example:6543/app",
+            Identifier::schema("s").expect("valid"),
+        )
+        .expect("parses");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        assert_eq!(
+            db.redacted(),
+            "host=db.example port=6543 user=ada dbname=app (schema s)"
+        );
+        let kv = Database::new(
+            "host=/tmp/x user=u password=hunter2",
+            Identifier::schema("s").expect("valid"),
+        )
+        .expect("parses");
+        assert!(!kv.redacted().contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_url_is_an_error() {
+        let err = Database::new("postgresql://[", Identifier::schema("s").expect("valid"));
+        assert!(matches!(err, Err(StoreError::BadUrl(_))));
+    }
+}
