@@ -406,7 +406,7 @@ async fn a_healthy_burst_of_ten_thousand_raises_nothing() {
         while watcher.changed().await.is_ok() {
             for c in watcher.borrow_and_update().checks.iter() {
                 if c.status >= Status::Warn {
-                    worst_seen.push((c.id.clone(), c.status, c.summary.clone()));
+                    worst_seen.push((c.id.to_string(), c.status, c.summary.clone()));
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use notifyscope::contract::Snowflake;
-use notifyscope::diagnose::Check;
+use notifyscope::diagnose::{Check, CheckId};
 use notifyscope::pipeline::synthetic::SimKind;
 use notifyscope::screen::app::{App, AppEvent, Effect};
 use notifyscope::screen::detail::Overlay;
@@ -147,7 +147,7 @@ fn app_with_story() -> App {
     }
     app.on_event(AppEvent::Health(vec![
         Check {
-            id: "no_listener".into(),
+            id: CheckId::Listener,
             name: "no listener running".into(),
             status: Status::Ok,
             summary: "listener pid 4242 on events".into(),
@@ -157,7 +157,7 @@ fn app_with_story() -> App {
             message_ids: vec![],
         },
         Check {
-            id: "malformed_event".into(),
+            id: CheckId::Malformed,
             name: "malformed event".into(),
             status: Status::Fail,
             summary: "1 NOTIFY rejected".into(),

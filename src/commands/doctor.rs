@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DoctorArgs, SharedArgs};
-use crate::contract::{self, NotifyPayload};
-use crate::diagnose::{self, Check, CHECKS};
+use crate::contract::{self, NotifyPayload, Snowflake};
+use crate::diagnose::{self, Check, CheckId};
 use crate::pipeline::bot::Token;
 use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
@@ -29,10 +29,10 @@ struct Report<'a> {
     checks: &'a [Check],
 }
 
-fn check(id: &str, name: &str, status: Status, summary: String, hint: &str) -> Check {
+fn check(id: CheckId, status: Status, summary: String, hint: &str) -> Check {
     Check {
-        id: id.into(),
-        name: name.into(),
+        id,
+        name: id.name().into(),
         status,
         summary,
         evidence: vec![],
@@ -40,14 +40,6 @@ fn check(id: &str, name: &str, status: Status, summary: String, hint: &str) -> C
         since: Utc::now(),
         message_ids: vec![],
     }
-}
-
-fn hint_of(id: &str) -> &'static str {
-    CHECKS
-        .iter()
-        .find(|(i, ..)| *i == id)
-        .map(|(_, _, h)| *h)
-        .unwrap_or("")
 }
 
 /// Exit 2 when the doctor could not run at all (bad arguments, no database URL).
@@ -75,115 +67,20 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         Ok(c) => c,
         Err(e) => {
             checks.push(check(
-                "database",
-                "database connection",
+                CheckId::Database,
                 Status::Fail,
                 format!("{}: {}", database.redacted(), error_chain(&e)),
-                hint_of("database"),
+                CheckId::Database.hint(),
             ));
             print(&checks, &database, &channel, args.json);
             return Ok(ExitCode::from(2));
         }
     };
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or_default();
-    checks.push(check(
-        "database",
-        "database connection",
-        Status::Ok,
-        format!("PostgreSQL {version} answers at {}", database.redacted()),
-        hint_of("database"),
-    ));
-
-    let tables = client
-        .query_one(
-            "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL \
-                AND to_regclass('notifyscope_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map(|r| r.get::<_, bool>(0));
-    let migrated = matches!(tables, Ok(true));
-    let schema_check = if let Err(e) = &tables {
-        check(
-            "schema",
-            "schema and migrations present",
-            Status::Fail,
-            format!("cannot look at schema {schema}: {}", error_chain(e)),
-            "grant the role USAGE on the schema (and SELECT on its tables)",
-        )
-    } else if migrated {
-        let applied: i64 = client
-            .query_one("SELECT count(*) FROM notifyscope_schema_history", &[])
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        check(
-            "schema",
-            "schema and migrations present",
-            Status::Ok,
-            format!(
-                "schema {schema}: event_outbox, discord_messages, {applied} migration(s) applied"
-            ),
-            "",
-        )
-    } else {
-        check(
-            "schema",
-            "schema and migrations present",
-            Status::Fail,
-            format!("schema {schema} has no notifyscope tables"),
-            "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
-        )
-    };
+    checks.push(version_check(&client, &database).await);
+    let (schema_check, migrated) = schema_check(&client, &schema).await;
     checks.push(schema_check);
-
     let snapshot = diagnose::snapshot(&client, &channel, migrated, &[]).await;
-    let describe = |b: &diagnose::Backend| {
-        format!(
-            "pid {} ({})",
-            b.pid,
-            if b.application_name.is_empty() {
-                "no application_name"
-            } else {
-                &b.application_name
-            }
-        )
-    };
-    let listening: Vec<String> = snapshot.listeners.iter().map(describe).collect();
-    let elsewhere: Vec<String> = snapshot
-        .other_listeners
-        .iter()
-        .map(|b| format!("{} on {:?}", describe(b), b.query))
-        .collect();
-    checks.push(if listening.is_empty() {
-        check(
-            "listener",
-            "listener running",
-            Status::Fail,
-            format!(
-                "no listener: no backend shows LISTEN {channel} as its last query{} \
-                 (a listener that ran other queries since is invisible here; the round trip below decides)",
-                if elsewhere.is_empty() {
-                    String::new()
-                } else {
-                    format!("; notifyscope listeners elsewhere: {}", elsewhere.join(", "))
-                }
-            ),
-            hint_of("listener"),
-        )
-    } else {
-        check(
-            "listener",
-            "listener running",
-            Status::Ok,
-            format!("{} listening: {}", listening.len(), listening.join(", ")),
-            hint_of("listener"),
-        )
-    });
+    checks.push(listener_check(&snapshot, &channel));
 
     if migrated {
         checks.push(round_trip(&database, &client, &channel, timeout).await);
@@ -202,6 +99,108 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     })
 }
 
+/// The database answers, and with which version.
+async fn version_check(client: &tokio_postgres::Client, database: &Database) -> Check {
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    check(
+        CheckId::Database,
+        Status::Ok,
+        format!("PostgreSQL {version} answers at {}", database.redacted()),
+        CheckId::Database.hint(),
+    )
+}
+
+/// notifyscope's tables and migrations in `schema`; whether they are there.
+async fn schema_check(client: &tokio_postgres::Client, schema: &Identifier) -> (Check, bool) {
+    let tables = client
+        .query_one(
+            "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL \
+                AND to_regclass('notifyscope_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, bool>(0));
+    let migrated = matches!(tables, Ok(true));
+    let schema_check = if let Err(e) = &tables {
+        check(
+            CheckId::Schema,
+            Status::Fail,
+            format!("cannot look at schema {schema}: {}", error_chain(e)),
+            "grant the role USAGE on the schema (and SELECT on its tables)",
+        )
+    } else if migrated {
+        let applied: i64 = client
+            .query_one("SELECT count(*) FROM notifyscope_schema_history", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        check(
+            CheckId::Schema,
+            Status::Ok,
+            format!(
+                "schema {schema}: event_outbox, discord_messages, {applied} migration(s) applied"
+            ),
+            "",
+        )
+    } else {
+        check(
+            CheckId::Schema,
+            Status::Fail,
+            format!("schema {schema} has no notifyscope tables"),
+            "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
+        )
+    };
+    (schema_check, migrated)
+}
+
+/// A backend whose last query is LISTEN on the channel.
+fn listener_check(snapshot: &diagnose::Snapshot, channel: &Identifier) -> Check {
+    let describe = |b: &diagnose::Backend| {
+        format!(
+            "pid {} ({})",
+            b.pid,
+            if b.application_name.is_empty() {
+                "no application_name"
+            } else {
+                &b.application_name
+            }
+        )
+    };
+    let listening: Vec<String> = snapshot.listeners.iter().map(describe).collect();
+    let elsewhere: Vec<String> = snapshot
+        .other_listeners
+        .iter()
+        .map(|b| format!("{} on {:?}", describe(b), b.query))
+        .collect();
+    if listening.is_empty() {
+        check(
+            CheckId::Listener,
+            Status::Fail,
+            format!(
+                "no listener: no backend shows LISTEN {channel} as its last query{} \
+                 (a listener that ran other queries since is invisible here; the round trip below decides)",
+                if elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!("; notifyscope listeners elsewhere: {}", elsewhere.join(", "))
+                }
+            ),
+            CheckId::Listener.hint(),
+        )
+    } else {
+        check(
+            CheckId::Listener,
+            Status::Ok,
+            format!("{} listening: {}", listening.len(), listening.join(", ")),
+            CheckId::Listener.hint(),
+        )
+    }
+}
+
 /// Publishes a probe message and follows it: NOTIFY heard, row ingested.
 async fn round_trip(
     database: &Database,
@@ -209,27 +208,26 @@ async fn round_trip(
     channel: &Identifier,
     timeout: Duration,
 ) -> Check {
-    let name = "round trip: publish → NOTIFY → ingested";
-    let fail = |summary: String, hint: &str| check("round_trip", name, Status::Fail, summary, hint);
+    let fail = |summary: String, hint: &str| check(CheckId::RoundTrip, Status::Fail, summary, hint);
     let mut heard = match ListeningConnection::open(database, APP_NAME).await {
         Ok(c) => c,
         Err(e) => {
             return fail(
                 format!("cannot open a listening connection: {}", error_chain(&e)),
-                hint_of("database"),
+                CheckId::Database.hint(),
             )
         }
     };
     if let Err(e) = heard.listen(channel).await {
         return fail(
             format!("LISTEN {channel} failed: {}", error_chain(&e)),
-            hint_of("database"),
+            CheckId::Database.hint(),
         );
     }
     let stop = CancellationToken::new();
     let pool = match database.pool(1) {
         Ok(p) => p,
-        Err(e) => return fail(error_chain(&e), hint_of("database")),
+        Err(e) => return fail(error_chain(&e), CheckId::Database.hint()),
     };
     let (publisher, task) =
         publish::spawn_publisher(pool, channel.clone(), Trace::new(), 1, stop.clone());
@@ -244,50 +242,26 @@ async fn round_trip(
         Err(e) => {
             return fail(
                 format!("publishing the probe failed: {e}"),
-                hint_of("database"),
+                CheckId::Database.hint(),
             )
         }
     };
     let deadline = started + timeout;
-    let mut notified = false;
-    while !notified && Instant::now() < deadline {
-        match tokio::time::timeout(deadline - Instant::now(), heard.notifications.recv()).await {
-            Ok(Some(Ok(n))) => {
-                notified = matches!(contract::parse_notify(n.payload()), Ok(p) if p.message_id() == Some(id) && !matches!(p, NotifyPayload::Probe { .. }));
-            }
-            _ => break,
-        }
-    }
-    let mut ingested = false;
-    let mut lookup_error = None;
-    while Instant::now() < deadline {
-        match client
-            .query_opt(
-                "SELECT 1 FROM discord_messages WHERE message_id = $1",
-                &[&id.as_i64()],
-            )
-            .await
-        {
-            Ok(Some(_)) => {
-                ingested = true;
-                break;
-            }
-            Ok(None) => {}
-            Err(e) => lookup_error = Some(error_chain(&e)),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if let (false, Some(error)) = (ingested, lookup_error) {
-        return fail(
-            format!("probe message {id} published, but discord_messages cannot be read: {error}"),
-            "grant the role SELECT on discord_messages",
-        );
-    }
+    let notified = wait_notified(&mut heard, id, deadline).await;
+    let ingested =
+        match wait_ingested(client, id, deadline).await {
+            Ok(ingested) => ingested,
+            Err(error) => return fail(
+                format!(
+                    "probe message {id} published, but discord_messages cannot be read: {error}"
+                ),
+                "grant the role SELECT on discord_messages",
+            ),
+        };
     let ms = started.elapsed().as_secs_f64() * 1e3;
     match (notified, ingested) {
         (_, true) => check(
-            "round_trip",
-            name,
+            CheckId::RoundTrip,
             Status::Ok,
             format!("probe message {id} ingested in {ms:.0} ms (outbox {})", receipt.outbox_id),
             "",
@@ -298,7 +272,7 @@ async fn round_trip(
                 receipt.outbox_id,
                 timeout.as_secs()
             ),
-            hint_of("listener"),
+            CheckId::Listener.hint(),
         ),
         (false, false) => fail(
             format!(
@@ -306,13 +280,56 @@ async fn round_trip(
                 receipt.outbox_id,
                 timeout.as_secs()
             ),
-            hint_of("channel"),
+            CheckId::Channel.hint(),
         ),
     }
 }
 
+/// Whether the NOTIFY of message `id` arrives before `deadline`.
+async fn wait_notified(heard: &mut ListeningConnection, id: Snowflake, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        match tokio::time::timeout(deadline - Instant::now(), heard.notifications.recv()).await {
+            Ok(Some(Ok(n))) => {
+                let ours = matches!(
+                    contract::parse_notify(n.payload()),
+                    Ok(p) if p.message_id() == Some(id) && !matches!(p, NotifyPayload::Probe { .. })
+                );
+                if ours {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Whether message `id` is in `discord_messages` before `deadline`; the error of the look-up
+/// when it never succeeded.
+async fn wait_ingested(
+    client: &tokio_postgres::Client,
+    id: Snowflake,
+    deadline: Instant,
+) -> Result<bool, String> {
+    let mut lookup_error = None;
+    while Instant::now() < deadline {
+        match client
+            .query_opt(
+                "SELECT 1 FROM discord_messages WHERE message_id = $1",
+                &[&id.as_i64()],
+            )
+            .await
+        {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) => {}
+            Err(e) => lookup_error = Some(error_chain(&e)),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lookup_error.map_or(Ok(false), Err)
+}
+
 async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
-    let name = "configuration";
     let token = std::env::var(&args.discord_token_env)
         .ok()
         .and_then(Token::new);
@@ -326,8 +343,7 @@ async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
     };
     let Some(token) = token else {
         return check(
-            "config",
-            name,
+            CheckId::Config,
             Status::Ok,
             format!("channel {channel} is a valid identifier; no token in ${} (simulated source only){case_note}", args.discord_token_env),
             "",
@@ -335,20 +351,18 @@ async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
     };
     match crate::pipeline::bot::check_token(&token, args.discord_api_url.as_deref()).await {
         Ok(user) => check(
-            "config",
-            name,
+            CheckId::Config,
             Status::Ok,
             format!("channel {channel} is a valid identifier; Discord accepts the token (bot {user}){case_note}"),
             "",
         ),
         Err(crate::pipeline::bot::BotError::Unreachable { api, error }) => check(
-            "config",
-            name,
+            CheckId::Config,
             Status::Warn,
             format!("the Discord API at {api} is unreachable, token not checked: {error}"),
             "check the network or --discord-api-url",
         ),
-        Err(e) => check("config", name, Status::Fail, e.to_string(), "set the bot token from the Developer Portal's Bot page"),
+        Err(e) => check(CheckId::Config, Status::Fail, e.to_string(), "set the bot token from the Developer Portal's Bot page"),
     }
 }
 

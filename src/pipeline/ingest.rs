@@ -15,6 +15,7 @@ use futures_util::future::{join, join3};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{ContractError, Envelope};
@@ -91,14 +92,7 @@ async fn worker(
     shutdown: CancellationToken,
 ) {
     let mut database_up = true;
-    let full = config.batch.max(1);
-    let mut batch = full;
-    // Rows that failed on their own in this round; retried in the next one (next wake-up or
-    // sweep), so that one bad row neither blocks the rows behind it nor burns its attempts
-    // in a tight loop.
-    let mut skip: Vec<i64> = Vec::new();
-    // Rows of a failed batch still to be taken one at a time before full batches resume.
-    let mut single_left = 0usize;
+    let mut pace = Pace::new(config.batch);
     loop {
         tokio::select! {
             biased;
@@ -106,50 +100,12 @@ async fn worker(
             () = waker.notify.notified() => {}
             () = tokio::time::sleep(config.sweep) => {}
         }
-        skip.clear();
+        pace.skip.clear();
         loop {
-            match ingest_batch(&pool, &config, &trace, batch, &skip).await {
-                Ok(BatchResult { claimed, failure }) => {
+            let next = match ingest_batch(&pool, &config, &trace, pace.batch, &pace.skip).await {
+                Ok(result) => {
                     database_up = true;
-                    match failure {
-                        // Some row broke the batch, nobody knows which: go one row at a time
-                        // so that the others pass and the bad one is found.
-                        Some(Failure::Batch) => {
-                            batch = 1;
-                            single_left = claimed;
-                            continue;
-                        }
-                        // Found (and charged an attempt): back to full batches without it.
-                        Some(Failure::Row(outbox_id)) => {
-                            skip.push(outbox_id);
-                            batch = full;
-                            single_left = 0;
-                            continue;
-                        }
-                        None => {}
-                    }
-                    if batch == 1 && single_left > 0 {
-                        single_left = single_left.saturating_sub(claimed);
-                        if single_left == 0 {
-                            // The failed batch went through row by row: its error was passing.
-                            batch = full;
-                            continue;
-                        }
-                    }
-                    if claimed == 0 {
-                        batch = full;
-                        break;
-                    }
-                    // A short batch took everything that was committed when it was claimed;
-                    // rows committed since then have sent their NOTIFY, which is kept as a
-                    // wake-up. So wait for it instead of asking once more for nothing.
-                    if claimed < batch {
-                        break;
-                    }
-                    // A full batch: there is probably more, enough for another worker too.
-                    if batch > 1 {
-                        waker.wake();
-                    }
+                    pace.after(result, &waker)
                 }
                 Err(e) => {
                     let error = error_chain(&e);
@@ -164,13 +120,95 @@ async fn worker(
                         // claimed again at the next wake-up or sweep.
                         tracing::warn!(channel = %config.channel, %error, "ingestion batch failed for the moment, retrying");
                     }
-                    break;
+                    Next::Wait
                 }
+            };
+            match next {
+                Next::Retry => continue,
+                Next::Wait => break,
+                Next::More => {}
             }
             if shutdown.is_cancelled() {
                 return;
             }
         }
+    }
+}
+
+/// How big a worker's next batch is, and which rows it leaves for the next round.
+struct Pace {
+    full: usize,
+    batch: usize,
+    /// Rows that failed on their own in this round; retried in the next one (next wake-up
+    /// or sweep), so that one bad row neither blocks the rows behind it nor burns its
+    /// attempts in a tight loop.
+    skip: Vec<i64>,
+    /// Rows of a failed batch still to be taken one at a time before full batches resume.
+    single_left: usize,
+}
+
+/// What a worker does after a batch.
+enum Next {
+    /// Another batch at once, the new size decided.
+    Retry,
+    /// Another batch at once, unless shutting down: there is probably more.
+    More,
+    /// Wait for a wake-up or the sweep.
+    Wait,
+}
+
+impl Pace {
+    fn new(batch: usize) -> Self {
+        Pace {
+            full: batch.max(1),
+            batch: batch.max(1),
+            skip: Vec::new(),
+            single_left: 0,
+        }
+    }
+
+    fn after(&mut self, result: BatchResult, waker: &IngestWaker) -> Next {
+        let BatchResult { claimed, failure } = result;
+        match failure {
+            // Some row broke the batch, nobody knows which: go one row at a time so that the
+            // others pass and the bad one is found.
+            Some(Failure::Batch) => {
+                self.batch = 1;
+                self.single_left = claimed;
+                return Next::Retry;
+            }
+            // Found (and charged an attempt): back to full batches without it.
+            Some(Failure::Row(outbox_id)) => {
+                self.skip.push(outbox_id);
+                self.batch = self.full;
+                self.single_left = 0;
+                return Next::Retry;
+            }
+            None => {}
+        }
+        if self.batch == 1 && self.single_left > 0 {
+            self.single_left = self.single_left.saturating_sub(claimed);
+            if self.single_left == 0 {
+                // The failed batch went through row by row: its error was passing.
+                self.batch = self.full;
+                return Next::Retry;
+            }
+        }
+        if claimed == 0 {
+            self.batch = self.full;
+            return Next::Wait;
+        }
+        // A short batch took everything that was committed when it was claimed; rows
+        // committed since then have sent their NOTIFY, which is kept as a wake-up. So wait
+        // for it instead of asking once more for nothing.
+        if claimed < self.batch {
+            return Next::Wait;
+        }
+        // A full batch: there is probably more, enough for another worker too.
+        if self.batch > 1 {
+            waker.wake();
+        }
+        Next::More
     }
 }
 
@@ -211,6 +249,56 @@ async fn ingest_batch(
     result
 }
 
+/// The statements of one batch, prepared once per connection.
+struct Statements {
+    claim: Statement,
+    insert: Statement,
+    rejected: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
+        let claim = client
+            .prepare_cached(
+                "SELECT id, payload::text, published_at FROM event_outbox \
+                 WHERE channel = $1 AND processed_at IS NULL AND attempts < $2 \
+                   AND id <> ALL($4::int8[]) \
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            )
+            .await?;
+        // The rows and the outbox marks in one statement: one round trip per batch.
+        let insert = client
+            .prepare_cached(
+                "WITH inserted AS ( \
+                   INSERT INTO discord_messages \
+                     (message_id, channel_id, guild_id, author_id, author_name, content, \
+                      created_at, event_id, synthetic) \
+                   SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+                                        $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
+                                        $9::bool[]) \
+                   ON CONFLICT (message_id) DO NOTHING \
+                   RETURNING message_id), \
+                 done AS ( \
+                   UPDATE event_outbox \
+                   SET processed_at = clock_timestamp(), attempts = attempts + 1 \
+                   WHERE id = ANY($10)) \
+                 SELECT message_id FROM inserted",
+            )
+            .await?;
+        let rejected = client
+            .prepare_cached(
+                "UPDATE event_outbox o SET attempts = $1, last_error = u.err \
+                 FROM UNNEST($2::int8[], $3::text[]) AS u(id, err) WHERE o.id = u.id",
+            )
+            .await?;
+        Ok(Statements {
+            claim,
+            insert,
+            rejected,
+        })
+    }
+}
+
 /// One batch in two round trips: BEGIN goes out with the claim, and COMMIT with the insert
 /// (tokio-postgres pipelines requests that are awaited together, and sends them in order).
 async fn claim_and_ingest(
@@ -220,69 +308,15 @@ async fn claim_and_ingest(
     limit: usize,
     skip: &[i64],
 ) -> Result<BatchResult, StoreError> {
-    let claim = client
-        .prepare_cached(
-            "SELECT id, payload::text, published_at FROM event_outbox \
-             WHERE channel = $1 AND processed_at IS NULL AND attempts < $2 \
-               AND id <> ALL($4::int8[]) \
-             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
-    // The rows and the outbox marks in one statement: one round trip per batch.
-    let insert = client
-        .prepare_cached(
-            "WITH inserted AS ( \
-               INSERT INTO discord_messages \
-                 (message_id, channel_id, guild_id, author_id, author_name, content, \
-                  created_at, event_id, synthetic) \
-               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
-                                    $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
-                                    $9::bool[]) \
-               ON CONFLICT (message_id) DO NOTHING \
-               RETURNING message_id), \
-             done AS ( \
-               UPDATE event_outbox \
-               SET processed_at = clock_timestamp(), attempts = attempts + 1 \
-               WHERE id = ANY($10)) \
-             SELECT message_id FROM inserted",
-        )
-        .await?;
-    let rejected = client
-        .prepare_cached(
-            "UPDATE event_outbox o SET attempts = $1, last_error = u.err \
-             FROM UNNEST($2::int8[], $3::text[]) AS u(id, err) WHERE o.id = u.id",
-        )
-        .await?;
-
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let channel = config.channel.as_str();
-    let claim_params: [&(dyn ToSql + Sync); 4] = [&channel, &MAX_ATTEMPTS, &limit, &skip];
-    let (began, rows) = join(
-        client.batch_execute("BEGIN"),
-        client.query(&claim, &claim_params),
-    )
-    .await;
-    began?;
-    let rows = rows?;
-    if rows.is_empty() {
+    let statements = Statements::prepare(client).await?;
+    let claimed = claim(client, &statements.claim, config, limit, skip).await?;
+    if claimed.is_empty() {
         client.batch_execute("COMMIT").await?;
         return Ok(BatchResult {
             claimed: 0,
             failure: None,
         });
     }
-    let claimed: Vec<Claimed> = rows
-        .iter()
-        .map(|row| {
-            let payload: String = row.get(1);
-            Claimed {
-                outbox_id: row.get(0),
-                published_at: row.get(2),
-                envelope: Envelope::from_json(&payload),
-            }
-        })
-        .collect();
-
     let good: Vec<(&Claimed, &Envelope)> = claimed
         .iter()
         .filter_map(|c| c.envelope.as_ref().ok().map(|e| (c, e)))
@@ -296,45 +330,18 @@ async fn claim_and_ingest(
                 .map(|e| (c.outbox_id, e.to_string()))
         })
         .collect();
-
-    let messages: Vec<_> = good.iter().map(|(_, e)| &e.message).collect();
-    let message_ids: Vec<i64> = messages.iter().map(|m| m.message_id.as_i64()).collect();
-    let channel_ids: Vec<i64> = messages.iter().map(|m| m.channel_id.as_i64()).collect();
-    let guild_ids: Vec<Option<i64>> = messages
-        .iter()
-        .map(|m| m.guild_id.map(|g| g.as_i64()))
-        .collect();
-    let author_ids: Vec<i64> = messages.iter().map(|m| m.author_id.as_i64()).collect();
-    let author_names: Vec<&str> = messages.iter().map(|m| m.author_name.as_str()).collect();
-    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-    let created: Vec<DateTime<Utc>> = messages.iter().map(|m| m.created_at).collect();
-    let event_ids: Vec<uuid::Uuid> = good.iter().map(|(_, e)| e.event_id).collect();
-    let synthetic: Vec<bool> = messages.iter().map(|m| m.synthetic).collect();
-    let good_ids: Vec<i64> = good.iter().map(|(c, _)| c.outbox_id).collect();
-
-    let insert_params: [&(dyn ToSql + Sync); 10] = [
-        &message_ids,
-        &channel_ids,
-        &guild_ids,
-        &author_ids,
-        &author_names,
-        &contents,
-        &created,
-        &event_ids,
-        &synthetic,
-        &good_ids,
-    ];
+    let columns = Columns::of(&good);
     let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
     let rejected_params: [&(dyn ToSql + Sync); 3] = [&MAX_ATTEMPTS, &bad_ids, &bad_errors];
     // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
     // rows are unlocked and unchanged whichever statement failed.
     let (inserted, marked, committed) = join3(
-        client.query(&insert, &insert_params),
+        client.query(&statements.insert, &columns.params()),
         async {
             if bad.is_empty() {
                 Ok(0)
             } else {
-                client.execute(&rejected, &rejected_params).await
+                client.execute(&statements.rejected, &rejected_params).await
             }
         },
         client.batch_execute("COMMIT"),
@@ -343,20 +350,7 @@ async fn claim_and_ingest(
     let inserted: HashSet<i64> = match inserted {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
         Err(e) if !is_transient_error(&e) => {
-            let error = error_chain(&e);
-            let failure = match claimed.as_slice() {
-                [only] => {
-                    record_failure(client, trace, &[only.outbox_id], &error).await?;
-                    Failure::Row(only.outbox_id)
-                }
-                _ => {
-                    tracing::warn!(
-                        channel = %config.channel, rows = claimed.len(), %error,
-                        "a row broke the batch; ingesting its rows one at a time"
-                    );
-                    Failure::Batch
-                }
-            };
+            let failure = insert_failed(client, config, trace, &claimed, &e).await?;
             return Ok(BatchResult {
                 claimed: claimed.len(),
                 failure: Some(failure),
@@ -366,10 +360,125 @@ async fn claim_and_ingest(
     };
     marked?;
     committed?;
+    report(trace, &good, inserted, bad);
+    Ok(BatchResult {
+        claimed: claimed.len(),
+        failure: None,
+    })
+}
 
+/// BEGIN and the claim of up to `limit` unprocessed rows of the channel, except `skip`.
+async fn claim(
+    client: &deadpool_postgres::Client,
+    statement: &Statement,
+    config: &IngestConfig,
+    limit: usize,
+    skip: &[i64],
+) -> Result<Vec<Claimed>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let channel = config.channel.as_str();
+    let params: [&(dyn ToSql + Sync); 4] = [&channel, &MAX_ATTEMPTS, &limit, &skip];
+    let (began, rows) = join(
+        client.batch_execute("BEGIN"),
+        client.query(statement, &params),
+    )
+    .await;
+    began?;
+    Ok(rows?
+        .iter()
+        .map(|row| {
+            let payload: String = row.get(1);
+            Claimed {
+                outbox_id: row.get(0),
+                published_at: row.get(2),
+                envelope: Envelope::from_json(&payload),
+            }
+        })
+        .collect())
+}
+
+/// The claimed messages as the columns of the insert.
+struct Columns<'a> {
+    message_ids: Vec<i64>,
+    channel_ids: Vec<i64>,
+    guild_ids: Vec<Option<i64>>,
+    author_ids: Vec<i64>,
+    author_names: Vec<&'a str>,
+    contents: Vec<&'a str>,
+    created: Vec<DateTime<Utc>>,
+    event_ids: Vec<uuid::Uuid>,
+    synthetic: Vec<bool>,
+    outbox_ids: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(good: &[(&Claimed, &'a Envelope)]) -> Self {
+        let messages = || good.iter().map(|(_, e)| &e.message);
+        Columns {
+            message_ids: messages().map(|m| m.message_id.as_i64()).collect(),
+            channel_ids: messages().map(|m| m.channel_id.as_i64()).collect(),
+            guild_ids: messages().map(|m| m.guild_id.map(|g| g.as_i64())).collect(),
+            author_ids: messages().map(|m| m.author_id.as_i64()).collect(),
+            author_names: messages().map(|m| m.author_name.as_str()).collect(),
+            contents: messages().map(|m| m.content.as_str()).collect(),
+            created: messages().map(|m| m.created_at).collect(),
+            event_ids: good.iter().map(|(_, e)| e.event_id).collect(),
+            synthetic: messages().map(|m| m.synthetic).collect(),
+            outbox_ids: good.iter().map(|(c, _)| c.outbox_id).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.message_ids,
+            &self.channel_ids,
+            &self.guild_ids,
+            &self.author_ids,
+            &self.author_names,
+            &self.contents,
+            &self.created,
+            &self.event_ids,
+            &self.synthetic,
+            &self.outbox_ids,
+        ]
+    }
+}
+
+/// The insert failed for good: a single row is charged an attempt; in a batch the culprit
+/// is unknown, so the rows are taken one at a time next.
+async fn insert_failed(
+    client: &deadpool_postgres::Client,
+    config: &IngestConfig,
+    trace: &Trace,
+    claimed: &[Claimed],
+    e: &tokio_postgres::Error,
+) -> Result<Failure, StoreError> {
+    let error = error_chain(e);
+    Ok(match claimed {
+        [only] => {
+            record_failure(client, trace, &[only.outbox_id], &error).await?;
+            Failure::Row(only.outbox_id)
+        }
+        _ => {
+            tracing::warn!(
+                channel = %config.channel, rows = claimed.len(), %error,
+                "a row broke the batch; ingesting its rows one at a time"
+            );
+            Failure::Batch
+        }
+    })
+}
+
+/// Traces what a committed batch did: each message inserted or a duplicate, each row that
+/// broke the contract kept as a dead letter.
+fn report(
+    trace: &Trace,
+    good: &[(&Claimed, &Envelope)],
+    mut first_seen: HashSet<i64>,
+    bad: Vec<(i64, String)>,
+) {
     let now = Utc::now();
-    let mut first_seen = inserted;
-    for (c, e) in &good {
+    for (c, e) in good {
         let id = e.message.message_id;
         // The first row carrying a message id inserted it; later ones in the batch are repeats.
         let outcome = if first_seen.remove(&id.as_i64()) {
@@ -400,10 +509,6 @@ async fn claim_and_ingest(
             },
         );
     }
-    Ok(BatchResult {
-        claimed: claimed.len(),
-        failure: None,
-    })
 }
 
 /// Counts a failed attempt on each row, keeping the error; rows that reach the limit stop

@@ -20,12 +20,13 @@ use uuid::Uuid;
 
 use crate::contract::{self, NotifyPayload};
 use crate::pipeline::ingest::IngestWaker;
+use crate::present::shorten;
 use crate::store::notify::notify;
 use crate::store::{error_chain, Database, Identifier, StoreError, LISTENER_APP_NAME};
 use crate::trace::{Trace, TraceKind};
 
 /// Payload text kept on the trace for a rejected notification.
-const REJECTED_SAMPLE_BYTES: usize = 1024;
+const REJECTED_SAMPLE: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -274,63 +275,12 @@ impl Listener {
         } = conn;
 
         let started = Instant::now();
-        let setup = async {
-            let pid: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await?
-                .get(0);
-            client
-                .batch_execute(&format!("LISTEN {}", channel.quoted()))
-                .await?;
-            if let Some(control) = &self.config.control {
-                client
-                    .batch_execute(&format!("LISTEN {}", control.channel.quoted()))
-                    .await?;
-            }
-            for neighbour in &self.config.watch {
-                client
-                    .batch_execute(&format!("LISTEN {}", neighbour.quoted()))
-                    .await?;
-            }
-            Ok::<_, tokio_postgres::Error>(pid)
-        };
-        let pid = match setup.await {
+        let pid = match self.listen_all(&client).await {
             Ok(pid) => pid,
             Err(e) => return SessionEnd::Lost(format!("LISTEN failed: {}", error_chain(&e))),
         };
-
-        // Self-probe: our own NOTIFY must come back through the same path real events take.
-        let probe_id = Uuid::new_v4();
-        if let Err(e) = notify(
-            &client,
-            channel.as_str(),
-            &contract::probe_payload(probe_id),
-        )
-        .await
-        {
-            return SessionEnd::Lost(format!("probe NOTIFY failed: {}", error_chain(&e)));
-        }
-        let deadline = tokio::time::sleep(self.config.probe_timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => {
-                    return SessionEnd::Lost(format!(
-                        "self-probe on channel {channel} not answered within {:?}",
-                        self.config.probe_timeout
-                    ));
-                }
-                item = rx.recv() => match item {
-                    Some(Ok(n)) => {
-                        if is_probe(&n, probe_id) {
-                            break;
-                        }
-                        self.handle(&n);
-                    }
-                    Some(Err(cause)) => return SessionEnd::Lost(cause),
-                    None => return SessionEnd::Lost("connection closed".into()),
-                },
-            }
+        if let Err(cause) = self.probe(&client, &mut rx).await {
+            return SessionEnd::Lost(cause);
         }
         let probe_ms = started.elapsed().as_secs_f64() * 1e3;
         // Repeated (a no-op for PostgreSQL) so that this connection's last query, which
@@ -365,6 +315,60 @@ impl Listener {
         }
     }
 
+    /// LISTEN on the channel, the control channel and the neighbours; the backend's pid.
+    async fn listen_all(&self, client: &Client) -> Result<i32, tokio_postgres::Error> {
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        let control = self.config.control.as_ref().map(|c| &c.channel);
+        for channel in std::iter::once(&self.config.channel)
+            .chain(control)
+            .chain(&self.config.watch)
+        {
+            client
+                .batch_execute(&format!("LISTEN {}", channel.quoted()))
+                .await?;
+        }
+        Ok(pid)
+    }
+
+    /// Self-probe: our own NOTIFY must come back through the same path real events take.
+    /// What arrives before it is handled as usual.
+    async fn probe(
+        &self,
+        client: &Client,
+        rx: &mut mpsc::Receiver<Result<Notification, String>>,
+    ) -> Result<(), String> {
+        let channel = &self.config.channel;
+        let probe_id = Uuid::new_v4();
+        notify(client, channel.as_str(), &contract::probe_payload(probe_id))
+            .await
+            .map_err(|e| format!("probe NOTIFY failed: {}", error_chain(&e)))?;
+        let deadline = tokio::time::sleep(self.config.probe_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => {
+                    return Err(format!(
+                        "self-probe on channel {channel} not answered within {:?}",
+                        self.config.probe_timeout
+                    ));
+                }
+                item = rx.recv() => match item {
+                    Some(Ok(n)) => {
+                        if is_probe(&n, probe_id) {
+                            return Ok(());
+                        }
+                        self.handle(&n);
+                    }
+                    Some(Err(cause)) => return Err(cause),
+                    None => return Err("connection closed".into()),
+                },
+            }
+        }
+    }
+
     fn handle(&self, n: &Notification) {
         if let Some(control) = &self.config.control {
             if n.channel() == control.channel.as_str() {
@@ -393,7 +397,7 @@ impl Listener {
                         channel: n.channel().to_owned(),
                         sender_pid: n.process_id(),
                         bytes: payload.len(),
-                        payload: truncate(payload, REJECTED_SAMPLE_BYTES).to_owned(),
+                        payload: shorten(payload, REJECTED_SAMPLE),
                     },
                 );
             }
@@ -432,7 +436,7 @@ impl Listener {
                         channel: n.channel().to_owned(),
                         sender_pid: n.process_id(),
                         error: error.clone(),
-                        payload: truncate(payload, REJECTED_SAMPLE_BYTES).to_owned(),
+                        payload: shorten(payload, REJECTED_SAMPLE),
                     },
                 );
                 self.record_dead_letter(n, error);
@@ -506,17 +510,6 @@ fn is_probe(n: &Notification, probe_id: Uuid) -> bool {
     matches!(contract::parse_notify(n.payload()), Ok(NotifyPayload::Probe { probe_id: id }) if id == probe_id)
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// Exponential backoff with ±50 % jitter, so that many listeners losing one server do not
 /// reconnect in lockstep.
 fn backoff(config: &ListenerConfig, failures: u32) -> Duration {
@@ -539,11 +532,5 @@ mod tests {
         assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(300));
         let late = backoff(&config, 30);
         assert!(late <= Duration::from_secs(15) && late >= Duration::from_secs(5));
-    }
-
-    #[test]
-    fn truncate_keeps_utf8_whole() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 }

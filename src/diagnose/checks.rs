@@ -1,0 +1,151 @@
+//! The checks, one per failure mode of the pipeline (the failure table of the design), each
+//! with a status, the evidence in numbers and samples, and a fix in one sentence. A check is
+//! one line of the table below and one function in [`super::rules`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Snowflake;
+use crate::diagnose::evidence::Evidence;
+use crate::diagnose::rules::{self, Finding};
+use crate::trace::Status;
+
+/// How a check judges the evidence as of a moment.
+type Rule = fn(&mut Evidence, DateTime<Utc>) -> Finding;
+
+/// Declares [`CheckId`] from one table: variant, stable id, name, fix, and the rule of a
+/// live check (`None` for the probes only `doctor` runs).
+macro_rules! checks {
+    ($($variant:ident => $id:literal, $name:literal, $hint:literal, $rule:expr;)*) => {
+        /// Every check. Serialized as its stable id, e.g. `listener`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum CheckId {
+            $($variant),*
+        }
+
+        impl CheckId {
+            /// In the order of the failure table; the live checks first.
+            pub const ALL: &'static [CheckId] = &[$(CheckId::$variant),*];
+
+            /// Stable identifier, as in JSON and `health_changed`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CheckId::$variant => $id),*
+                }
+            }
+
+            /// What must hold, for people.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(CheckId::$variant => $name),*
+                }
+            }
+
+            /// What to do when it does not hold, in one sentence.
+            pub fn hint(self) -> &'static str {
+                match self {
+                    $(CheckId::$variant => $hint),*
+                }
+            }
+
+            fn rule(self) -> Option<Rule> {
+                match self {
+                    $(CheckId::$variant => $rule),*
+                }
+            }
+        }
+    };
+}
+
+checks! {
+    Runtime => "runtime", "publishing from the right runtime",
+        "publish with `publish(..).await` on runtime threads; keep `publish_blocking` for plain threads",
+        Some(rules::runtime);
+    AsyncContext => "async_context", "every received message handled",
+        "make sure on_message awaits the publish (or hands it to the publisher) on every path",
+        Some(rules::async_context);
+    Malformed => "malformed", "payloads follow the contract",
+        "validate events before publishing; the rejected payloads are in dead_letters",
+        Some(rules::malformed);
+    Database => "database", "database connection",
+        "check that PostgreSQL runs and the URL, user and network are right; the pipeline reconnects by itself",
+        Some(rules::database);
+    Listener => "listener", "listener running",
+        "start the LISTEN subscriber (ingestion) for this channel; the outbox keeps events until it runs",
+        Some(rules::listener);
+    PublishBeforeListener => "publish_before_listener", "listener up before publishing",
+        "start the listener before the bot (wait for `[init] Listener running`); events published meanwhile wait in the outbox",
+        Some(rules::publish_before_listener);
+    SilentErrors => "silent_errors", "no error goes unreported",
+        "look at the counted errors; every failure should reach a log line and an error path, never a bare except",
+        Some(rules::silent_errors);
+    SelfFilter => "self_filter", "filter lets messages through",
+        "check the skip rule named here: e.g. compare the author with the bot's own user id, not with any bot",
+        Some(rules::self_filter);
+    Channel => "channel", "channel and event_type match",
+        "use one channel name, exactly as written, on both sides (LISTEN folds unquoted names to lower case; pg_notify does not)",
+        Some(rules::channel);
+    ContentIntent => "content_intent", "message content arrives",
+        "enable MESSAGE CONTENT INTENT for the bot in the Developer Portal and request the message_content intent",
+        Some(rules::content_intent);
+    NotifyQueue => "notify_queue", "NOTIFY queue has room",
+        "end the transaction of the session named here; a listener inside an open transaction receives nothing and holds the queue",
+        Some(rules::notify_queue);
+    Backlog => "backlog", "outbox drained",
+        "start or speed up ingestion; look at last_error of the oldest rows in event_outbox",
+        Some(rules::backlog);
+    Schema => "schema", "schema and migrations present",
+        "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
+        None;
+    RoundTrip => "round_trip", "round trip: publish → NOTIFY → ingested",
+        "see the stage where the probe stopped",
+        None;
+    Config => "config", "configuration",
+        "set the bot token from the Developer Portal's Bot page",
+        None;
+}
+
+impl CheckId {
+    /// What the rule of a live check finds now; `None` for the checks only `doctor` runs.
+    pub fn evaluate(self, evidence: &mut Evidence, now: DateTime<Utc>) -> Option<Finding> {
+        self.rule().map(|rule| rule(evidence, now))
+    }
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for CheckId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for CheckId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One failure mode and what is known about it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub id: CheckId,
+    /// What must hold, for people.
+    pub name: String,
+    pub status: Status,
+    /// The evidence in one line (numbers, names).
+    pub summary: String,
+    /// More evidence: samples, error texts, channel names.
+    pub evidence: Vec<String>,
+    /// What to do about it, in one sentence.
+    pub hint: String,
+    /// When the status last changed.
+    pub since: DateTime<Utc>,
+    /// Messages the evidence is about.
+    pub message_ids: Vec<Snowflake>,
+}

@@ -1,0 +1,253 @@
+//! What the diagnosis knows: the trace events seen (in sliding windows), the latest
+//! snapshot, and the settings. The checks read it; nothing here judges.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::contract::Snowflake;
+use crate::diagnose::snapshot::Snapshot;
+use crate::diagnose::window::{Pending, Recent};
+use crate::present::shorten;
+use crate::store::Identifier;
+use crate::trace::{SkipReason, TraceEvent, TraceKind};
+
+/// Settings of the diagnosis.
+#[derive(Debug, Clone)]
+pub struct DiagnoseConfig {
+    pub channel: Identifier,
+    /// Watching someone else's pipeline: no bot, no own listener, no outbox of ours.
+    pub watch_only: bool,
+    /// A received message must be skipped or published within this, a notified one ingested.
+    pub deadline: Duration,
+    /// How far back "recent" looks.
+    pub window: Duration,
+    /// Backlog older than this is a warning, ten times this a failure.
+    pub backlog_age: Duration,
+}
+
+impl DiagnoseConfig {
+    pub fn new(channel: Identifier) -> Self {
+        DiagnoseConfig {
+            channel,
+            watch_only: false,
+            deadline: Duration::from_secs(5),
+            window: Duration::from_secs(60),
+            backlog_age: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The state behind the checks.
+pub struct Evidence {
+    pub(super) config: DiagnoseConfig,
+    pub(super) started: DateTime<Utc>,
+    pub(super) received: Pending,
+    pub(super) notified: Pending,
+    pub(super) runtime_errors: Recent<String>,
+    pub(super) rejected: Recent<String>,
+    pub(super) malformed_gateway: Recent<String>,
+    pub(super) unknown_event_types: Recent<String>,
+    pub(super) publish_errors: Recent<String>,
+    pub(super) database_down: Option<(DateTime<Utc>, String)>,
+    pub(super) listener_up: Option<(DateTime<Utc>, i32)>,
+    pub(super) listener_down: Option<(DateTime<Utc>, String)>,
+    pub(super) published_while_down: Recent<Snowflake>,
+    pub(super) handled: Recent<Option<SkipReason>>,
+    pub(super) skipped_ids: Recent<Snowflake>,
+    pub(super) neighbours: BTreeMap<String, (u64, DateTime<Utc>)>,
+    pub(super) content_missing: Recent<Snowflake>,
+    pub(super) errors: BTreeMap<&'static str, u64>,
+    pub(super) snapshot: Snapshot,
+}
+
+impl Evidence {
+    pub fn new(config: DiagnoseConfig) -> Self {
+        Evidence {
+            config,
+            started: Utc::now(),
+            received: Pending::default(),
+            notified: Pending::default(),
+            runtime_errors: Recent::default(),
+            rejected: Recent::default(),
+            malformed_gateway: Recent::default(),
+            unknown_event_types: Recent::default(),
+            publish_errors: Recent::default(),
+            database_down: None,
+            listener_up: None,
+            listener_down: None,
+            published_while_down: Recent::default(),
+            handled: Recent::default(),
+            skipped_ids: Recent::default(),
+            neighbours: BTreeMap::new(),
+            content_missing: Recent::default(),
+            errors: BTreeMap::new(),
+            snapshot: Snapshot::default(),
+        }
+    }
+
+    pub(super) fn listener_is_up(&self) -> bool {
+        match (&self.listener_up, &self.listener_down) {
+            (Some((up, _)), Some((down, _))) => up > down,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    pub fn observe(&mut self, event: &TraceEvent) {
+        if event.kind.is_error() {
+            *self.errors.entry(event.kind.name()).or_default() += 1;
+        }
+        if !self.observe_message(event) {
+            self.observe_system(event);
+        }
+    }
+
+    /// The stages of a message; false for any other event.
+    fn observe_message(&mut self, event: &TraceEvent) -> bool {
+        let at = event.at;
+        match &event.kind {
+            TraceKind::Received { .. } => {
+                if let Some(id) = event.message_id {
+                    self.received.start(at, id);
+                }
+            }
+            TraceKind::Skipped { reason, .. } => {
+                if let Some(id) = event.message_id {
+                    self.received.done(id);
+                    self.skipped_ids.push(at, id);
+                }
+                self.handled.push(at, Some(*reason));
+            }
+            TraceKind::Published { .. } => {
+                if let Some(id) = event.message_id {
+                    self.received.done(id);
+                    if !self.config.watch_only && !self.listener_is_up() {
+                        self.published_while_down.push(at, id);
+                    }
+                }
+                self.handled.push(at, None);
+            }
+            TraceKind::PublishFailed { error, .. } => {
+                if let Some(id) = event.message_id {
+                    self.received.done(id);
+                }
+                if error.contains("inside the async runtime") {
+                    self.runtime_errors.push(at, error.clone());
+                } else {
+                    self.publish_errors.push(at, error.clone());
+                }
+            }
+            TraceKind::Notified { .. } => {
+                if let Some(id) = event.message_id {
+                    self.notified.start(at, id);
+                }
+            }
+            TraceKind::NotifyRejected { error, payload, .. } => {
+                let sample = format!("{error} (payload {:?})", shorten(payload, 80));
+                if error.starts_with("unknown event_type") {
+                    self.unknown_event_types.push(at, sample);
+                } else {
+                    self.rejected.push(at, sample);
+                }
+            }
+            TraceKind::Ingested { .. } | TraceKind::RowObserved { .. } => {
+                if let Some(id) = event.message_id {
+                    self.notified.done(id);
+                }
+            }
+            TraceKind::IngestFailed {
+                error, permanent, ..
+            } => {
+                if let Some(id) = event.message_id {
+                    self.notified.done(id);
+                }
+                if *permanent && !error.starts_with("database") {
+                    self.rejected.push(at, format!("outbox row: {error}"));
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Connections, neighbours, gateway and the stream itself.
+    fn observe_system(&mut self, event: &TraceEvent) {
+        let at = event.at;
+        match &event.kind {
+            TraceKind::DatabaseUp { .. } => self.database_down = None,
+            TraceKind::DatabaseDown { error } => self.database_down = Some((at, error.clone())),
+            TraceKind::ListenerUp { pid, .. } => self.listener_up = Some((at, *pid)),
+            TraceKind::ListenerDown { cause, .. } => self.listener_down = Some((at, cause.clone())),
+            TraceKind::NeighbourNotified { channel, .. } => {
+                let entry = self.neighbours.entry(channel.clone()).or_insert((0, at));
+                entry.0 += 1;
+                entry.1 = at;
+            }
+            TraceKind::ContentIntentSuspected { .. } => {
+                if let Some(id) = event.message_id {
+                    self.content_missing.push(at, id);
+                }
+            }
+            TraceKind::GatewayMalformed { kind, error, .. } => {
+                self.malformed_gateway.push(at, format!("{kind}: {error}"))
+            }
+            TraceKind::Lagged { .. } => {
+                self.received.forget();
+                self.notified.forget();
+            }
+            _ => {}
+        }
+    }
+
+    /// Notified messages past the deadline, to be looked up in the table: another process
+    /// sharing the outbox may have ingested them.
+    pub fn overdue_notified(&mut self, now: DateTime<Utc>) -> Vec<Snowflake> {
+        self.notified
+            .overdue(now - delta(self.config.deadline))
+            .into_iter()
+            .map(|(_, id)| id)
+            .take(100)
+            .collect()
+    }
+
+    /// Messages found in the table: done, whoever ingested them.
+    pub fn found_in_table(&mut self, ids: &[Snowflake]) {
+        for id in ids {
+            self.notified.done(*id);
+        }
+    }
+
+    pub fn observe_snapshot(&mut self, snapshot: Snapshot) {
+        self.snapshot = snapshot;
+    }
+
+    /// The latest snapshot came back without an error.
+    pub(super) fn snapshot_ok(&self) -> bool {
+        self.snapshot.at.is_some() && self.snapshot.error.is_none()
+    }
+
+    /// Drops samples older than the window.
+    pub(super) fn prune(&mut self, now: DateTime<Utc>) {
+        let window_start = now - delta(self.config.window);
+        for r in [
+            &mut self.runtime_errors,
+            &mut self.rejected,
+            &mut self.malformed_gateway,
+            &mut self.unknown_event_types,
+            &mut self.publish_errors,
+        ] {
+            r.prune(window_start);
+        }
+        self.handled.prune(window_start);
+        self.skipped_ids.prune(window_start);
+        self.published_while_down.prune(window_start);
+        self.content_missing.prune(window_start);
+    }
+}
+
+/// `d` as a chrono delta (saturating).
+pub(super) fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}

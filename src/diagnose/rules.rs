@@ -1,0 +1,521 @@
+//! The rules: one function per live check, judging the [`Evidence`] as of a moment. Each
+//! returns a [`Finding`]; [`super::checks`] names them and adds the fix.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::contract::Snowflake;
+use crate::diagnose::evidence::{delta, Evidence};
+use crate::diagnose::snapshot::listens_on;
+use crate::diagnose::window::SAMPLE;
+use crate::present::shorten;
+use crate::trace::{SkipReason, Status};
+
+/// What a rule found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub status: Status,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub message_ids: Vec<Snowflake>,
+}
+
+fn found(
+    status: Status,
+    summary: String,
+    evidence: Vec<String>,
+    message_ids: Vec<Snowflake>,
+) -> Finding {
+    Finding {
+        status,
+        summary,
+        evidence,
+        message_ids,
+    }
+}
+
+fn ok(summary: String) -> Finding {
+    found(Status::Ok, summary, vec![], vec![])
+}
+
+fn unknown(summary: &str) -> Finding {
+    found(Status::Unknown, summary.into(), vec![], vec![])
+}
+
+fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    let s = (now - at).num_milliseconds() as f64 / 1000.0;
+    if s < 1.0 {
+        "just now".into()
+    } else if s < 120.0 {
+        format!("{s:.0} s ago")
+    } else {
+        format!("{:.0} min ago", s / 60.0)
+    }
+}
+
+pub(super) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return unknown("no publisher of ours to observe");
+    }
+    match e.runtime_errors.last() {
+        Some((at, _)) => found(
+            Status::Fail,
+            format!(
+                "{} publish attempts from inside the async runtime, last {}",
+                e.runtime_errors.len(),
+                ago(now, *at)
+            ),
+            e.runtime_errors.samples(),
+            vec![],
+        ),
+        None => ok(format!(
+            "no wrong-runtime publish ({} ever)",
+            e.runtime_errors.total
+        )),
+    }
+}
+
+pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return unknown("no bot of ours to observe");
+    }
+    let overdue = e.received.overdue(now - delta(e.config.deadline));
+    if overdue.is_empty() {
+        ok(format!(
+            "every received message skipped or published within {} s",
+            e.config.deadline.as_secs()
+        ))
+    } else {
+        let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
+        // While the database is away or the queue is full, publishing is slow,
+        // not forgotten.
+        let slowed = e.database_down.is_some() || !e.publish_errors.items.is_empty();
+        found(
+            if slowed { Status::Warn } else { Status::Fail },
+            format!(
+                "{} received message(s) neither skipped nor published after {} s{}",
+                ids.len(),
+                e.config.deadline.as_secs(),
+                if slowed {
+                    " (the database is failing, so they may still be on their way)"
+                } else {
+                    ""
+                }
+            ),
+            overdue
+                .iter()
+                .take(SAMPLE)
+                .map(|(at, id)| format!("message {id} received {}", ago(now, *at)))
+                .collect(),
+            ids.into_iter().take(20).collect(),
+        )
+    }
+}
+
+pub(super) fn malformed(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
+    let count = e.rejected.len() + e.malformed_gateway.len();
+    if count == 0 {
+        ok(format!(
+            "no malformed event in the last {} s ({} ever)",
+            e.config.window.as_secs(),
+            e.rejected.total + e.malformed_gateway.total
+        ))
+    } else {
+        let mut evidence = e.rejected.samples();
+        evidence.extend(e.malformed_gateway.samples());
+        found(
+            Status::Fail,
+            format!(
+                "{} NOTIFY payload(s) rejected, {} gateway event(s) unparseable in the last {} s",
+                e.rejected.len(),
+                e.malformed_gateway.len(),
+                e.config.window.as_secs()
+            ),
+            evidence,
+            vec![],
+        )
+    }
+}
+
+pub(super) fn database(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if let Some(error) = &e.snapshot.error {
+        return found(
+            Status::Fail,
+            format!("the database does not answer: {}", shorten(error, 120)),
+            vec![error.clone()],
+            vec![],
+        );
+    }
+    if let Some((at, error)) = &e.database_down {
+        if !e.snapshot_ok() || e.snapshot.at.is_some_and(|s| s < *at) {
+            return found(
+                Status::Fail,
+                format!("connection lost {}", ago(now, *at)),
+                vec![error.clone()],
+                vec![],
+            );
+        }
+    }
+    if !e.publish_errors.items.is_empty() {
+        return found(
+            Status::Warn,
+            format!(
+                "{} publish error(s) in the last {} s",
+                e.publish_errors.len(),
+                e.config.window.as_secs()
+            ),
+            e.publish_errors.samples(),
+            vec![],
+        );
+    }
+    if e.snapshot_ok() {
+        ok("the database answers".into())
+    } else {
+        unknown("not queried yet")
+    }
+}
+
+pub(super) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return unknown("no publisher of ours to observe");
+    }
+    match e.published_while_down.last() {
+        Some((at, _)) => found(
+            Status::Warn,
+            format!(
+                "{} event(s) published while no listener was up, last {}",
+                e.published_while_down.len(),
+                ago(now, *at)
+            ),
+            vec![format!(
+                "listener: {}",
+                match &e.listener_down {
+                    Some((_, cause)) => format!("down ({cause})"),
+                    None => "not started yet".into(),
+                }
+            )],
+            e.published_while_down.samples(),
+        ),
+        None => ok("nothing published while the listener was down".into()),
+    }
+}
+
+pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let lost = e.notified.overdue(now - delta(e.config.deadline));
+    let counts: Vec<String> = e.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if !lost.is_empty() {
+        let ids: Vec<Snowflake> = lost.iter().map(|(_, id)| *id).collect();
+        return found(
+            Status::Fail,
+            format!(
+                "{} notified message(s) neither ingested nor reported failed after {} s",
+                ids.len(),
+                e.config.deadline.as_secs()
+            ),
+            lost.iter()
+                .take(SAMPLE)
+                .map(|(at, id)| {
+                    format!(
+                        "message {id} notified {}, no row and no error since",
+                        ago(now, *at)
+                    )
+                })
+                .chain(std::iter::once(format!(
+                    "errors counted: {}",
+                    if counts.is_empty() {
+                        "none".into()
+                    } else {
+                        counts.join(", ")
+                    }
+                )))
+                .collect(),
+            ids.into_iter().take(20).collect(),
+        );
+    }
+    if counts.is_empty() {
+        ok("no error on any path".into())
+    } else {
+        ok(format!("every error reported: {}", counts.join(", ")))
+    }
+}
+
+pub(super) fn self_filter(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return unknown("no filter of ours to observe");
+    }
+    let total = e.handled.len();
+    let skipped: Vec<SkipReason> = e.handled.items.iter().filter_map(|(_, r)| *r).collect();
+    let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for r in &skipped {
+        *by_reason.entry(r.as_str()).or_default() += 1;
+    }
+    let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let summary = format!(
+        "{} of {total} message(s) skipped in the last {} s{}",
+        skipped.len(),
+        e.config.window.as_secs(),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    let ids = e.skipped_ids.samples();
+    // Channels left out on purpose (--allow-channel) are not a broken filter.
+    let deliberate = by_reason.contains_key(SkipReason::ChannelNotAllowed.as_str());
+    if total >= 3 && skipped.len() == total && by_reason.len() == 1 && !deliberate {
+        found(
+            Status::Fail,
+            format!("every message skipped for one reason: {summary}"),
+            reasons,
+            ids,
+        )
+    } else if total >= 10 && skipped.len() * 10 >= total * 9 {
+        found(Status::Warn, summary, reasons, ids)
+    } else {
+        ok(summary)
+    }
+}
+
+pub(super) fn channel(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let mut evidence = Vec::new();
+    let mut status = Status::Ok;
+    for (channel, (count, at)) in &e.neighbours {
+        if now - *at < delta(e.config.window) {
+            // Another spelling of our channel is surely a mistake; a usual name
+            // such as `events` may belong to another application.
+            let spelling = channel.eq_ignore_ascii_case(e.config.channel.as_str());
+            status = status.max(if spelling { Status::Fail } else { Status::Warn });
+            evidence.push(format!(
+                "{count} NOTIFY on {channel:?} (a neighbour of {:?}), last {}",
+                e.config.channel.as_str(),
+                ago(now, *at)
+            ));
+        }
+    }
+    for (channel, n) in &e.snapshot.other_channels {
+        status = Status::Fail;
+        evidence.push(format!(
+                "{n} event(s) published to channel {channel:?} wait in the outbox: nobody ingests that channel"
+            ));
+    }
+    if !e.unknown_event_types.items.is_empty() {
+        status = Status::Fail;
+        evidence.extend(e.unknown_event_types.samples());
+    }
+    if status == Status::Ok {
+        ok(format!("all traffic on {:?}", e.config.channel.as_str()))
+    } else {
+        found(
+            status,
+            evidence.first().cloned().unwrap_or_default(),
+            evidence,
+            vec![],
+        )
+    }
+}
+
+pub(super) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return unknown("no bot of ours to observe");
+    }
+    match e.content_missing.last() {
+            Some((at, _)) => found(
+                Status::Fail,
+                format!(
+                    "{} guild message(s) without content in the last {} s, last {}",
+                    e.content_missing.len(),
+                    e.config.window.as_secs(),
+                    ago(now, *at)
+                ),
+                vec!["guild messages that do not mention the bot arrive empty without the MESSAGE_CONTENT intent".into()],
+                e.content_missing.samples(),
+            ),
+            None => ok("messages arrive with their content".into()),
+        }
+}
+
+pub(super) fn notify_queue(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
+    if !e.snapshot_ok() {
+        return unknown("not queried yet");
+    }
+    let usage = e.snapshot.queue_usage;
+    let pct = usage * 100.0;
+    let suspects: Vec<String> = e
+        .snapshot
+        .idle_in_transaction
+        .iter()
+        .map(|b| {
+            format!(
+                "pid {} ({}) idle in transaction for {:.0} s, last query {:?}",
+                b.pid,
+                if b.application_name.is_empty() {
+                    "no application_name"
+                } else {
+                    &b.application_name
+                },
+                b.seconds_in_state,
+                shorten(&b.query, 60)
+            )
+        })
+        .collect();
+    let status = if usage > 0.5 {
+        Status::Fail
+    } else if usage > 0.001 {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    if status == Status::Ok {
+        ok(format!("queue {pct:.3} % used"))
+    } else {
+        let summary = match suspects.first() {
+            Some(s) => format!("queue {pct:.2} % used; suspect: {s}"),
+            None => format!("queue {pct:.2} % used: a listener is not consuming"),
+        };
+        found(status, summary, suspects, vec![])
+    }
+}
+
+pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
+    if !e.snapshot_ok() {
+        return unknown("not queried yet");
+    }
+    let Some(count) = e.snapshot.backlog else {
+        return unknown("no event_outbox to look at");
+    };
+    let age = e.snapshot.oldest_age_s.unwrap_or(0.0);
+    let limit = e.config.backlog_age.as_secs_f64();
+    let summary = format!("{count} unprocessed outbox row(s), oldest {age:.1} s old");
+    if count == 0 || age < limit {
+        ok(summary)
+    } else if age < limit * 10.0 {
+        found(Status::Warn, summary, vec![], vec![])
+    } else {
+        found(Status::Fail, summary, vec![], vec![])
+    }
+}
+
+pub(super) fn listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let backends: Vec<String> = e
+        .snapshot
+        .listeners
+        .iter()
+        .map(|b| {
+            format!(
+                "pid {} {} ({}): {:?}",
+                b.pid,
+                b.application_name,
+                b.state,
+                shorten(&b.query, 60)
+            )
+        })
+        .collect();
+    if e.config.watch_only {
+        foreign_listener(e, now, backends)
+    } else {
+        own_listener(e, now, backends)
+    }
+}
+
+/// Our listener, known from its own trace events (and seen in the snapshot).
+fn own_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>) -> Finding {
+    let channel = e.config.channel.as_str();
+    if let Some((at, cause)) = e.listener_down.clone() {
+        if !e.listener_is_up() {
+            let mut evidence = vec![format!("listener down {}: {cause}", ago(now, at))];
+            evidence.extend(backends);
+            return found(
+                Status::Fail,
+                format!("our listener on {channel:?} is down: {cause}"),
+                evidence,
+                vec![],
+            );
+        }
+    }
+    match e.listener_up {
+        Some((at, pid)) if e.listener_is_up() => {
+            let seen = e.snapshot.listeners.iter().any(|b| b.pid == pid);
+            let mut evidence = vec![format!("probe answered {}", ago(now, at))];
+            evidence.extend(backends);
+            if e.snapshot_ok() && !seen {
+                found(
+                    Status::Warn,
+                    format!("listener pid {pid} answered its probe but is not in pg_stat_activity"),
+                    evidence,
+                    vec![],
+                )
+            } else {
+                found(
+                    Status::Ok,
+                    format!("listener pid {pid} on {channel:?}, probe answered"),
+                    evidence,
+                    vec![],
+                )
+            }
+        }
+        _ if now - e.started > delta(e.config.deadline) => found(
+            Status::Fail,
+            format!("no listener on {channel:?} has come up"),
+            backends,
+            vec![],
+        ),
+        _ => unknown("listener starting"),
+    }
+}
+
+/// Someone else's listener: a LISTEN in `pg_stat_activity`, or notified messages that
+/// reach the table.
+fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>) -> Finding {
+    let channel = e.config.channel.as_str();
+    if e.snapshot.at.is_none() {
+        return unknown("not queried yet");
+    }
+    let listen_query = e
+        .snapshot
+        .listeners
+        .iter()
+        .any(|b| listens_on(&b.query, channel));
+    if listen_query {
+        return found(
+            Status::Ok,
+            format!("a backend's last query is LISTEN {channel}"),
+            backends,
+            vec![],
+        );
+    }
+    let mut evidence = backends;
+    evidence.push(
+        "a listener that ran other queries after LISTEN is not visible by its query text; \
+         rows appearing for notified messages are the proof"
+            .into(),
+    );
+    if e.notified.order.is_empty() {
+        return found(
+            Status::Warn,
+            format!("no backend in pg_stat_activity shows LISTEN {channel} as its last query"),
+            evidence,
+            vec![],
+        );
+    }
+    let lost = e.notified.overdue(now - delta(e.config.deadline));
+    if lost.is_empty() {
+        found(
+            Status::Ok,
+            format!("notified messages reach the table, though no backend shows LISTEN {channel}"),
+            evidence,
+            vec![],
+        )
+    } else {
+        found(
+            Status::Fail,
+            format!(
+                "no backend shows LISTEN {channel} and {} notified message(s) never reached the table",
+                lost.len()
+            ),
+            evidence,
+            lost.iter().map(|(_, id)| *id).take(20).collect(),
+        )
+    }
+}
