@@ -7,7 +7,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use notifyscope::cli::{Cli, Command};
-use notifyscope::pipeline::bot::GatewayCloseLayer;
+use notifyscope::pipeline::bot::gateway::GatewayCloseLayer;
 
 /// The screen is up: logs must go to the log pane, never to the terminal.
 fn draws_a_screen(cli: &Cli) -> bool {

@@ -248,16 +248,17 @@ async fn round_trip(
     };
     let deadline = started + timeout;
     let notified = wait_notified(&mut heard, id, deadline).await;
-    let ingested =
-        match wait_ingested(client, id, deadline).await {
-            Ok(ingested) => ingested,
-            Err(error) => return fail(
+    let ingested = match wait_ingested(client, id, deadline).await {
+        Ok(ingested) => ingested,
+        Err(error) => {
+            return fail(
                 format!(
                     "probe message {id} published, but discord_messages cannot be read: {error}"
                 ),
                 "grant the role SELECT on discord_messages",
-            ),
-        };
+            )
+        }
+    };
     let ms = started.elapsed().as_secs_f64() * 1e3;
     match (notified, ingested) {
         (_, true) => check(

@@ -63,13 +63,46 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     report.pass(format!("schema {schema} has the pipeline's tables"));
 
     let mut expected: Vec<(Snowflake, &str)> = Vec::new();
-    match control::send_via_bot(&database, &channel, SimKind::Message, timeout).await {
+    if let Some(id) = through_bot_path(&mut report, &database, &channel, timeout).await {
+        expected.push((id, "bot path"));
+    }
+    if let Some(id) = straight_to_outbox(&mut report, &database, &channel).await? {
+        expected.push((id, "direct"));
+    }
+    let ids: Vec<i64> = expected.iter().map(|(id, _)| id.as_i64()).collect();
+    let found = wait_for_rows(&client, &ids, timeout).await?;
+    for (id, path) in &expected {
+        if found.contains(&id.as_i64()) {
+            report.pass(format!("{path}: message {id} is in discord_messages"));
+            continue;
+        }
+        let why = why_missing(&client, *id, &channel).await?;
+        report.fail(format!(
+            "{path}: message {id} not in discord_messages after {} s: {why}",
+            timeout.as_secs()
+        ));
+    }
+    Ok(if report.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One message through the running instance's bot path; its id when it was published.
+async fn through_bot_path(
+    report: &mut Report,
+    database: &Database,
+    channel: &Identifier,
+    timeout: Duration,
+) -> Option<Snowflake> {
+    match control::send_via_bot(database, channel, SimKind::Message, timeout).await {
         Ok((ids, reply)) => match ids.first() {
             Some(id) if reply.published.contains(id) => {
                 report.pass(format!(
                     "bot path: message {id} published by the running instance"
                 ));
-                expected.push((*id, "bot path"));
+                return Some(*id);
             }
             Some(id) => report.fail(format!(
                 "bot path: message {id} was not published: {reply:?}"
@@ -78,7 +111,15 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
         },
         Err(e) => report.fail(format!("bot path: {e}")),
     }
+    None
+}
 
+/// One message published straight to the outbox; its id when it was published.
+async fn straight_to_outbox(
+    report: &mut Report,
+    database: &Database,
+    channel: &Identifier,
+) -> anyhow::Result<Option<Snowflake>> {
     let stop = CancellationToken::new();
     let (publisher, task) = publish::spawn_publisher(
         database.pool(1)?,
@@ -90,20 +131,30 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     let direct =
         synthetic::message("notifyscope selftest: published straight to the outbox").to_record();
     let direct_id = direct.message_id;
-    match publisher.publish(direct).await {
+    let published = match publisher.publish(direct).await {
         Ok(receipt) => {
             report.pass(format!(
                 "direct: message {direct_id} published to event_outbox (outbox id {}) with NOTIFY on {channel}",
                 receipt.outbox_id
             ));
-            expected.push((direct_id, "direct"));
+            Some(direct_id)
         }
-        Err(e) => report.fail(format!("direct: publishing failed: {e}")),
-    }
+        Err(e) => {
+            report.fail(format!("direct: publishing failed: {e}"));
+            None
+        }
+    };
     stop.cancel();
     let _ = task.await;
+    Ok(published)
+}
 
-    let ids: Vec<i64> = expected.iter().map(|(id, _)| id.as_i64()).collect();
+/// The `ids` found in `discord_messages` within `timeout`.
+async fn wait_for_rows(
+    client: &tokio_postgres::Client,
+    ids: &[i64],
+    timeout: Duration,
+) -> anyhow::Result<Vec<i64>> {
     let started = Instant::now();
     let mut found: Vec<i64> = Vec::new();
     while found.len() < ids.len() && started.elapsed() < timeout {
@@ -120,40 +171,34 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    for (id, path) in &expected {
-        if found.contains(&id.as_i64()) {
-            report.pass(format!("{path}: message {id} is in discord_messages"));
-            continue;
-        }
-        let outbox = client
-            .query_opt(
-                "SELECT id, processed_at IS NOT NULL, attempts, last_error FROM event_outbox \
-                 WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
-                &[&id.as_i64()],
-            )
-            .await?;
-        let why = match outbox {
-            None => "it never reached event_outbox".to_owned(),
-            Some(row) if row.get::<_, bool>(1) => format!(
-                "outbox row {} is marked processed but the row is missing",
-                row.get::<_, i64>(0)
-            ),
-            Some(row) => format!(
-                "outbox row {} is still unprocessed (attempts {}, last error {:?}): no listener \
-                 ingests channel {channel}",
-                row.get::<_, i64>(0),
-                row.get::<_, i32>(2),
-                row.get::<_, Option<String>>(3).unwrap_or_default()
-            ),
-        };
-        report.fail(format!(
-            "{path}: message {id} not in discord_messages after {} s: {why}",
-            timeout.as_secs()
-        ));
-    }
-    Ok(if report.failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(found)
+}
+
+/// Where a message that never reached `discord_messages` stopped, from its outbox row.
+async fn why_missing(
+    client: &tokio_postgres::Client,
+    id: Snowflake,
+    channel: &Identifier,
+) -> anyhow::Result<String> {
+    let outbox = client
+        .query_opt(
+            "SELECT id, processed_at IS NOT NULL, attempts, last_error FROM event_outbox \
+             WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
+            &[&id.as_i64()],
+        )
+        .await?;
+    Ok(match outbox {
+        None => "it never reached event_outbox".to_owned(),
+        Some(row) if row.get::<_, bool>(1) => format!(
+            "outbox row {} is marked processed but the row is missing",
+            row.get::<_, i64>(0)
+        ),
+        Some(row) => format!(
+            "outbox row {} is still unprocessed (attempts {}, last error {:?}): no listener \
+             ingests channel {channel}",
+            row.get::<_, i64>(0),
+            row.get::<_, i32>(2),
+            row.get::<_, Option<String>>(3).unwrap_or_default()
+        ),
     })
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::contract::{Snowflake, NOTIFY_PAYLOAD_LIMIT};
 use crate::pipeline::bot_path::{BotPath, Handled};
-use crate::pipeline::listen::ListeningConnection;
+use crate::pipeline::listen::{ConnectionLost, ListeningConnection};
 use crate::pipeline::publish::PublishError;
 use crate::pipeline::synthetic::{self, SimKind, SIM_BOT};
 use crate::store::notify::notify;
@@ -254,7 +254,7 @@ pub async fn send_via_bot(
     };
     let wait = async {
         while let Some(item) = conn.notifications.recv().await {
-            let n = item.map_err(ControlError::Db)?;
+            let n = item.map_err(|ConnectionLost(cause)| ControlError::Db(cause))?;
             if let Ok(reply) = serde_json::from_str::<ViaBotReply>(n.payload()) {
                 if reply.request_id == request.request_id {
                     return Ok(reply);

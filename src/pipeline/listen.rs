@@ -74,6 +74,25 @@ pub enum ListenerState {
     Stopped,
 }
 
+/// Why the listener did not come up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ListenerError {
+    #[error("listener stopped")]
+    Stopped,
+    #[error("listener not up: {0}")]
+    Down(String),
+    #[error("listener not up after {timeout:?} ({state:?})")]
+    TimedOut {
+        timeout: Duration,
+        state: ListenerState,
+    },
+}
+
+/// A listening connection ended; the cause, as the server or the client said it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectionLost(pub String);
+
 pub struct ListenerHandle {
     state: watch::Receiver<ListenerState>,
     task: JoinHandle<()>,
@@ -89,7 +108,7 @@ impl ListenerHandle {
     }
 
     /// Waits until the listener is up (the `[init] Listener running` point).
-    pub async fn wait_up(&mut self, timeout: Duration) -> Result<i32, String> {
+    pub async fn wait_up(&mut self, timeout: Duration) -> Result<i32, ListenerError> {
         let reached = match tokio::time::timeout(
             timeout,
             self.state
@@ -103,10 +122,10 @@ impl ListenerHandle {
         };
         match reached {
             Some(ListenerState::Up { pid }) => Ok(pid),
-            Some(_) => Err("listener stopped".into()),
+            Some(_) => Err(ListenerError::Stopped),
             None => Err(match self.state() {
-                ListenerState::Down { cause } => format!("listener not up: {cause}"),
-                other => format!("listener not up after {timeout:?} ({other:?})"),
+                ListenerState::Down { cause } => ListenerError::Down(cause),
+                state => ListenerError::TimedOut { timeout, state },
             }),
         }
     }
@@ -158,14 +177,14 @@ pub struct ListeningConnection {
     pub client: Client,
     /// Notifications in arrival order; an `Err` (the cause) is the last item, when the
     /// connection ends.
-    pub notifications: mpsc::Receiver<Result<Notification, String>>,
+    pub notifications: mpsc::Receiver<Result<Notification, ConnectionLost>>,
     _forwarder: AbortOnDrop,
 }
 
 impl ListeningConnection {
     pub async fn open(database: &Database, application_name: &str) -> Result<Self, StoreError> {
         let (client, mut connection) = database.connect(application_name).await?;
-        let (tx, rx) = mpsc::channel::<Result<Notification, String>>(4096);
+        let (tx, rx) = mpsc::channel::<Result<Notification, ConnectionLost>>(4096);
         let forwarder = tokio::spawn(async move {
             loop {
                 let item = match poll_fn(|cx| connection.poll_message(cx)).await {
@@ -175,8 +194,8 @@ impl ListeningConnection {
                         continue;
                     }
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => Err(error_chain(&e)),
-                    None => Err("connection closed by the server".to_owned()),
+                    Some(Err(e)) => Err(ConnectionLost(error_chain(&e))),
+                    None => Err(ConnectionLost("connection closed by the server".to_owned())),
                 };
                 let last = item.is_err();
                 // A full channel holds back reading; PostgreSQL keeps the rest queued.
@@ -309,7 +328,7 @@ impl Listener {
         loop {
             match rx.recv().await {
                 Some(Ok(n)) => self.handle(&n),
-                Some(Err(cause)) => return SessionEnd::Lost(cause),
+                Some(Err(ConnectionLost(cause))) => return SessionEnd::Lost(cause),
                 None => return SessionEnd::Lost("connection closed".into()),
             }
         }
@@ -338,7 +357,7 @@ impl Listener {
     async fn probe(
         &self,
         client: &Client,
-        rx: &mut mpsc::Receiver<Result<Notification, String>>,
+        rx: &mut mpsc::Receiver<Result<Notification, ConnectionLost>>,
     ) -> Result<(), String> {
         let channel = &self.config.channel;
         let probe_id = Uuid::new_v4();
@@ -362,7 +381,7 @@ impl Listener {
                         }
                         self.handle(&n);
                     }
-                    Some(Err(cause)) => return Err(cause),
+                    Some(Err(ConnectionLost(cause))) => return Err(cause),
                     None => return Err("connection closed".into()),
                 },
             }

@@ -10,6 +10,7 @@ pub mod listen;
 pub mod publish;
 pub mod synthetic;
 pub mod test_events;
+pub mod watched;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,9 @@ use crate::pipeline::bot_path::{BotPath, Handled};
 use crate::pipeline::control::{control_channel, SimulatedSource};
 use crate::pipeline::filter::{Filter, FilterConfig, IncomingMessage};
 use crate::pipeline::ingest::{IngestConfig, IngestWaker};
-use crate::pipeline::listen::{ControlRoute, ListenerConfig, ListenerHandle, ListenerState};
+use crate::pipeline::listen::{
+    ControlRoute, ListenerConfig, ListenerError, ListenerHandle, ListenerState,
+};
 use crate::pipeline::publish::{PublishError, PublisherHandle};
 use crate::pipeline::test_events::TestEvents;
 use crate::store::{self, Database, Identifier, StoreError};
@@ -92,7 +95,7 @@ impl Pipeline {
     /// Migrates the schema and starts publisher, listener and ingestion workers. Returns once
     /// they are running; the listener may still be connecting (see [`Pipeline::wait_listening`]).
     pub async fn start(config: PipelineConfig, trace: Trace) -> Result<Self, StoreError> {
-        let database = config.database;
+        let database = config.database.clone();
         database.migrate().await?;
         // The publisher holds one connection at a time, each worker one, plus dead letters.
         let pool = database.pool(config.workers + 3)?;
@@ -114,23 +117,8 @@ impl Pipeline {
             config.notify,
             stop_publisher.clone(),
         );
-        let mut ingest_config = IngestConfig::new(config.channel.clone());
-        ingest_config.batch = config.ingest_batch;
-        ingest_config.sweep = config.ingest_sweep;
-        let ingest_pool = if config.ingest_async_commit {
-            // Each worker holds one connection at a time.
-            database.pool_with_async_commit(config.workers.max(1))?
-        } else {
-            pool.clone()
-        };
-        let (waker, workers) = ingest::spawn_workers(
-            ingest_pool,
-            ingest_config,
-            config.workers,
-            trace.clone(),
-            stop_consumers.clone(),
-        );
-        let filter = Filter::new(config.filter);
+        let (waker, workers) = start_ingestion(&config, &database, &pool, &trace, &stop_consumers)?;
+        let filter = Filter::new(config.filter.clone());
         // The simulated bot's id until a real gateway says READY with the real one.
         filter.set_bot_user_id(crate::pipeline::synthetic::SIM_BOT);
         let bot_path = Arc::new(BotPath::new(
@@ -139,22 +127,7 @@ impl Pipeline {
             publisher.clone(),
         ));
         let simulated = SimulatedSource::new(bot_path.clone());
-        let mut listener_config = ListenerConfig::new(config.channel.clone());
-        listener_config.watch = config.watch_channels.clone();
-        if config.control {
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
-            listener_config.control = Some(ControlRoute {
-                channel: control_channel(),
-                tx,
-            });
-            // Ends when the listener, the only sender, stops.
-            simulated.spawn_control(
-                rx,
-                pool.clone(),
-                database.schema().clone(),
-                config.channel.clone(),
-            );
-        }
+        let listener_config = listener_config(&config, &database, &pool, &simulated);
         let listener = listen::spawn_listener(
             database,
             pool.clone(),
@@ -213,7 +186,7 @@ impl Pipeline {
     }
 
     /// Waits for `[init] Listener running`: LISTEN active and the self-probe answered.
-    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<i32, String> {
+    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<i32, ListenerError> {
         self.listener.wait_up(timeout).await
     }
 
@@ -262,4 +235,56 @@ impl Pipeline {
         self.listener.join().await;
         self.pool.close();
     }
+}
+
+/// The ingestion workers, on a pool of their own when they commit asynchronously.
+fn start_ingestion(
+    config: &PipelineConfig,
+    database: &Database,
+    pool: &Pool,
+    trace: &Trace,
+    stop: &CancellationToken,
+) -> Result<(IngestWaker, Vec<JoinHandle<()>>), StoreError> {
+    let mut ingest_config = IngestConfig::new(config.channel.clone());
+    ingest_config.batch = config.ingest_batch;
+    ingest_config.sweep = config.ingest_sweep;
+    let ingest_pool = if config.ingest_async_commit {
+        // Each worker holds one connection at a time.
+        database.pool_with_async_commit(config.workers.max(1))?
+    } else {
+        pool.clone()
+    };
+    Ok(ingest::spawn_workers(
+        ingest_pool,
+        ingest_config,
+        config.workers,
+        trace.clone(),
+        stop.clone(),
+    ))
+}
+
+/// The listener's channels; with `control`, requests on the control channel go to the
+/// simulated source, which serves them until the listener stops.
+fn listener_config(
+    config: &PipelineConfig,
+    database: &Database,
+    pool: &Pool,
+    simulated: &SimulatedSource,
+) -> ListenerConfig {
+    let mut listener_config = ListenerConfig::new(config.channel.clone());
+    listener_config.watch = config.watch_channels.clone();
+    if config.control {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        listener_config.control = Some(ControlRoute {
+            channel: control_channel(),
+            tx,
+        });
+        simulated.spawn_control(
+            rx,
+            pool.clone(),
+            database.schema().clone(),
+            config.channel.clone(),
+        );
+    }
+    listener_config
 }

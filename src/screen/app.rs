@@ -330,31 +330,8 @@ impl App {
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
         self.dirty = true;
-        if let Some(overlay) = &mut self.overlay {
-            match action {
-                Action::Close | Action::Detail | Action::Help => self.overlay = None,
-                Action::Quit => return Some(Effect::Quit),
-                Action::Up => scroll(overlay, -1),
-                Action::Down => scroll(overlay, 1),
-                Action::PageUp => scroll(overlay, -20),
-                Action::PageDown => scroll(overlay, 20),
-                Action::Top => scroll(overlay, isize::MIN / 2),
-                Action::Follow => {
-                    if let Overlay::Detail { message_ids, .. } = overlay {
-                        if let Some(id) = message_ids.first().copied() {
-                            self.overlay = None;
-                            self.follow(id);
-                        }
-                    }
-                }
-                Action::Copy => {
-                    if let Overlay::Detail { lines, .. } = overlay {
-                        return Some(Effect::Copy(lines.join("\n")));
-                    }
-                }
-                _ => {}
-            }
-            return None;
+        if self.overlay.is_some() {
+            return self.update_overlay(action);
         }
         let height = self.heights[self.focus.index()].max(1);
         match action {
@@ -404,31 +381,66 @@ impl App {
                 Some(ev) => return Some(Effect::Copy(copy_text(ev))),
                 None => self.toast("nothing selected to copy"),
             },
-            Action::Save => {
-                // Events that arrived while paused belong to the session too.
-                let mut events: Vec<Arc<TraceEvent>> = self
-                    .panes
-                    .iter()
-                    .flat_map(|p| p.events().cloned())
-                    .chain(self.pending.iter().cloned())
-                    .collect();
-                events.sort_by_key(|e| e.at);
-                return Some(Effect::Save(events));
-            }
-            Action::Clear => {
-                for p in &mut self.panes {
-                    p.clear();
-                }
-                self.pending.clear();
-                self.pending_dropped = 0;
-                self.toast("view cleared (the pipeline and the database are untouched)");
-            }
+            Action::Save => return Some(Effect::Save(self.session())),
+            Action::Clear => self.clear(),
             Action::Send(kind) => return self.live(Effect::Send(kind)),
             Action::SendMalformed => return self.live(Effect::SendMalformed),
             Action::SendWrongChannel => return self.live(Effect::SendWrongChannel),
             Action::SendDirect => return self.live(Effect::SendDirect),
         }
         None
+    }
+
+    /// Keys while an overlay is open: scrolling, closing, and following or copying what the
+    /// detail shows.
+    fn update_overlay(&mut self, action: Action) -> Option<Effect> {
+        let overlay = self.overlay.as_mut()?;
+        match action {
+            Action::Close | Action::Detail | Action::Help => self.overlay = None,
+            Action::Quit => return Some(Effect::Quit),
+            Action::Up => scroll(overlay, -1),
+            Action::Down => scroll(overlay, 1),
+            Action::PageUp => scroll(overlay, -20),
+            Action::PageDown => scroll(overlay, 20),
+            Action::Top => scroll(overlay, isize::MIN / 2),
+            Action::Follow => {
+                if let Overlay::Detail { message_ids, .. } = overlay {
+                    if let Some(id) = message_ids.first().copied() {
+                        self.overlay = None;
+                        self.follow(id);
+                    }
+                }
+            }
+            Action::Copy => {
+                if let Overlay::Detail { lines, .. } = overlay {
+                    return Some(Effect::Copy(lines.join("\n")));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Every event kept, oldest first; those that arrived while paused belong to the session
+    /// too.
+    fn session(&self) -> Vec<Arc<TraceEvent>> {
+        let mut events: Vec<Arc<TraceEvent>> = self
+            .panes
+            .iter()
+            .flat_map(|p| p.events().cloned())
+            .chain(self.pending.iter().cloned())
+            .collect();
+        events.sort_by_key(|e| e.at);
+        events
+    }
+
+    fn clear(&mut self) {
+        for p in &mut self.panes {
+            p.clear();
+        }
+        self.pending.clear();
+        self.pending_dropped = 0;
+        self.toast("view cleared (the pipeline and the database are untouched)");
     }
 
     fn live(&mut self, effect: Effect) -> Option<Effect> {
@@ -485,7 +497,7 @@ impl App {
             match Search::new(text) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    self.filter_error = Some(e);
+                    self.filter_error = Some(format!("bad regex: {e}"));
                     return;
                 }
             }

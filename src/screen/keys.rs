@@ -179,6 +179,17 @@ pub const BINDINGS: &[(&str, Action, &[&str], &str)] = &[
     ),
 ];
 
+/// A key binding of the config file that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyError {
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("unknown action {0:?} in [keys]")]
+    UnknownAction(String),
+    #[error("[keys] {action}: unknown key {key:?}")]
+    BadKey { action: String, key: String },
+}
+
 /// A key with its modifiers; for characters the case carries Shift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -196,7 +207,7 @@ impl Key {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut ctrl = false;
         let mut alt = false;
         let mut rest = text;
@@ -230,7 +241,7 @@ impl Key {
                 let mut chars = other.chars();
                 match (chars.next(), chars.next()) {
                     (Some(c), None) => KeyCode::Char(c),
-                    _ => return Err(format!("unknown key {text:?}")),
+                    _ => return Err(KeyError::UnknownKey(text.to_owned())),
                 }
             }
         };
@@ -283,10 +294,10 @@ impl Default for KeyMap {
 impl KeyMap {
     /// The defaults with `overrides` (action name → keys) applied; a key taken from another
     /// action moves to the new one.
-    pub fn new(overrides: &HashMap<String, Vec<String>>) -> Result<Self, String> {
+    pub fn new(overrides: &HashMap<String, Vec<String>>) -> Result<Self, KeyError> {
         for name in overrides.keys() {
             if !BINDINGS.iter().any(|(n, ..)| n == name) {
-                return Err(format!("unknown action {name:?} in [keys]"));
+                return Err(KeyError::UnknownAction(name.clone()));
             }
         }
         let mut listing = Vec::new();
@@ -294,7 +305,12 @@ impl KeyMap {
             let keys: Vec<Key> = match overrides.get(*name) {
                 Some(keys) => keys
                     .iter()
-                    .map(|k| Key::parse(k).map_err(|e| format!("[keys] {name}: {e}")))
+                    .map(|k| {
+                        Key::parse(k).map_err(|_| KeyError::BadKey {
+                            action: (*name).to_owned(),
+                            key: k.clone(),
+                        })
+                    })
                     .collect::<Result<_, _>>()?,
                 None => defaults
                     .iter()

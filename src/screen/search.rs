@@ -15,9 +15,9 @@ pub struct Search {
 }
 
 impl Search {
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, regex::Error> {
         let regex = match text.strip_prefix("re:") {
-            Some(pattern) => Some(Regex::new(pattern).map_err(|e| format!("bad regex: {e}"))?),
+            Some(pattern) => Some(Regex::new(pattern)?),
             None => None,
         };
         Ok(Search {

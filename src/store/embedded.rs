@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 use std::os::unix::process::CommandExt;
+use tempfile::TempDir;
 
 /// The socket file is named after the port; with no TCP listener any number will do.
 const SOCKET_PORT: u16 = 5432;
@@ -70,23 +71,7 @@ impl EmbeddedPostgres {
     fn start_blocking(keep_dir: Option<PathBuf>) -> Result<Self, EmbeddedError> {
         let bin = find_server_binaries().ok_or(EmbeddedError::NoBinaries)?;
         let run_as = unprivileged_user()?;
-
-        let (temp, base) = match keep_dir {
-            Some(dir) => {
-                fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-                let dir =
-                    fs::canonicalize(&dir).map_err(io(format!("resolving {}", dir.display())))?;
-                (None, dir)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("notifyscope-pg-")
-                    .tempdir()
-                    .map_err(io("creating a temporary directory"))?;
-                let base = temp.path().to_path_buf();
-                (Some(temp), base)
-            }
-        };
+        let (temp, base) = base_dir(keep_dir)?;
         let data_dir = base.join("data");
         let log_path = base.join("postgres.log");
         // The cluster trusts whoever reaches its socket, so only its owner may: the socket
@@ -99,58 +84,10 @@ impl EmbeddedPostgres {
         if let Some(user) = &run_as {
             chown(&base, user)?;
         }
-
         if !data_dir.join("PG_VERSION").exists() {
-            let mut initdb = Command::new(bin.join("initdb"));
-            initdb
-                .arg("-D")
-                .arg(&data_dir)
-                .args([
-                    "-U",
-                    SUPERUSER,
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ])
-                .stdin(Stdio::null());
-            as_user(&mut initdb, &run_as);
-            let out = initdb.output().map_err(io("running initdb"))?;
-            if !out.status.success() {
-                return Err(EmbeddedError::Initdb(tail(&String::from_utf8_lossy(
-                    &out.stderr,
-                ))));
-            }
+            initdb(&bin, &data_dir, &run_as)?;
         }
-
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(format!("opening {}", log_path.display())))?;
-        if let Some(user) = &run_as {
-            chown(&log_path, user)?;
-        }
-        let log_err = log.try_clone().map_err(io("opening the server log"))?;
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data_dir)
-            .arg("-k")
-            .arg(&base)
-            .args(["-p", &SOCKET_PORT.to_string(), "-c", "listen_addresses="])
-            .args(["-c", "unix_socket_permissions=0700"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group: Ctrl-C in the terminal reaches us, and we stop the
-            // server only after draining.
-            .process_group(0);
-        as_user(&mut postgres, &run_as);
-        let child = postgres.spawn().map_err(io("starting postgres"))?;
-
+        let child = spawn_server(&bin, &base, &data_dir, &log_path, &run_as)?;
         let url = format!(
             "host={} port={SOCKET_PORT} user={SUPERUSER} dbname=postgres",
             base.display()
@@ -236,6 +173,86 @@ impl EmbeddedPostgres {
             .await
             .map_err(|e| EmbeddedError::Start(e.to_string()))?
     }
+}
+
+/// The kept directory (created when missing), or a new temporary one removed with its guard.
+fn base_dir(keep_dir: Option<PathBuf>) -> Result<(Option<TempDir>, PathBuf), EmbeddedError> {
+    match keep_dir {
+        Some(dir) => {
+            fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+            let dir = fs::canonicalize(&dir).map_err(io(format!("resolving {}", dir.display())))?;
+            Ok((None, dir))
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("notifyscope-pg-")
+                .tempdir()
+                .map_err(io("creating a temporary directory"))?;
+            let base = temp.path().to_path_buf();
+            Ok((Some(temp), base))
+        }
+    }
+}
+
+fn initdb(bin: &Path, data_dir: &Path, run_as: &Option<User>) -> Result<(), EmbeddedError> {
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(data_dir)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .stdin(Stdio::null());
+    as_user(&mut initdb, run_as);
+    let out = initdb.output().map_err(io("running initdb"))?;
+    if !out.status.success() {
+        return Err(EmbeddedError::Initdb(tail(&String::from_utf8_lossy(
+            &out.stderr,
+        ))));
+    }
+    Ok(())
+}
+
+/// The server on a Unix socket in `base` only, logging to `log_path`.
+fn spawn_server(
+    bin: &Path,
+    base: &Path,
+    data_dir: &Path,
+    log_path: &Path,
+    run_as: &Option<User>,
+) -> Result<Child, EmbeddedError> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
+    if let Some(user) = run_as {
+        chown(log_path, user)?;
+    }
+    let log_err = log.try_clone().map_err(io("opening the server log"))?;
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(data_dir)
+        .arg("-k")
+        .arg(base)
+        .args(["-p", &SOCKET_PORT.to_string(), "-c", "listen_addresses="])
+        .args(["-c", "unix_socket_permissions=0700"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Its own process group: Ctrl-C in the terminal reaches us, and we stop the server
+        // only after draining.
+        .process_group(0);
+    as_user(&mut postgres, run_as);
+    postgres.spawn().map_err(io("starting postgres"))
 }
 
 impl Drop for EmbeddedPostgres {

@@ -3,11 +3,12 @@
 //! The token is handed to serenity (which keeps it as a secret) and is otherwise never
 //! formatted anywhere: not in logs, traces, errors or the screen.
 
-use std::collections::BTreeSet;
+pub mod gateway;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serenity::all::{
@@ -16,16 +17,13 @@ use serenity::all::{
 };
 use serenity::async_trait;
 use tokio_util::sync::CancellationToken;
-use tracing::field::{Field, Visit};
-use tracing::span::Attributes;
-use tracing::{Id, Subscriber};
-use tracing_subscriber::layer::Context as LayerContext;
-use tracing_subscriber::Layer;
 
 use crate::contract::Snowflake;
 use crate::pipeline::bot_path::BotPath;
 use crate::pipeline::filter::IncomingMessage;
 use crate::trace::TraceKind;
+
+use gateway::{last_close, set_gateway_trace, shard_down, shard_up};
 
 /// The intents asked for by default: guild and direct messages with their content.
 pub const DEFAULT_INTENTS: &str = "guilds,guild_messages,direct_messages,message_content";
@@ -407,209 +405,9 @@ impl RawEventHandler for RawHandler {
     }
 }
 
-/// A WebSocket close seen by the gateway client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GatewayClose {
-    pub code: Option<u16>,
-    pub reason: String,
-}
-
-static LAST_CLOSE: Mutex<Option<(Instant, GatewayClose)>> = Mutex::new(None);
-
-/// The last close seen within `within`, if any.
-fn last_close(within: Duration) -> Option<GatewayClose> {
-    let guard = LAST_CLOSE.lock().ok()?;
-    guard
-        .as_ref()
-        .filter(|(at, _)| at.elapsed() <= within)
-        .map(|(_, close)| close.clone())
-}
-
-/// serenity hands close codes to no handler; its `handle_gateway_closed` span records the
-/// close frame, so this layer reads the code from there.
-pub struct GatewayCloseLayer;
-
-impl GatewayCloseLayer {
-    /// The filter to attach: only serenity's gateway spans reach the layer.
-    pub fn filter() -> tracing_subscriber::filter::Targets {
-        tracing_subscriber::filter::Targets::new()
-            .with_target("serenity::gateway", tracing::Level::INFO)
-    }
-}
-
-#[derive(Default)]
-struct DebugFields {
-    data: String,
-    message: String,
-}
-
-impl Visit for DebugFields {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        match field.name() {
-            "data" => self.data = format!("{value:?}"),
-            "message" => self.message = format!("{value:?}"),
-            _ => {}
-        }
-    }
-}
-
-impl<S: Subscriber> Layer<S> for GatewayCloseLayer {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: LayerContext<'_, S>) {
-        if attrs.metadata().name() != "handle_gateway_closed" {
-            return;
-        }
-        let mut fields = DebugFields::default();
-        attrs.record(&mut fields);
-        let close = parse_close_frame(&fields.data);
-        if let Ok(mut last) = LAST_CLOSE.lock() {
-            *last = Some((Instant::now(), close.clone()));
-        }
-        let reason = if close.reason.is_empty() {
-            "gateway closed the connection".to_owned()
-        } else {
-            close.reason
-        };
-        shard_down(None, close.code, reason);
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
-        // A missed heartbeat ACK makes serenity restart the shard without any close frame or
-        // stage change; this warning is the only sign of it.
-        let mut fields = DebugFields::default();
-        event.record(&mut fields);
-        if fields.message.contains("Error heartbeating") {
-            shard_down(
-                parse_shard_id(&fields.message),
-                None,
-                "heartbeat not acknowledged; reconnecting".into(),
-            );
-        }
-    }
-}
-
-fn parse_shard_id(text: &str) -> Option<u32> {
-    text.split("ShardId(")
-        .nth(1)?
-        .split(')')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Where gateway ups and downs are reported, and which shards are connected. Process-wide,
-/// like the tracing subscriber that feeds it.
-static GATEWAY: Mutex<GatewayState> = Mutex::new(GatewayState {
-    trace: None,
-    connected: BTreeSet::new(),
-});
-
-struct GatewayState {
-    trace: Option<crate::trace::Trace>,
-    connected: BTreeSet<u32>,
-}
-
-fn set_gateway_trace(trace: Option<crate::trace::Trace>) {
-    if let Ok(mut state) = GATEWAY.lock() {
-        state.trace = trace;
-        state.connected.clear();
-    }
-}
-
-/// Marks the shard connected; true when it already was.
-fn shard_up(shard: u32) -> bool {
-    GATEWAY
-        .lock()
-        .map(|mut state| !state.connected.insert(shard))
-        .unwrap_or(false)
-}
-
-/// Reports a connected shard as down, once. `None` means "the shard whose connection
-/// closed", which is unambiguous only while a single shard is connected.
-fn shard_down(shard: Option<u32>, code: Option<u16>, reason: String) {
-    let Ok(mut state) = GATEWAY.lock() else {
-        return;
-    };
-    let shard = match shard {
-        Some(s) if state.connected.remove(&s) => Some(s),
-        Some(_) => return,
-        None if state.connected.len() == 1 => state.connected.pop_first(),
-        None if state.connected.is_empty() => return,
-        None => None,
-    };
-    tracing::warn!(?shard, ?code, %reason, "gateway connection down");
-    if let Some(trace) = &state.trace {
-        trace.emit(
-            None,
-            TraceKind::GatewayDown {
-                shard,
-                code,
-                reason,
-            },
-        );
-    }
-}
-
-/// Reads `Some(CloseFrame { code: Library(4004), reason: "…" })` as tungstenite prints it.
-fn parse_close_frame(text: &str) -> GatewayClose {
-    let code = text.split("code: ").nth(1).and_then(|rest| {
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .collect();
-        let number: String = rest
-            .chars()
-            .skip(name.len())
-            .skip_while(|c| *c == '(')
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        number.parse::<u16>().ok().or(match name.as_str() {
-            "Normal" => Some(1000),
-            "Away" => Some(1001),
-            "Protocol" => Some(1002),
-            "Unsupported" => Some(1003),
-            "Status" => Some(1005),
-            "Abnormal" => Some(1006),
-            "Invalid" => Some(1007),
-            "Policy" => Some(1008),
-            "Size" => Some(1009),
-            "Extension" => Some(1010),
-            "Error" => Some(1011),
-            "Restart" => Some(1012),
-            "Again" => Some(1013),
-            "Tls" => Some(1015),
-            _ => None,
-        })
-    });
-    let reason = text
-        .split("reason: \"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    GatewayClose { code, reason }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_frames_parse() {
-        assert_eq!(
-            parse_close_frame(
-                r#"Some(CloseFrame { code: Library(4004), reason: "Authentication failed." })"#
-            ),
-            GatewayClose {
-                code: Some(4004),
-                reason: "Authentication failed.".into()
-            }
-        );
-        assert_eq!(
-            parse_close_frame(r#"Some(CloseFrame { code: Normal, reason: "" })"#).code,
-            Some(1000)
-        );
-        assert_eq!(parse_close_frame("None").code, None);
-    }
 
     #[test]
     fn intents_parse() {

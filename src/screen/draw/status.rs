@@ -22,8 +22,16 @@ fn dot(c: &Connection, styles: &Styles) -> Span<'static> {
 }
 
 pub(super) fn draw_status(frame: &mut Frame, app: &App, styles: &Styles, area: Rect) {
+    let lines = vec![
+        Line::from(connections_line(app, styles)),
+        Line::from(rates_line(app, styles)),
+    ];
+    frame.render_widget(Paragraph::new(lines).style(styles.status_bar), area);
+}
+
+/// What the screen is attached to, the connections, and the worst health check.
+fn connections_line(app: &App, styles: &Styles) -> Vec<Span<'static>> {
     let s = &app.status;
-    let width = area.width as usize;
     let mut first = vec![Span::styled(" notifyscope ", styles.key), Span::raw(" ")];
     if let Mode::Replay(file) = &app.mode {
         first.push(Span::styled(format!("REPLAY {file}  "), styles.warn));
@@ -65,6 +73,12 @@ pub(super) fn draw_status(frame: &mut Frame, app: &App, styles: &Styles, area: R
         (Some(_), _) => first.push(Span::styled("health ✓  ", styles.ok)),
         (None, _) => {}
     }
+    first
+}
+
+/// Messages a second per stage, the backlog, and the state of the view.
+fn rates_line(app: &App, styles: &Styles) -> Vec<Span<'static>> {
+    let s = &app.status;
     let mut second = vec![Span::raw(" ")];
     for (pane, label) in [
         (PaneId::Received, "rx"),
@@ -119,11 +133,7 @@ pub(super) fn draw_status(frame: &mut Frame, app: &App, styles: &Styles, area: R
             styles.toast,
         ));
     }
-    let lines = vec![Line::from(first), Line::from(second)];
-    frame.render_widget(
-        Paragraph::new(lines).style(styles.status_bar),
-        Rect::new(area.x, area.y, width as u16, area.height),
-    );
+    second
 }
 
 /// Unicode block sparkline of the last `width` values.

@@ -1,0 +1,336 @@
+//! The sources of `notifyscope watch`: a pipeline someone else runs, tapped without writing.
+//! Its NOTIFYs (on the channel and the neighbours) and the new rows of its table are reported
+//! on the trace as `notified` and `row_observed`, correlated by message id, like our own
+//! pipeline's stages. Every connection is read-only.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_postgres::Notification;
+use tokio_util::sync::CancellationToken;
+
+use crate::contract::{self, NotifyPayload, Snowflake};
+use crate::pipeline::listen::{ConnectionLost, ListeningConnection};
+use crate::present::shorten;
+use crate::store::{error_chain, Database, Identifier, StoreError, APP_NAME};
+use crate::trace::{Trace, TraceKind};
+
+/// The table their ingestion writes, and its message-id column (BIGINT).
+#[derive(Debug, Clone)]
+pub struct WatchedTable {
+    pub table: Identifier,
+    pub id_column: Identifier,
+}
+
+/// Where watching starts: the highest message id in the table now, and whether
+/// notifyscope's own outbox is in the schema.
+pub async fn starting_point(
+    database: &Database,
+    watched: &WatchedTable,
+) -> Result<(i64, bool), StoreError> {
+    let client = database.connect_plain(APP_NAME).await?;
+    let start_id: i64 = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(max({col})::int8, 0) FROM {table}",
+                col = watched.id_column.quoted(),
+                table = watched.table.quoted()
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let has_outbox: bool = client
+        .query_one(
+            // notifyscope's own outbox, not just any table of that name.
+            "SELECT to_regclass('notifyscope_schema_history') IS NOT NULL \
+                AND to_regclass('event_outbox') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok((start_id, has_outbox))
+}
+
+/// Taps the pipeline until `stop`: LISTEN on `channel` and `neighbours`, and new rows of the
+/// table after `start_id`.
+pub fn spawn(
+    database: &Database,
+    channel: &Identifier,
+    neighbours: Vec<Identifier>,
+    watched: WatchedTable,
+    start_id: i64,
+    trace: &Trace,
+    stop: &CancellationToken,
+) -> [JoinHandle<()>; 2] {
+    let notified = Arc::new(Mutex::new(Notified::default()));
+    let listening = tokio::spawn(listen_loop(
+        database.clone(),
+        channel.clone(),
+        neighbours,
+        trace.clone(),
+        notified.clone(),
+        stop.clone(),
+    ));
+    let polling = tokio::spawn(poll_rows(
+        database.clone(),
+        watched,
+        start_id,
+        trace.clone(),
+        notified,
+        stop.clone(),
+    ));
+    [listening, polling]
+}
+
+/// Notified ids remembered for latency, at most.
+const REMEMBER: usize = 100_000;
+
+/// When each message id was notified, to time the row's arrival.
+#[derive(Default)]
+struct Notified {
+    at: HashMap<Snowflake, DateTime<Utc>>,
+    order: VecDeque<Snowflake>,
+}
+
+impl Notified {
+    fn insert(&mut self, id: Snowflake, at: DateTime<Utc>) {
+        if self.order.len() >= REMEMBER {
+            if let Some(old) = self.order.pop_front() {
+                self.at.remove(&old);
+            }
+        }
+        if self.at.insert(id, at).is_none() {
+            self.order.push_back(id);
+        }
+    }
+}
+
+/// The message id of a payload in our contract or, failing that, in any JSON that carries one
+/// (`message.message_id`, `message_id` or `id`, as a string or a number).
+fn message_id_of(payload: &str) -> Result<(Option<Snowflake>, Option<NotifyPayload>), String> {
+    match contract::parse_notify(payload) {
+        Ok(p) => Ok((p.message_id(), Some(p))),
+        Err(contract) => {
+            let value: Value = serde_json::from_str(payload).map_err(|_| contract.to_string())?;
+            let id = [
+                value.pointer("/message/message_id"),
+                value.get("message_id"),
+                value.get("id"),
+            ]
+            .into_iter()
+            .flatten()
+            .find_map(|v| match v {
+                Value::String(s) => Snowflake::parse(s),
+                Value::Number(n) => n.as_u64().and_then(|n| Snowflake::parse(&n.to_string())),
+                _ => None,
+            });
+            Ok((id, None))
+        }
+    }
+}
+
+async fn listen_loop(
+    database: Database,
+    channel: Identifier,
+    neighbours: Vec<Identifier>,
+    trace: Trace,
+    notified: Arc<Mutex<Notified>>,
+    stop: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let session = async {
+            let mut conn = ListeningConnection::open(&database, APP_NAME)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            for c in std::iter::once(&channel).chain(neighbours.iter()) {
+                conn.listen(c).await.map_err(|e| error_chain(&e))?;
+            }
+            tracing::info!(
+                "watching channel {channel} (and {} neighbours)",
+                neighbours.len()
+            );
+            while let Some(item) = conn.notifications.recv().await {
+                let n = item.map_err(|ConnectionLost(cause)| cause)?;
+                handle(&n, &channel, &trace, &notified);
+            }
+            Err::<(), String>("connection closed".into())
+        };
+        let cause = tokio::select! {
+            () = stop.cancelled() => return,
+            result = session => match result {
+                Ok(()) => return,
+                Err(cause) => cause,
+            },
+        };
+        trace.emit(
+            None,
+            TraceKind::DatabaseDown {
+                error: cause.clone(),
+            },
+        );
+        tracing::warn!(%cause, "watch connection lost; reconnecting");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mutex<Notified>) {
+    let payload = n.payload();
+    if n.channel() != channel.as_str() {
+        trace.emit(
+            message_id_of(payload).ok().and_then(|(id, _)| id),
+            TraceKind::NeighbourNotified {
+                channel: n.channel().to_owned(),
+                sender_pid: n.process_id(),
+                bytes: payload.len(),
+                payload: shorten(payload, 1024),
+            },
+        );
+        return;
+    }
+    match message_id_of(payload) {
+        Ok((_, Some(NotifyPayload::Probe { .. }))) => {}
+        Ok((id, parsed)) => {
+            if let (Some(id), Ok(mut map)) = (id, notified.lock()) {
+                map.insert(id, Utc::now());
+            }
+            trace.emit(
+                id,
+                TraceKind::Notified {
+                    channel: n.channel().to_owned(),
+                    sender_pid: n.process_id(),
+                    outbox_id: parsed.as_ref().and_then(|p| p.outbox_id()),
+                    by_ref: matches!(parsed, Some(NotifyPayload::Reference { .. })),
+                    bytes: payload.len(),
+                    payload: payload.to_owned(),
+                },
+            );
+        }
+        Err(error) => trace.emit(
+            None,
+            TraceKind::NotifyRejected {
+                channel: n.channel().to_owned(),
+                sender_pid: n.process_id(),
+                error,
+                payload: shorten(payload, 1024),
+            },
+        ),
+    }
+}
+
+/// How far below the highest id seen rows are still looked for: concurrent transactions
+/// commit out of id order. Thirty seconds of Discord snowflakes.
+const LATE_ROWS: i64 = 30_000 << 22;
+/// Rows a poll reads per query; more pages follow while they come full.
+const PAGE: i64 = 1000;
+
+/// New rows of the table, twice a second, reconnecting when the connection is lost.
+async fn poll_rows(
+    database: Database,
+    watched: WatchedTable,
+    start: i64,
+    trace: Trace,
+    notified: Arc<Mutex<Notified>>,
+    stop: CancellationToken,
+) {
+    let WatchedTable { table, id_column } = watched;
+    let sql = format!(
+        "SELECT {col}::int8 FROM {table} WHERE {col} > $1 ORDER BY {col} LIMIT {PAGE}",
+        col = id_column.quoted(),
+        table = table.quoted()
+    );
+    let mut highest = start;
+    let mut seen: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match database.connect_plain(APP_NAME).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    trace.emit(
+                        None,
+                        TraceKind::DatabaseDown {
+                            error: error_chain(&e),
+                        },
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_ref() else { continue };
+        let lower = start.max(highest.saturating_sub(LATE_ROWS));
+        seen = seen.split_off(&lower);
+        let mut from = lower;
+        let now = Utc::now();
+        for _ in 0..20 {
+            let rows = match c.query(&sql, &[&from]).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    trace.emit(
+                        None,
+                        TraceKind::DatabaseDown {
+                            error: error_chain(&e),
+                        },
+                    );
+                    break;
+                }
+            };
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                let id: i64 = row.get(0);
+                from = id;
+                highest = highest.max(id);
+                if !seen.insert(id) {
+                    continue;
+                }
+                let message_id = Snowflake::from_i64(id);
+                let latency_ms = message_id
+                    .and_then(|m| notified.lock().ok().and_then(|map| map.at.get(&m).copied()))
+                    .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
+                trace.emit(
+                    message_id,
+                    TraceKind::RowObserved {
+                        table: table.to_string(),
+                        latency_ms,
+                    },
+                );
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_in_foreign_payloads() {
+        assert_eq!(
+            message_id_of(r#"{"message_id": 1234}"#).map(|(id, _)| id),
+            Ok(Some(Snowflake(1234)))
+        );
+        assert_eq!(
+            message_id_of(r#"{"message": {"message_id": "99"}}"#).map(|(id, _)| id),
+            Ok(Some(Snowflake(99)))
+        );
+        assert_eq!(message_id_of(r#"{"x": 1}"#).map(|(id, _)| id), Ok(None));
+        assert!(message_id_of("garbage").is_err());
+    }
+}
