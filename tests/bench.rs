@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::process::notifyscope;
-use common::{is_stage, server_url, Seen, TestSchema, WAIT};
+use common::{is_stage, server_url, PipelineRig, TestSchema, WAIT};
 use indicatif::ProgressBar;
 use notifyscope::commands::bench::{self, BenchOptions};
 use notifyscope::pipeline::bot_path::Handled;
 use notifyscope::pipeline::publish::NotifyMode;
 use notifyscope::pipeline::synthetic;
-use notifyscope::pipeline::PipelineConfig;
-use notifyscope::trace::{Trace, TraceKind};
+use notifyscope::trace::TraceKind;
 use tokio_util::sync::CancellationToken;
 
 async fn schema_exists(name: &str) -> bool {
@@ -134,13 +133,17 @@ async fn lone_messages_are_not_held_back(notify: NotifyMode) {
         NotifyMode::PerEvent => "lone_event",
         NotifyMode::PerBatch => "lone_batch",
     });
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let mut config = PipelineConfig::new(t.database(), t.channel());
-    config.notify = notify;
-    config.ingest_sweep = Duration::from_secs(3600);
-    config.control = false;
-    let pipeline = common::start_pipeline(config, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(t, |config| {
+        config.notify = notify;
+        config.ingest_sweep = Duration::from_secs(3600);
+        config.control = false;
+    })
+    .await;
 
     for i in 0..5 {
         let msg = synthetic::message(format!("lone message {i}"));
@@ -189,14 +192,17 @@ async fn a_lone_message_is_ingested_without_waiting_for_a_batch_per_batch_notify
 /// row, and ingestion claims every row up to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_batch_notify_announces_each_batch_once() {
-    let t = TestSchema::new("batch_notify");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let mut config = PipelineConfig::new(t.database(), t.channel());
-    config.notify = NotifyMode::PerBatch;
-    config.ingest_sweep = Duration::from_secs(3600);
-    config.control = false;
-    let pipeline = common::start_pipeline(config, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(TestSchema::new("batch_notify"), |config| {
+        config.notify = NotifyMode::PerBatch;
+        config.ingest_sweep = Duration::from_secs(3600);
+        config.control = false;
+    })
+    .await;
 
     let publisher = pipeline.publisher().clone();
     let sends: Vec<_> = (0..2000)

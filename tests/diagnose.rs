@@ -3,151 +3,20 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::diagnosis::{failing, warning_or_worse, Rig};
 use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema, WAIT};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use notifyscope::contract::{Envelope, Snowflake};
-use notifyscope::diagnose::{self, Check, DiagnoseConfig};
 use notifyscope::pipeline::publish::{self, PublisherHandle};
 use notifyscope::pipeline::synthetic::{self, SimKind};
-use notifyscope::pipeline::{Pipeline, PipelineConfig};
-use notifyscope::store::embedded::EmbeddedPostgres;
 use notifyscope::store::{Database, Identifier};
 use notifyscope::trace::Status;
 use notifyscope::trace::Trace;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-struct Rig {
-    trace: Trace,
-    checks: watch::Receiver<Arc<diagnose::Report>>,
-    stop: CancellationToken,
-    pipeline: Option<Pipeline>,
-    _diagnosis: JoinHandle<()>,
-}
-
-/// Case variants of the channel only: the usual names (`events`, …) are shared by every test
-/// on the server and would be traffic of other tests.
-fn case_neighbours(channel: &Identifier) -> Vec<Identifier> {
-    diagnose::neighbours(channel, &[])
-        .into_iter()
-        .filter(|n| n.as_str().eq_ignore_ascii_case(channel.as_str()))
-        .collect()
-}
-
-fn config(channel: &Identifier) -> DiagnoseConfig {
-    let mut c = DiagnoseConfig::new(channel.clone());
-    c.deadline = Duration::from_secs(2);
-    c.backlog_age = Duration::from_secs(1);
-    c
-}
-
-impl Rig {
-    /// Diagnosis over `database`; with `pipeline` the whole pipeline runs, without it nothing
-    /// listens.
-    async fn start(database: Database, channel: Identifier, pipeline: bool) -> Rig {
-        database.migrate().await.expect("migrates");
-        let trace = Trace::new();
-        let events = trace.subscribe();
-        let stop = CancellationToken::new();
-        let pipeline = if pipeline {
-            let mut pc = PipelineConfig::new(database.clone(), channel.clone());
-            pc.watch_channels = case_neighbours(&channel);
-            let mut p = Pipeline::start(pc, trace.clone()).await.expect("pipeline");
-            p.wait_listening(WAIT).await.expect("listener");
-            Some(p)
-        } else {
-            None
-        };
-        let (checks, diagnosis) = diagnose::spawn(
-            config(&channel),
-            events,
-            trace.clone(),
-            database.pool(2).expect("pool"),
-            true,
-            stop.clone(),
-        );
-        Rig {
-            trace,
-            checks,
-            stop,
-            pipeline,
-            _diagnosis: diagnosis,
-        }
-    }
-
-    async fn test(t: &TestSchema, pipeline: bool) -> Rig {
-        Rig::start(t.database(), t.channel(), pipeline).await
-    }
-
-    fn pipeline(&self) -> &Pipeline {
-        self.pipeline.as_ref().expect("pipeline running")
-    }
-
-    /// Waits until check `id` has a status `pred` accepts.
-    async fn until(&mut self, id: &str, pred: impl Fn(Status) -> bool) -> Check {
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(c) = self
-                    .checks
-                    .borrow_and_update()
-                    .checks
-                    .iter()
-                    .find(|c| c.id == id)
-                {
-                    if pred(c.status) {
-                        return c.clone();
-                    }
-                }
-                self.checks.changed().await.expect("diagnosis running");
-            }
-        })
-        .await;
-        match found {
-            Ok(c) => c,
-            Err(_) => panic!(
-                "check {id} never reached the status; checks: {:#?}",
-                self.checks.borrow()
-            ),
-        }
-    }
-
-    /// Every check outside `except` is ok (or not decidable here).
-    fn others_fine(&self, except: &[&str]) {
-        for c in self.checks.borrow().checks.iter() {
-            if !except.contains(&c.id.as_str()) {
-                assert!(
-                    matches!(c.status, Status::Ok | Status::Unknown),
-                    "check {} is {:?}: {} {:?}",
-                    c.id,
-                    c.status,
-                    c.summary,
-                    c.evidence
-                );
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        if let Some(p) = self.pipeline {
-            p.shutdown(Duration::from_secs(5)).await;
-        }
-    }
-}
-
-fn failing(s: Status) -> bool {
-    s == Status::Fail
-}
-
-fn warning_or_worse(s: Status) -> bool {
-    s >= Status::Warn
-}
 
 fn publisher_only(database: &Database, channel: &Identifier, trace: &Trace) -> PublisherHandle {
     let (publisher, _task) = publish::spawn_publisher(
@@ -216,13 +85,7 @@ async fn malformed_json_is_named_with_its_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_goes_away_is_named() {
-    let pg = EmbeddedPostgres::start(None)
-        .await
-        .expect("private cluster");
-    let channel = Identifier::channel("events").expect("valid");
-    let database =
-        Database::new(pg.url(), Identifier::schema("public").expect("valid")).expect("url");
-    let mut rig = Rig::start(database, channel, true).await;
+    let (mut rig, pg, _) = Rig::private_cluster().await;
     rig.until("database", |s| s == Status::Ok).await;
     pg.stop().await;
     let c = rig.until("database", failing).await;
@@ -346,13 +209,7 @@ async fn guild_messages_without_content_name_the_intent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_stuck_in_a_transaction_fills_the_queue_and_is_named() {
     // The NOTIFY queue is shared by the whole cluster: a private one keeps other tests clear.
-    let pg = EmbeddedPostgres::start(None)
-        .await
-        .expect("private cluster");
-    let channel = Identifier::channel("events").expect("valid");
-    let database =
-        Database::new(pg.url(), Identifier::schema("public").expect("valid")).expect("url");
-    let mut rig = Rig::start(database.clone(), channel, true).await;
+    let (mut rig, pg, database) = Rig::private_cluster().await;
 
     let stuck = database
         .connect_plain("stuck-listener")

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{is_inserted, is_stage, Seen, TestSchema, WAIT};
+use common::{is_inserted, is_stage, PipelineRig, TestSchema, WAIT};
 use notifyscope::contract::Snowflake;
 use notifyscope::pipeline::bot_path::Handled;
 use notifyscope::pipeline::synthetic;
@@ -282,12 +282,12 @@ async fn immediate_stop_mid_stream_loses_no_published_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
-    let t = TestSchema::new("poison");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let mut config = PipelineConfig::new(t.database(), t.channel());
-    config.control = false;
-    let pipeline = start(config, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(TestSchema::new("poison"), |config| config.control = false).await;
     t.client()
         .await
         .batch_execute(
@@ -382,12 +382,12 @@ async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_row_breaking_the_contract_is_kept_and_the_rest_flows() {
-    let t = TestSchema::new("bad_row");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let mut config = PipelineConfig::new(t.database(), t.channel());
-    config.control = false;
-    let pipeline = start(config, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(TestSchema::new("bad_row"), |config| config.control = false).await;
 
     // Written by someone else straight into the outbox: no `message`.
     let bad_id: i64 = t

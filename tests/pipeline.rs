@@ -4,24 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{is_duplicate, is_inserted, is_stage, Seen, TestSchema, WAIT};
+use common::{is_duplicate, is_inserted, is_stage, PipelineRig, Seen, TestSchema, WAIT};
 use futures_util::StreamExt;
 use notifyscope::contract::{MessageRecord, Snowflake};
 use notifyscope::pipeline::bot_path::Handled;
 use notifyscope::pipeline::publish::{self, PublishError, PublisherHandle};
 use notifyscope::pipeline::synthetic;
-use notifyscope::pipeline::{Pipeline, PipelineConfig};
+use notifyscope::pipeline::PipelineConfig;
 use notifyscope::store::Identifier;
 use notifyscope::trace::{Trace, TraceKind};
 use tokio_util::sync::CancellationToken;
-
-async fn start(t: &TestSchema, trace: &Trace) -> Pipeline {
-    start_with(PipelineConfig::new(t.database(), t.channel()), trace).await
-}
-
-async fn start_with(config: PipelineConfig, trace: &Trace) -> Pipeline {
-    common::start_pipeline(config, trace).await
-}
 
 /// Publishes `n` synthetic messages with up to 512 in flight, returning their ids.
 async fn publish_many(publisher: &PublisherHandle, n: usize) -> Vec<Snowflake> {
@@ -44,10 +36,12 @@ async fn publish_many(publisher: &PublisherHandle, n: usize) -> Vec<Snowflake> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_round_trip_in_stage_order() {
-    let t = TestSchema::new("roundtrip");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("roundtrip").await;
 
     let msg = synthetic::message("hello ✓");
     let id = msg.message_id;
@@ -86,10 +80,12 @@ async fn one_message_round_trip_in_stage_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_from_several_publishers() {
-    let t = TestSchema::new("tenk");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("tenk").await;
 
     let publishers: Vec<_> = (0..4)
         .map(|_| {
@@ -117,10 +113,12 @@ async fn ten_thousand_messages_from_several_publishers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_killed_mid_stream_reconnects_and_catches_up() {
-    let t = TestSchema::new("killed");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("killed").await;
     let first_up = seen
         .first("listener up", |e| is_stage(e, "listener_up"))
         .await;
@@ -173,9 +171,12 @@ async fn published_before_any_listener_is_caught_up() {
     stop.cancel();
     task.await.expect("publisher stops");
 
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t: _schema,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(t, |_| {}).await;
     seen.until_count("caught up", 100, is_inserted).await;
     for id in &ids {
         assert!(seen
@@ -188,10 +189,12 @@ async fn published_before_any_listener_is_caught_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_notifications_are_rejected_and_the_listener_lives_on() {
-    let t = TestSchema::new("malformed");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("malformed").await;
 
     let sql = t.client().await;
     sql.execute("SELECT pg_notify($1, 'garbage')", &[&t.name])
@@ -248,10 +251,12 @@ fn multibyte_content(bytes: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_contents_travel_by_reference_intact() {
-    let t = TestSchema::new("large");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("large").await;
 
     let mut sent = Vec::new();
     for size in [10, 7_999, 8_000, 16_000] {
@@ -289,10 +294,12 @@ async fn large_contents_travel_by_reference_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_message_twice_is_one_row_and_a_duplicate() {
-    let t = TestSchema::new("dup");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("dup").await;
 
     let msg: MessageRecord = synthetic::message("twice").to_record();
     pipeline
@@ -320,10 +327,12 @@ async fn same_message_twice_is_one_row_and_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_blocking_works_from_a_thread_and_refuses_inside_the_runtime() {
-    let t = TestSchema::new("blocking");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start(&t, &trace).await;
+    let PipelineRig {
+        t: _schema,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("blocking").await;
 
     let publisher = pipeline.publisher().clone();
     let from_thread = std::thread::spawn(move || {
@@ -361,8 +370,8 @@ async fn two_ingestion_processes_share_one_outbox() {
     let mut config = PipelineConfig::new(t.database(), t.channel());
     // Small claims so that both get a share of the work.
     config.ingest_batch = 20;
-    let a = start_with(config.clone(), &trace_a).await;
-    let b = start_with(config, &trace_b).await;
+    let a = common::start_pipeline(config.clone(), &trace_a).await;
+    let b = common::start_pipeline(config, &trace_b).await;
 
     publish_many(a.publisher(), 4000).await;
     let rows_query = format!("SELECT count(*) FROM \"{}\".discord_messages", t.name);
@@ -395,9 +404,12 @@ async fn two_ingestion_processes_share_one_outbox() {
 async fn channel_case_is_kept_on_both_sides() {
     let t = TestSchema::new("case");
     let channel = Identifier::channel(&format!("Ev_{}", &t.name[2..])).expect("valid");
-    let trace = Trace::new();
-    let mut seen = Seen::new(trace.subscribe());
-    let pipeline = start_with(PipelineConfig::new(t.database(), channel.clone()), &trace).await;
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(t, |config| config.channel = channel.clone()).await;
 
     // The lower-case neighbour is another channel: nothing arrives from it.
     let lower = channel.as_str().to_lowercase();

@@ -561,3 +561,60 @@ async fn a_recorded_run_replays_into_the_same_rows() {
         assert_eq!(a, b, "{pane:?}");
     }
 }
+
+/// A key rebound in the config file is the key every label names: the help, the footer, the
+/// empty pane's hint, and the toast of the test message it sends through a real pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
+    use notifyscope::screen::config::ConfigFile;
+    use notifyscope::screen::effects::{run_effect, Live};
+
+    let config: ConfigFile =
+        toml::from_str("[keys]\nsend_message = [\"n\"]\n").expect("config parses");
+    let keymap = KeyMap::new(&config.keys).expect("valid bindings");
+    let mut app = App::new(keymap, 1000, "events");
+
+    let text = screen(&mut app, 120, 40);
+    let footer = text.lines().last().expect("footer line");
+    assert!(footer.contains(" n  send "), "{footer}");
+    assert!(!footer.contains(" m  send "), "{footer}");
+    assert!(text.contains("press n to send one"), "{text}");
+
+    app.on_key(key(KeyCode::Char('?')));
+    let help = screen(&mut app, 120, 40);
+    assert!(help.contains("n  send a normal message"), "{help}");
+    assert!(!help.contains("m  send a normal message"), "{help}");
+    app.on_key(key(KeyCode::Esc));
+
+    assert_eq!(app.on_key(key(KeyCode::Char('m'))), None, "m is unbound");
+    let effect = app.on_key(key(KeyCode::Char('n'))).expect("n sends");
+    assert_eq!(effect, Effect::Send(SimKind::Message));
+    let common::PipelineRig {
+        t: _schema,
+        pipeline,
+        ..
+    } = common::PipelineRig::start("rebind").await;
+    let live = Live {
+        simulated: pipeline.simulated().clone(),
+        tests: pipeline.test_events(),
+    };
+    let (results, mut toasts) = tokio::sync::mpsc::channel(4);
+    run_effect(
+        effect,
+        &mut app,
+        Some(&live),
+        &results,
+        &tui_logger::TuiWidgetState::new(),
+    );
+    let toast = tokio::time::timeout(common::WAIT, toasts.recv())
+        .await
+        .expect("a toast in time");
+    match toast {
+        Some(AppEvent::Toast(text)) => {
+            assert!(text.starts_with("n: message "), "{text}");
+            assert!(text.contains("published"), "{text}");
+        }
+        other => panic!("expected a toast, got {other:?}"),
+    }
+    pipeline.shutdown(std::time::Duration::from_secs(5)).await;
+}

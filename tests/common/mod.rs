@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod diagnosis;
 pub mod fake_discord;
 pub mod process;
 
@@ -157,6 +158,40 @@ impl Seen {
     pub async fn until_count(&mut self, what: &str, n: usize, pred: impl Fn(&TraceEvent) -> bool) {
         self.until(what, |evs| evs.iter().filter(|e| pred(e)).count() >= n)
             .await;
+    }
+}
+
+/// A test's own schema with the whole pipeline on it (listener up), and every event it
+/// traced from the start.
+pub struct PipelineRig {
+    pub t: TestSchema,
+    pub trace: notifyscope::trace::Trace,
+    pub seen: Seen,
+    pub pipeline: notifyscope::pipeline::Pipeline,
+}
+
+impl PipelineRig {
+    /// The pipeline on a new schema (and channel) named after `test`.
+    pub async fn start(test: &str) -> Self {
+        Self::start_on(TestSchema::new(test), |_| {}).await
+    }
+
+    /// The pipeline on `t`, its settings changed by `configure` first.
+    pub async fn start_on(
+        t: TestSchema,
+        configure: impl FnOnce(&mut notifyscope::pipeline::PipelineConfig),
+    ) -> Self {
+        let trace = notifyscope::trace::Trace::new();
+        let seen = Seen::new(trace.subscribe());
+        let mut config = notifyscope::pipeline::PipelineConfig::new(t.database(), t.channel());
+        configure(&mut config);
+        let pipeline = start_pipeline(config, &trace).await;
+        PipelineRig {
+            t,
+            trace,
+            seen,
+            pipeline,
+        }
     }
 }
 

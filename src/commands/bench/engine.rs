@@ -6,7 +6,6 @@
 //! and its first `ingested` (the ingestion commit). Rows, losses and duplicates come from the
 //! database, which is the truth.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::bench::report::BenchReport;
-use crate::commands::bench::seen::{collect, millis, Counts};
-use crate::contract::Snowflake;
+use crate::commands::bench::seen::{collect, millis, Counts, Workload};
 use crate::pipeline::bot_path::Handled;
 use crate::pipeline::filter::IncomingMessage;
 use crate::pipeline::listen::ListenerError;
@@ -130,26 +128,6 @@ async fn run_in_schema(
     let result = drive(&mut pipeline, &trace, &options, progress, cancel).await;
     pipeline.shutdown(Duration::from_secs(5)).await;
     result
-}
-
-/// The messages of one run, and which index each id has.
-pub(super) struct Workload {
-    pub(super) messages: Vec<IncomingMessage>,
-    pub(super) index: HashMap<Snowflake, usize>,
-}
-
-impl Workload {
-    fn new(n: usize) -> Self {
-        let messages: Vec<IncomingMessage> = (0..n)
-            .map(|i| synthetic::message(format!("bench message {} of {n}", i + 1)))
-            .collect();
-        let index = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.message_id, i))
-            .collect();
-        Workload { messages, index }
-    }
 }
 
 /// What the senders saw.

@@ -1,7 +1,7 @@
-//! What the trace shows of the bench's messages: when each reached each stage, and how many
-//! were seen twice.
+//! The bench's messages, and what the trace shows of them: when each reached each stage,
+//! and how many were seen twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +10,31 @@ use indicatif::ProgressBar;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::bench::engine::Workload;
 use crate::commands::bench::report::Percentiles;
+use crate::contract::Snowflake;
+use crate::pipeline::filter::IncomingMessage;
+use crate::pipeline::synthetic;
 use crate::trace::{TraceKind, TraceReceiver};
+
+/// The messages of one run, and which index each id has.
+pub(super) struct Workload {
+    pub(super) messages: Vec<IncomingMessage>,
+    pub(super) index: HashMap<Snowflake, usize>,
+}
+
+impl Workload {
+    pub(super) fn new(n: usize) -> Self {
+        let messages: Vec<IncomingMessage> = (0..n)
+            .map(|i| synthetic::message(format!("bench message {} of {n}", i + 1)))
+            .collect();
+        let index = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.message_id, i))
+            .collect();
+        Workload { messages, index }
+    }
+}
 
 /// Times of one message's stages, from the trace.
 #[derive(Debug, Clone, Default)]
