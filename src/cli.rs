@@ -1,4 +1,5 @@
-//! Command-line interface.
+//! The command line: the options of every subcommand, as clap parses them. Types only;
+//! what the options do is in [`crate::commands`].
 
 use std::path::PathBuf;
 

@@ -1,3 +1,6 @@
+//! The binary: parse the command line, send logs where they can be read (the Logs pane while
+//! a screen is drawn, stderr otherwise), and run the command.
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

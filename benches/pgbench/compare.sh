@@ -3,7 +3,7 @@
 # one-message-per-transaction baseline (pgbench, 4 clients, 15 s), then `notifyscope bench`
 # for throughput (50,000 messages) and for latency (paced at 1,000 messages a second).
 #
-#   bench/compare.sh [libpq connection string]
+#   benches/pgbench/compare.sh [libpq connection string]
 #
 # Needs a release build (cargo build --release; NOTIFYSCOPE=path picks another binary),
 # pgbench, psql and jq. Both sides work in scratch space of their own (a database for
@@ -12,7 +12,7 @@ set -euo pipefail
 
 CONN=${1:-"host=127.0.0.1 port=5432 user=postgres dbname=postgres"}
 HERE="$(cd "$(dirname "$0")" && pwd)"
-BIN=${NOTIFYSCOPE:-"$HERE/../target/release/notifyscope"}
+BIN=${NOTIFYSCOPE:-"$HERE/../../target/release/notifyscope"}
 
 baseline=$("$HERE/pgbench-notify.sh" "$CONN" 15 4 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
 echo "pgbench, one message per transaction, 4 clients: ${baseline} tps"

@@ -2,7 +2,7 @@
 # The one-message-per-transaction baseline that `notifyscope bench` is compared with:
 # INSERT + pg_notify, committed one message at a time, by pgbench with 4 clients.
 #
-#   bench/pgbench-notify.sh [libpq connection string] [seconds] [clients]
+#   benches/pgbench/pgbench-notify.sh [libpq connection string] [seconds] [clients]
 #
 # QUERY_MODE=simple (pgbench's default protocol) or prepared (the default here: the faster
 # of the two for pgbench, so the stricter baseline).

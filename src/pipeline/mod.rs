@@ -1,5 +1,6 @@
 //! The whole pipeline in one process: bot path (filter → publish), LISTEN subscriber and
-//! ingestion workers, all reporting on one trace.
+//! ingestion workers, all reporting on one trace. The pipeline writes the trace and never
+//! reads it back; it knows nothing of the diagnosis, the screen or the commands.
 
 pub mod bot;
 pub mod bot_path;

@@ -8,49 +8,58 @@ use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
 use ratatui::Frame;
 use tui_logger::{TuiLoggerSmartWidget, TuiWidgetEvent, TuiWidgetState};
 
-/// The keys the log widget takes while its pane is focused, in pairs where they go together,
-/// with what they do for the help text (`None`: not listed there).
-const LOG_KEYS: [(&[(KeyCode, TuiWidgetEvent)], Option<&str>); 6] = [
-    (
-        &[
+/// Keys the log widget takes that go together, and what they do for the help text (`None`:
+/// not listed there).
+struct LogKeys {
+    keys: &'static [(KeyCode, TuiWidgetEvent)],
+    help: Option<&'static str>,
+}
+
+/// The keys the log widget takes while its pane is focused.
+const LOG_KEYS: [LogKeys; 6] = [
+    LogKeys {
+        keys: &[
             (KeyCode::Up, TuiWidgetEvent::UpKey),
             (KeyCode::Down, TuiWidgetEvent::DownKey),
         ],
-        Some("pick a target"),
-    ),
-    (
-        &[
+        help: Some("pick a target"),
+    },
+    LogKeys {
+        keys: &[
             (KeyCode::Left, TuiWidgetEvent::LeftKey),
             (KeyCode::Right, TuiWidgetEvent::RightKey),
         ],
-        Some("level shown"),
-    ),
-    (
-        &[
+        help: Some("level shown"),
+    },
+    LogKeys {
+        keys: &[
             (KeyCode::Char('+'), TuiWidgetEvent::PlusKey),
             (KeyCode::Char('-'), TuiWidgetEvent::MinusKey),
         ],
-        Some("level captured"),
-    ),
-    (
-        &[(KeyCode::Char('h'), TuiWidgetEvent::HideKey)],
-        Some("hide the target list"),
-    ),
-    (
-        &[
+        help: Some("level captured"),
+    },
+    LogKeys {
+        keys: &[(KeyCode::Char('h'), TuiWidgetEvent::HideKey)],
+        help: Some("hide the target list"),
+    },
+    LogKeys {
+        keys: &[
             (KeyCode::PageUp, TuiWidgetEvent::PrevPageKey),
             (KeyCode::PageDown, TuiWidgetEvent::NextPageKey),
         ],
-        Some("page"),
-    ),
-    (&[(KeyCode::Char('f'), TuiWidgetEvent::FocusKey)], None),
+        help: Some("page"),
+    },
+    LogKeys {
+        keys: &[(KeyCode::Char('f'), TuiWidgetEvent::FocusKey)],
+        help: None,
+    },
 ];
 
 /// What the log widget does with `key`, if it takes it.
 pub fn log_event(key: KeyCode) -> Option<TuiWidgetEvent> {
     LOG_KEYS
         .iter()
-        .flat_map(|(keys, _)| keys.iter())
+        .flat_map(|group| group.keys.iter())
         .find(|(k, _)| *k == key)
         .map(|(_, event)| *event)
 }
@@ -59,9 +68,9 @@ pub fn log_event(key: KeyCode) -> Option<TuiWidgetEvent> {
 pub fn help_line() -> String {
     let parts: Vec<String> = LOG_KEYS
         .iter()
-        .filter_map(|(keys, help)| {
-            let names: Vec<String> = keys.iter().map(|(k, _)| key_name(*k)).collect();
-            help.map(|h| format!("{} {h}", names.join("/")))
+        .filter_map(|group| {
+            let names: Vec<String> = group.keys.iter().map(|(k, _)| key_name(*k)).collect();
+            group.help.map(|h| format!("{} {h}", names.join("/")))
         })
         .collect();
     format!("In the Logs pane: {}.", parts.join(", "))

@@ -1,5 +1,7 @@
-//! The database: connection settings, schema migrations, pools, and the queries over the
-//! outbox that more than one stage needs.
+//! The database: connection settings, schema migrations (`migrations/`), pools, NOTIFY
+//! ([`notify`]), the private embedded cluster ([`embedded`]), and the queries over the outbox
+//! that more than one stage needs. It sits below everything and knows nothing of the
+//! pipeline's stages or the trace.
 
 pub mod embedded;
 pub mod notify;

@@ -22,6 +22,7 @@ pub use report::{BenchReport, Percentiles, JSON_KEYS};
 use crate::cli::{BenchArgs, SharedArgs};
 use crate::store::embedded::EmbeddedPostgres;
 
+/// `notifyscope bench`: against --database-url, or a private embedded cluster without one.
 pub async fn command(shared: SharedArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let options = BenchOptions {
         messages: args.messages,

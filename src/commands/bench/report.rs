@@ -152,8 +152,6 @@ impl BenchReport {
     }
 }
 
-/// `notifyscope bench`: against --database-url, or a private embedded cluster without one.
-
 #[cfg(test)]
 mod tests {
     use super::*;
