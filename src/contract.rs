@@ -361,14 +361,7 @@ pub fn parse_notify(payload: &str) -> Result<NotifyPayload, ContractError> {
         ),
     };
     let published_at = time_field(obj, "published_at", "published_at")?;
-    let message = obj
-        .get("message")
-        .ok_or(ContractError::MissingField("message"))?
-        .as_object()
-        .ok_or(ContractError::WrongType {
-            field: "message",
-            expected: "object",
-        })?;
+    let message = typed_field(obj, "message", "message", "object", Value::as_object)?;
     let message = parse_message(message)?;
     Ok(NotifyPayload::Message(Box::new(Envelope {
         v: CONTRACT_VERSION,
@@ -386,14 +379,13 @@ fn parse_message(m: &Map<String, Value>) -> Result<MessageRecord, ContractError>
         Some(Value::Null) => None,
         Some(_) => Some(snowflake_field(m, "guild_id", "message.guild_id")?),
     };
-    let author_is_bot = m
-        .get("author_is_bot")
-        .ok_or(ContractError::MissingField("message.author_is_bot"))?
-        .as_bool()
-        .ok_or(ContractError::WrongType {
-            field: "message.author_is_bot",
-            expected: "boolean",
-        })?;
+    let author_is_bot = typed_field(
+        m,
+        "author_is_bot",
+        "message.author_is_bot",
+        "boolean",
+        Value::as_bool,
+    )?;
     let synthetic = match m.get("synthetic") {
         None | Some(Value::Null) => false,
         Some(v) => v.as_bool().ok_or(ContractError::WrongType {
@@ -416,18 +408,24 @@ fn parse_message(m: &Map<String, Value>) -> Result<MessageRecord, ContractError>
     Ok(record)
 }
 
+/// `obj[key]` read by `get`; `field` (its path) names it in errors, `expected` its type.
+fn typed_field<'a, T>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    field: &'static str,
+    expected: &'static str,
+    get: impl FnOnce(&'a Value) -> Option<T>,
+) -> Result<T, ContractError> {
+    let value = obj.get(key).ok_or(ContractError::MissingField(field))?;
+    get(value).ok_or(ContractError::WrongType { field, expected })
+}
+
 fn str_field<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
     field: &'static str,
 ) -> Result<&'a str, ContractError> {
-    obj.get(key)
-        .ok_or(ContractError::MissingField(field))?
-        .as_str()
-        .ok_or(ContractError::WrongType {
-            field,
-            expected: "string",
-        })
+    typed_field(obj, key, field, "string", Value::as_str)
 }
 
 fn snowflake_field(

@@ -147,7 +147,7 @@ async fn lone_messages_are_not_held_back(notify: NotifyMode) {
 
     for i in 0..5 {
         let msg = synthetic::message(format!("lone message {i}"));
-        let id = msg.message_id;
+        let id = msg.message.message_id;
         let handled = tokio::time::timeout(WAIT, pipeline.handle_message(msg))
             .await
             .expect("the publisher commits a batch of one without waiting for more")

@@ -55,9 +55,9 @@ async fn a_received_message_never_handled_is_named() {
     let mut rig = Rig::test(&t, true).await;
     // What a handler that forgets to await its publish leaves behind: received, then nothing.
     let msg = synthetic::message("never awaited");
-    rig.trace.emit(Some(msg.message_id), msg.received());
+    rig.trace.emit(Some(msg.message.message_id), msg.received());
     let c = rig.until("async_context", failing).await;
-    assert_eq!(c.message_ids, vec![msg.message_id]);
+    assert_eq!(c.message_ids, vec![msg.message.message_id]);
     rig.others_fine(&["async_context"]);
     rig.stop().await;
 }

@@ -83,7 +83,7 @@ async fn burst(pipeline: &Arc<Pipeline>, n: usize) -> Vec<Snowflake> {
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
                 let msg = synthetic::message(format!("burst message {i}, just before a crash"));
-                let id = msg.message_id;
+                let id = msg.message.message_id;
                 match pipeline.handle_message(msg).await {
                     Ok(Handled::Published(_)) => id,
                     other => panic!("burst message not published: {other:?}"),
@@ -136,7 +136,7 @@ async fn immediate_stop_mid_stream_loses_no_published_message() {
                     && sent.fetch_add(1, Ordering::Relaxed) < CRASH_TEST_MESSAGES
                 {
                     let msg = synthetic::message("written before, during or after a crash");
-                    let id = msg.message_id;
+                    let id = msg.message.message_id;
                     if let Ok(Handled::Published(_)) = pipeline.handle_message(msg).await {
                         confirmed.lock().expect("lock").push(id);
                     }
@@ -339,7 +339,7 @@ async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
 
     // The connections that carried the failed transactions still work.
     let after = synthetic::message("after the failure");
-    let after_id = after.message_id;
+    let after_id = after.message.message_id;
     pipeline.handle_message(after).await.expect("published");
     seen.first("a later message ingested", |e| {
         e.message_id == Some(after_id) && is_inserted(e)

@@ -44,7 +44,7 @@ async fn one_message_round_trip_in_stage_order() {
     } = PipelineRig::start("roundtrip").await;
 
     let msg = synthetic::message("hello ✓");
-    let id = msg.message_id;
+    let id = msg.message.message_id;
     let handled = pipeline.handle_message(msg).await.expect("handled");
     assert!(matches!(handled, Handled::Published(_)));
     seen.first("ingested", |e| {
@@ -222,16 +222,26 @@ async fn malformed_notifications_are_rejected_and_the_listener_lives_on() {
     );
 
     let msg = synthetic::message("after the garbage");
-    let id = msg.message_id;
+    let id = msg.message.message_id;
     pipeline.handle_message(msg).await.expect("published");
     seen.first("good message ingested", |e| {
         e.message_id == Some(id) && is_inserted(e)
     })
     .await;
-    // Dead letters are written without holding up the listener; by now they are there.
-    let dead = t
-        .count(&format!("SELECT count(*) FROM \"{}\".dead_letters", t.name))
-        .await;
+    // Dead letters are written by a task of their own, so that they never hold up the
+    // listener: under load the good message can be ingested before both are committed.
+    let dead_letters = format!("SELECT count(*) FROM \"{}\".dead_letters", t.name);
+    let dead = tokio::time::timeout(WAIT, async {
+        loop {
+            let dead = t.count(&dead_letters).await;
+            if dead >= 2 {
+                return dead;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("dead letters not written within {WAIT:?}"));
     assert_eq!(dead, 2);
     pipeline.shutdown(Duration::from_secs(5)).await;
 }
@@ -419,7 +429,7 @@ async fn channel_case_is_kept_on_both_sides() {
         .await
         .expect("notify");
     let msg = synthetic::message("mixed case channel");
-    let id = msg.message_id;
+    let id = msg.message.message_id;
     pipeline.handle_message(msg).await.expect("published");
     let notified = seen
         .first("notified on the exact channel", |e| {

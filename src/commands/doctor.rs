@@ -5,12 +5,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use chrono::Utc;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DoctorArgs, SharedArgs};
+use crate::commands::wiring::pipeline_database;
 use crate::contract::{self, NotifyPayload, Snowflake};
 use crate::diagnose::{self, Check, CheckId};
 use crate::pipeline::bot::Token;
@@ -54,12 +54,8 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
 }
 
 async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let channel = Identifier::channel(&shared.channel)?;
-    let schema = Identifier::schema(&shared.schema)?;
-    let url = shared.database_url.clone().ok_or_else(|| {
-        anyhow!("doctor needs --database-url (or DATABASE_URL) of the pipeline to check")
-    })?;
-    let database = Database::new(&url, schema.clone())?;
+    let (channel, database) = pipeline_database(&shared, "doctor", " of the pipeline to check")?;
+    let schema = database.schema().clone();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut checks = Vec::new();
 
@@ -264,25 +260,35 @@ async fn round_trip(
         (_, true) => check(
             CheckId::RoundTrip,
             Status::Ok,
-            format!("probe message {id} ingested in {ms:.0} ms (outbox {})", receipt.outbox_id),
+            format!(
+                "probe message {id} ingested in {ms:.0} ms (outbox {})",
+                receipt.outbox_id
+            ),
             "",
         ),
-        (true, false) => fail(
-            format!(
-                "probe message {id} published (outbox {}) and its NOTIFY heard on {channel}, but not ingested within {} s: stopped at ingestion",
-                receipt.outbox_id,
-                timeout.as_secs()
-            ),
-            CheckId::Listener.hint(),
-        ),
-        (false, false) => fail(
-            format!(
-                "probe message {id} published (outbox {}) but no NOTIFY arrived on {channel} within {} s: stopped at NOTIFY",
-                receipt.outbox_id,
-                timeout.as_secs()
-            ),
-            CheckId::Channel.hint(),
-        ),
+        (notified, false) => {
+            let (what, stage, hint) = if notified {
+                (
+                    format!("and its NOTIFY heard on {channel}, but not ingested"),
+                    "ingestion",
+                    CheckId::Listener.hint(),
+                )
+            } else {
+                (
+                    format!("but no NOTIFY arrived on {channel}"),
+                    "NOTIFY",
+                    CheckId::Channel.hint(),
+                )
+            };
+            fail(
+                format!(
+                    "probe message {id} published (outbox {}) {what} within {} s: stopped at {stage}",
+                    receipt.outbox_id,
+                    timeout.as_secs()
+                ),
+                hint,
+            )
+        }
     }
 }
 

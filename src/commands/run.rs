@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SharedArgs};
 use crate::commands::wiring::{
-    channel_and_schema, forward_checks, screen_possible, spawn_writers, wait_for_signal,
-    ScreenSettings,
+    channel_and_schema, forward_checks, screen_settings, wait_for_signal, Outputs, ScreenSettings,
 };
 use crate::diagnose::{self, DiagnoseConfig, Report};
 use crate::pipeline::bot::{
@@ -30,35 +29,19 @@ type BotTask = JoinHandle<Result<(), BotError>>;
 
 pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (channel, schema) = channel_and_schema(&shared)?;
-    let interactive = !args.headless;
-    if interactive && !screen_possible() {
+    let Some(screen) = screen_settings(args.headless, &args.screen)? else {
         return Ok(ExitCode::from(2));
-    }
-    // Settings are checked before anything starts, so a typo costs no database start-up.
-    let screen = if interactive {
-        Some(ScreenSettings::load(&args.screen)?)
-    } else {
-        None
     };
     let (embedded, url) = open_database(&shared, &args).await?;
     let database = Database::new(&url, schema)?;
-
-    let trace = Trace::new();
-    let stop_output = CancellationToken::new();
-    // Subscribed before the pipeline starts, so that its first events are seen too.
-    let screen_trace = interactive.then(|| trace.subscribe());
-    let writers = spawn_writers(
-        &trace,
-        (!interactive).then_some(args.json),
-        args.screen.record.as_deref(),
-        &stop_output,
-    )?;
+    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
+    let trace = outputs.trace.clone();
     let running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
     let stop_sources = CancellationToken::new();
     let mut running = running;
     let mut bot = start_sources(&args, &mut running.pipeline, &trace, &stop_sources).await;
 
-    let exit = match (screen, screen_trace) {
+    let exit = match (screen, outputs.screen.take()) {
         (Some(screen), Some(rx)) => {
             run_screen(screen, rx, &args, &channel, &running, &mut bot).await?;
             ExitCode::SUCCESS
@@ -67,11 +50,8 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     };
 
     stop_sources.cancel();
-    shut_down(running, bot, interactive, args.drain_timeout).await;
-    stop_output.cancel();
-    for writer in writers {
-        let _ = writer.await;
-    }
+    shut_down(running, bot, !args.headless, args.drain_timeout).await;
+    outputs.finish().await;
     if let Some(pg) = embedded {
         pg.stop().await;
     }

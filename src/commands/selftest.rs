@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SharedArgs;
+use crate::commands::wiring::pipeline_database;
 use crate::contract::Snowflake;
 use crate::pipeline::control;
 use crate::pipeline::publish;
@@ -32,12 +32,8 @@ impl Report {
 }
 
 pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
-    let channel = Identifier::channel(&shared.channel)?;
-    let schema = Identifier::schema(&shared.schema)?;
-    let url = shared.database_url.clone().ok_or_else(|| {
-        anyhow!("selftest needs --database-url (or DATABASE_URL) of the pipeline to check")
-    })?;
-    let database = Database::new(&url, schema.clone())?;
+    let (channel, database) = pipeline_database(&shared, "selftest", " of the pipeline to check")?;
+    let schema = database.schema().clone();
     let mut report = Report { failed: false };
 
     let client = match database.connect_plain(APP_NAME).await {

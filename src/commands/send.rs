@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{SendArgs, SendCommand, SharedArgs};
-use crate::commands::wiring::channel_and_schema;
+use crate::commands::wiring::pipeline_database;
 use crate::pipeline::control;
 use crate::pipeline::publish::{self, publish_event_safe};
 use crate::pipeline::synthetic;
@@ -17,14 +17,11 @@ use crate::store::{Database, Identifier, APP_NAME};
 use crate::trace::Trace;
 
 pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode> {
-    let (channel, schema) = channel_and_schema(&shared)?;
-    let url = shared.database_url.clone().ok_or_else(|| {
-        anyhow!(
-            "send needs --database-url (or DATABASE_URL): the connection string that the \
-             running notifyscope logs at start"
-        )
-    })?;
-    let database = Database::new(&url, schema)?;
+    let (channel, database) = pipeline_database(
+        &shared,
+        "send",
+        ": the connection string that the running notifyscope logs at start",
+    )?;
     match (args.via_bot, args.command) {
         (Some(kind), _) => {
             let (ids, reply) =

@@ -5,58 +5,43 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 
 use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::wiring::{
-    channel_and_schema, forward_checks, screen_possible, spawn_writers, wait_for_signal,
-    ScreenSettings,
+    forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
 };
 use crate::diagnose::{self, DiagnoseConfig};
 use crate::pipeline::watched::{self, WatchedTable};
 use crate::screen::app::{App, Mode};
 use crate::screen::event_loop;
-use crate::store::{Database, Identifier};
-use crate::trace::{Trace, TraceKind};
+use crate::store::Identifier;
+use crate::trace::TraceKind;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let (channel, schema) = channel_and_schema(&shared)?;
+    let (channel, database) = pipeline_database(&shared, "watch", " of the pipeline to watch")?;
+    let database = database.read_only();
+    let schema = database.schema().clone();
     let table = WatchedTable {
         table: Identifier::new("table", &args.table)?,
         id_column: Identifier::new("column", &args.id_column)?,
     };
-    let url = shared.database_url.clone().ok_or_else(|| {
-        anyhow!("watch needs --database-url (or DATABASE_URL) of the pipeline to watch")
-    })?;
-    let interactive = !args.headless;
-    if interactive && !screen_possible() {
+    let Some(screen) = screen_settings(args.headless, &args.screen)? else {
         return Ok(ExitCode::from(2));
-    }
-    let screen = if interactive {
-        Some(ScreenSettings::load(&args.screen)?)
-    } else {
-        None
     };
     let extra: Vec<Identifier> = args
         .watch_channels
         .iter()
         .map(|c| Identifier::channel(c))
         .collect::<Result<_, _>>()?;
-    let database = Database::new(&url, schema.clone())?.read_only();
     let (start_id, has_outbox) = watched::starting_point(&database, &table)
         .await
         .with_context(|| format!("reading {schema}.{}.{}", table.table, table.id_column))?;
 
-    let trace = Trace::new();
+    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
+    let trace = outputs.trace.clone();
     let stop = CancellationToken::new();
-    let screen_trace = interactive.then(|| trace.subscribe());
-    let writers = spawn_writers(
-        &trace,
-        (!interactive).then_some(args.json),
-        args.screen.record.as_deref(),
-        &stop,
-    )?;
     trace.emit(
         None,
         TraceKind::DatabaseUp {
@@ -79,7 +64,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         stop.clone(),
     );
 
-    match (screen, screen_trace) {
+    match (screen, outputs.screen.take()) {
         (Some(screen), Some(rx)) => {
             let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
             app.mode = Mode::Watch;
@@ -95,8 +80,6 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     stop.cancel();
     let [listening, polling] = tap;
     let _ = tokio::join!(listening, polling, diagnosis);
-    for w in writers {
-        let _ = w.await;
-    }
+    outputs.finish().await;
     Ok(ExitCode::SUCCESS)
 }

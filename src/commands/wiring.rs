@@ -2,8 +2,10 @@
 //! output, the hand-over of diagnosis reports to the screen, and waiting for a signal.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::{anyhow, Context};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ScreenArgs, SharedArgs};
@@ -13,8 +15,8 @@ use crate::screen::app::AppEvent;
 use crate::screen::config;
 use crate::screen::keys::KeyMap;
 use crate::screen::theme;
-use crate::store::Identifier;
-use crate::trace::Trace;
+use crate::store::{Database, Identifier};
+use crate::trace::{Trace, TraceReceiver};
 
 /// The channel and schema of the command line, checked.
 pub fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Identifier)> {
@@ -24,26 +26,85 @@ pub fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Id
     ))
 }
 
-/// Whether stdout is a terminal to draw on; says so in one line when it is not.
-pub fn screen_possible() -> bool {
-    let terminal = std::io::stdout().is_terminal();
-    if !terminal {
+/// The channel and the database of a pipeline the command looks at; `--database-url` is
+/// required, and `why` ends the error that says so.
+pub fn pipeline_database(
+    shared: &SharedArgs,
+    command: &str,
+    why: &str,
+) -> anyhow::Result<(Identifier, Database)> {
+    let (channel, schema) = channel_and_schema(shared)?;
+    let url = shared
+        .database_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("{command} needs --database-url (or DATABASE_URL){why}"))?;
+    Ok((channel, Database::new(url, schema)?))
+}
+
+/// The screen's settings, checked before anything starts so that a typo costs no database
+/// start-up: `Some(None)` headless, `Some(Some(settings))` with a screen, and `None` when a
+/// screen is wanted but stdout is not a terminal (said so in one line; exit 2).
+pub fn screen_settings(
+    headless: bool,
+    args: &ScreenArgs,
+) -> anyhow::Result<Option<Option<ScreenSettings>>> {
+    if headless {
+        return Ok(Some(None));
+    }
+    if !std::io::stdout().is_terminal() {
         eprintln!(
             "notifyscope: stdout is not a terminal, so there is no screen to draw on; \
              run with --headless (add --json for JSON lines)"
         );
+        return Ok(None);
     }
-    terminal
+    Ok(Some(Some(ScreenSettings::load(args)?)))
+}
+
+/// Where trace events go while a command runs: the screen's end of the stream (subscribed
+/// before anything starts, so that the first events are seen too) or stdout, and the
+/// recording.
+pub struct Outputs {
+    pub trace: Trace,
+    /// The screen's end of the stream, when there is a screen.
+    pub screen: Option<TraceReceiver>,
+    writers: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl Outputs {
+    /// With a screen, events go to it; without, to stdout (`json`: as JSON lines).
+    pub fn start(screen: bool, json: bool, args: &ScreenArgs) -> anyhow::Result<Self> {
+        let record = args.record.as_deref();
+        let trace = Trace::new();
+        let stop = CancellationToken::new();
+        let screen_end = screen.then(|| trace.subscribe());
+        let writers = spawn_writers(&trace, (!screen).then_some(json), record, &stop)?;
+        Ok(Outputs {
+            trace,
+            screen: screen_end,
+            writers,
+            stop,
+        })
+    }
+
+    /// Writes what is buffered, then stops.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        for writer in self.writers {
+            let _ = writer.await;
+        }
+    }
 }
 
 /// The consumers that write trace events out: stdout (`Some(json)`, when there is no screen)
 /// and the recording. They stop when `stop` fires, after writing what is buffered.
-pub fn spawn_writers(
+fn spawn_writers(
     trace: &Trace,
     stdout_json: Option<bool>,
-    record: Option<&std::path::Path>,
+    record: Option<&Path>,
     stop: &CancellationToken,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut writers = Vec::new();
     if let Some(json) = stdout_json {
         writers.push(tokio::spawn(writer::write_events(

@@ -13,10 +13,11 @@ use crate::trace::Status;
 /// How a check judges the evidence as of a moment.
 type Rule = fn(&mut Evidence, DateTime<Utc>) -> Finding;
 
-/// Declares [`CheckId`] from one table: variant, stable id, name, fix, and the rule of a
-/// live check (`None` for the probes only `doctor` runs).
+/// Declares [`CheckId`] from one table: variant, stable id, name, fix, the rule of a live
+/// check (`None` for the probes only `doctor` runs), and for a check that needs our own
+/// pipeline, what it cannot see in `watch` (`None`: it judges any pipeline).
 macro_rules! checks {
-    ($($variant:ident => $id:literal, $name:literal, $hint:literal, $rule:expr;)*) => {
+    ($($variant:ident => $id:literal, $name:literal, $hint:literal, $rule:expr, $ours:expr;)*) => {
         /// Every check. Serialized as its stable id, e.g. `listener`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -54,6 +55,12 @@ macro_rules! checks {
                     $(CheckId::$variant => $rule),*
                 }
             }
+
+            fn needs_our_pipeline(self) -> Option<&'static str> {
+                match self {
+                    $(CheckId::$variant => $ours),*
+                }
+            }
         }
     };
 }
@@ -61,55 +68,76 @@ macro_rules! checks {
 checks! {
     Runtime => "runtime", "publishing from the right runtime",
         "publish with `publish(..).await` on runtime threads; keep `publish_blocking` for plain threads",
-        Some(rules::runtime);
+        Some(rules::runtime),
+        Some("no publisher of ours to observe");
     AsyncContext => "async_context", "every received message handled",
         "make sure on_message awaits the publish (or hands it to the publisher) on every path",
-        Some(rules::async_context);
+        Some(rules::async_context),
+        Some("no bot of ours to observe");
     Malformed => "malformed", "payloads follow the contract",
         "validate events before publishing; the rejected payloads are in dead_letters",
-        Some(rules::malformed);
+        Some(rules::malformed),
+        None;
     Database => "database", "database connection",
         "check that PostgreSQL runs and the URL, user and network are right; the pipeline reconnects by itself",
-        Some(rules::database);
+        Some(rules::database),
+        None;
     Listener => "listener", "listener running",
         "start the LISTEN subscriber (ingestion) for this channel; the outbox keeps events until it runs",
-        Some(rules::listener);
+        Some(rules::listener),
+        None;
     PublishBeforeListener => "publish_before_listener", "listener up before publishing",
         "start the listener before the bot (wait for `[init] Listener running`); events published meanwhile wait in the outbox",
-        Some(rules::publish_before_listener);
+        Some(rules::publish_before_listener),
+        Some("no publisher of ours to observe");
     SilentErrors => "silent_errors", "no error goes unreported",
         "look at the counted errors; every failure should reach a log line and an error path, never a bare except",
-        Some(rules::silent_errors);
+        Some(rules::silent_errors),
+        None;
     SelfFilter => "self_filter", "filter lets messages through",
         "check the skip rule named here: e.g. compare the author with the bot's own user id, not with any bot",
-        Some(rules::self_filter);
+        Some(rules::self_filter),
+        Some("no filter of ours to observe");
     Channel => "channel", "channel and event_type match",
         "use one channel name, exactly as written, on both sides (LISTEN folds unquoted names to lower case; pg_notify does not)",
-        Some(rules::channel);
+        Some(rules::channel),
+        None;
     ContentIntent => "content_intent", "message content arrives",
         "enable MESSAGE CONTENT INTENT for the bot in the Developer Portal and request the message_content intent",
-        Some(rules::content_intent);
+        Some(rules::content_intent),
+        Some("no bot of ours to observe");
     NotifyQueue => "notify_queue", "NOTIFY queue has room",
         "end the transaction of the session named here; a listener inside an open transaction receives nothing and holds the queue",
-        Some(rules::notify_queue);
+        Some(rules::notify_queue),
+        None;
     Backlog => "backlog", "outbox drained",
         "start or speed up ingestion; look at last_error of the oldest rows in event_outbox",
-        Some(rules::backlog);
+        Some(rules::backlog),
+        None;
     Schema => "schema", "schema and migrations present",
         "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
-        None;
+        None, None;
     RoundTrip => "round_trip", "round trip: publish → NOTIFY → ingested",
         "see the stage where the probe stopped",
-        None;
+        None, None;
     Config => "config", "configuration",
         "set the bot token from the Developer Portal's Bot page",
-        None;
+        None, None;
 }
 
 impl CheckId {
     /// What the rule of a live check finds now; `None` for the checks only `doctor` runs.
     pub fn evaluate(self, evidence: &mut Evidence, now: DateTime<Utc>) -> Option<Finding> {
-        self.rule().map(|rule| rule(evidence, now))
+        let rule = self.rule()?;
+        Some(match self.needs_our_pipeline() {
+            Some(unseen) if evidence.config.watch_only => Finding {
+                status: Status::Unknown,
+                summary: unseen.into(),
+                evidence: vec![],
+                message_ids: vec![],
+            },
+            _ => rule(evidence, now),
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::contract::Snowflake;
 use crate::diagnose::evidence::{delta, Evidence};
 use crate::diagnose::snapshot::listens_on;
-use crate::diagnose::window::SAMPLE;
+use crate::diagnose::window::{ago, SAMPLE};
 use crate::present::shorten;
 use crate::trace::{SkipReason, Status};
 
@@ -43,32 +43,12 @@ fn unknown(summary: &str) -> Finding {
     found(Status::Unknown, summary.into(), vec![], vec![])
 }
 
-fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
-    let s = (now - at).num_milliseconds() as f64 / 1000.0;
-    if s < 1.0 {
-        "just now".into()
-    } else if s < 120.0 {
-        format!("{s:.0} s ago")
-    } else {
-        format!("{:.0} min ago", s / 60.0)
-    }
-}
-
 pub(super) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
-        return unknown("no publisher of ours to observe");
-    }
-    match e.runtime_errors.last() {
-        Some((at, _)) => found(
-            Status::Fail,
-            format!(
-                "{} publish attempts from inside the async runtime, last {}",
-                e.runtime_errors.len(),
-                ago(now, *at)
-            ),
-            e.runtime_errors.samples(),
-            vec![],
-        ),
+    let seen = e
+        .runtime_errors
+        .last_seen("publish attempts from inside the async runtime", now);
+    match seen {
+        Some(summary) => found(Status::Fail, summary, e.runtime_errors.samples(), vec![]),
         None => ok(format!(
             "no wrong-runtime publish ({} ever)",
             e.runtime_errors.total
@@ -77,9 +57,6 @@ pub(super) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
-        return unknown("no bot of ours to observe");
-    }
     let overdue = e.received.overdue(now - delta(e.config.deadline));
     if overdue.is_empty() {
         ok(format!(
@@ -177,17 +154,13 @@ pub(super) fn database(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(super) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
-        return unknown("no publisher of ours to observe");
-    }
-    match e.published_while_down.last() {
-        Some((at, _)) => found(
+    let seen = e
+        .published_while_down
+        .last_seen("event(s) published while no listener was up", now);
+    match seen {
+        Some(summary) => found(
             Status::Warn,
-            format!(
-                "{} event(s) published while no listener was up, last {}",
-                e.published_while_down.len(),
-                ago(now, *at)
-            ),
+            summary,
             vec![format!(
                 "listener: {}",
                 match &e.listener_down {
@@ -241,9 +214,6 @@ pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(super) fn self_filter(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
-        return unknown("no filter of ours to observe");
-    }
     let total = e.handled.len();
     let skipped: Vec<SkipReason> = e.handled.items.iter().filter_map(|(_, r)| *r).collect();
     let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -317,23 +287,23 @@ pub(super) fn channel(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(super) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
-        return unknown("no bot of ours to observe");
+    let what = format!(
+        "guild message(s) without content in the last {} s",
+        e.config.window.as_secs()
+    );
+    match e.content_missing.last_seen(&what, now) {
+        Some(summary) => found(
+            Status::Fail,
+            summary,
+            vec![
+                "guild messages that do not mention the bot arrive empty without the \
+                 MESSAGE_CONTENT intent"
+                    .into(),
+            ],
+            e.content_missing.samples(),
+        ),
+        None => ok("messages arrive with their content".into()),
     }
-    match e.content_missing.last() {
-            Some((at, _)) => found(
-                Status::Fail,
-                format!(
-                    "{} guild message(s) without content in the last {} s, last {}",
-                    e.content_missing.len(),
-                    e.config.window.as_secs(),
-                    ago(now, *at)
-                ),
-                vec!["guild messages that do not mention the bot arrive empty without the MESSAGE_CONTENT intent".into()],
-                e.content_missing.samples(),
-            ),
-            None => ok("messages arrive with their content".into()),
-        }
 }
 
 pub(super) fn notify_queue(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {

@@ -51,6 +51,12 @@ impl<T: Clone> Recent<T> {
         self.items.back()
     }
 
+    /// `"{count} {what}, last {when}"`, when the window holds anything.
+    pub(super) fn last_seen(&self, what: &str, now: DateTime<Utc>) -> Option<String> {
+        let (at, _) = self.last()?;
+        Some(format!("{} {what}, last {}", self.len(), ago(now, *at)))
+    }
+
     pub(super) fn samples(&self) -> Vec<T> {
         self.items
             .iter()
@@ -58,6 +64,18 @@ impl<T: Clone> Recent<T> {
             .take(SAMPLE)
             .map(|(_, t)| t.clone())
             .collect()
+    }
+}
+
+/// How long ago `at` was, for people.
+pub(super) fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    let s = (now - at).num_milliseconds() as f64 / 1000.0;
+    if s < 1.0 {
+        "just now".into()
+    } else if s < 120.0 {
+        format!("{s:.0} s ago")
+    } else {
+        format!("{:.0} min ago", s / 60.0)
     }
 }
 

@@ -45,33 +45,33 @@ impl BotPath {
 
     pub async fn handle(&self, msg: IncomingMessage) -> Result<Handled, PublishError> {
         let trace = &self.trace;
-        trace.emit(Some(msg.message_id), msg.received());
+        trace.emit(Some(msg.message.message_id), msg.received());
         if suggests_missing_content_intent(&msg) {
             let count = self.empty_guild_messages.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
-                message_id = %msg.message_id, channel_id = %msg.channel_id, count,
+                message_id = %msg.message.message_id, channel_id = %msg.message.channel_id, count,
                 "guild message arrived without content: is the MESSAGE_CONTENT intent enabled?"
             );
             trace.emit(
-                Some(msg.message_id),
+                Some(msg.message.message_id),
                 TraceKind::ContentIntentSuspected {
-                    channel_id: msg.channel_id,
+                    channel_id: msg.message.channel_id,
                     count,
                 },
             );
         }
         if let Err(reason) = self.filter.check(&msg) {
             tracing::debug!(
-                message_id = %msg.message_id, channel_id = %msg.channel_id,
-                author = %msg.author_name, reason = reason.as_str(),
+                message_id = %msg.message.message_id, channel_id = %msg.message.channel_id,
+                author = %msg.message.author_name, reason = reason.as_str(),
                 "skipped message"
             );
             trace.emit(
-                Some(msg.message_id),
+                Some(msg.message.message_id),
                 TraceKind::Skipped {
                     reason,
-                    author_name: msg.author_name,
-                    channel_id: msg.channel_id,
+                    author_name: msg.message.author_name,
+                    channel_id: msg.message.channel_id,
                 },
             );
             return Ok(Handled::Skipped(reason));

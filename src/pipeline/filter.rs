@@ -3,58 +3,40 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
-
 use crate::contract::{MessageRecord, Snowflake};
 use crate::trace::{SkipReason, TraceKind};
 
-/// A Discord message as the bot path sees it, from the gateway or from the simulated source.
+/// A Discord message as the bot path sees it, from the gateway or from the simulated source:
+/// the message as the contract carries it, and what the filter and the missing-intent
+/// evidence need to know besides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingMessage {
-    pub message_id: Snowflake,
-    pub channel_id: Snowflake,
-    /// `None` for direct messages.
-    pub guild_id: Option<Snowflake>,
-    pub author_id: Snowflake,
-    pub author_name: String,
-    pub author_is_bot: bool,
+    pub message: MessageRecord,
     pub webhook_id: Option<Snowflake>,
     /// Join notices, pins and other messages Discord itself generates.
     pub is_system: bool,
-    pub content: String,
-    pub created_at: DateTime<Utc>,
     /// The bot is mentioned: Discord sends content to mentioned bots even without the
     /// MESSAGE_CONTENT intent, so an empty mention is not evidence of a missing intent.
     pub mentions_bot: bool,
     /// Attachments, embeds or stickers: a message can carry those without any text.
     pub has_media: bool,
-    pub synthetic: bool,
 }
 
 impl IncomingMessage {
     pub fn to_record(&self) -> MessageRecord {
-        MessageRecord {
-            message_id: self.message_id,
-            channel_id: self.channel_id,
-            guild_id: self.guild_id,
-            author_id: self.author_id,
-            author_name: self.author_name.clone(),
-            author_is_bot: self.author_is_bot,
-            content: self.content.clone(),
-            created_at: self.created_at,
-            synthetic: self.synthetic,
-        }
+        self.message.clone()
     }
 
     /// What the bot path reports when this message reaches it.
     pub fn received(&self) -> TraceKind {
+        let m = &self.message;
         TraceKind::Received {
-            channel_id: self.channel_id,
-            guild_id: self.guild_id,
-            author_id: self.author_id,
-            author_name: self.author_name.clone(),
-            content_bytes: self.content.len(),
-            synthetic: self.synthetic,
+            channel_id: m.channel_id,
+            guild_id: m.guild_id,
+            author_id: m.author_id,
+            author_name: m.author_name.clone(),
+            content_bytes: m.content.len(),
+            synthetic: m.synthetic,
         }
     }
 }
@@ -112,22 +94,22 @@ impl Filter {
     pub fn check(&self, msg: &IncomingMessage) -> Result<(), SkipReason> {
         // The own-message rule comes first and is independent of `include_bots`: a bot that
         // ingests its own replies loops forever.
-        if self.bot_user_id() == Some(msg.author_id) {
+        if self.bot_user_id() == Some(msg.message.author_id) {
             return Err(SkipReason::OwnMessage);
         }
         if msg.webhook_id.is_some() && !self.config.include_webhooks {
             return Err(SkipReason::Webhook);
         }
-        if msg.author_is_bot && !self.config.include_bots {
+        if msg.message.author_is_bot && !self.config.include_bots {
             return Err(SkipReason::AuthorIsBot);
         }
         if msg.is_system && !self.config.include_system {
             return Err(SkipReason::SystemMessage);
         }
-        if !self.allow.is_empty() && !self.allow.contains(&msg.channel_id) {
+        if !self.allow.is_empty() && !self.allow.contains(&msg.message.channel_id) {
             return Err(SkipReason::ChannelNotAllowed);
         }
-        if msg.content.trim().is_empty() && !self.config.include_empty {
+        if msg.message.content.trim().is_empty() && !self.config.include_empty {
             return Err(SkipReason::EmptyContent);
         }
         Ok(())
@@ -137,8 +119,8 @@ impl Filter {
 /// Guild messages with no text that do not mention the bot are what Discord sends when the
 /// MESSAGE_CONTENT privileged intent is missing.
 pub fn suggests_missing_content_intent(msg: &IncomingMessage) -> bool {
-    msg.guild_id.is_some()
-        && msg.content.is_empty()
+    msg.message.guild_id.is_some()
+        && msg.message.content.is_empty()
         && !msg.mentions_bot
         && !msg.is_system
         && !msg.has_media
@@ -148,22 +130,12 @@ pub fn suggests_missing_content_intent(msg: &IncomingMessage) -> bool {
 mod tests {
     use super::*;
 
+    /// A guild message with text, by author 40 in channel 20.
     fn msg() -> IncomingMessage {
-        IncomingMessage {
-            message_id: Snowflake(10),
-            channel_id: Snowflake(20),
-            guild_id: Some(Snowflake(30)),
-            author_id: Snowflake(40),
-            author_name: "ada".into(),
-            author_is_bot: false,
-            webhook_id: None,
-            is_system: false,
-            content: "hi".into(),
-            created_at: Utc::now(),
-            mentions_bot: false,
-            has_media: false,
-            synthetic: false,
-        }
+        let mut m = crate::pipeline::synthetic::message("hi");
+        m.message.author_id = Snowflake(40);
+        m.message.channel_id = Snowflake(20);
+        m
     }
 
     #[test]
@@ -174,26 +146,22 @@ mod tests {
         assert_eq!(f.check(&msg()), Err(SkipReason::OwnMessage));
 
         let f = Filter::new(FilterConfig::default());
-        let bot = IncomingMessage {
-            author_is_bot: true,
-            ..msg()
-        };
+        let mut bot = msg();
+        bot.message.author_is_bot = true;
         assert_eq!(f.check(&bot), Err(SkipReason::AuthorIsBot));
-        let hook = IncomingMessage {
+        let mut hook = IncomingMessage {
             webhook_id: Some(Snowflake(1)),
-            author_is_bot: true,
             ..msg()
         };
+        hook.message.author_is_bot = true;
         assert_eq!(f.check(&hook), Err(SkipReason::Webhook));
         let system = IncomingMessage {
             is_system: true,
             ..msg()
         };
         assert_eq!(f.check(&system), Err(SkipReason::SystemMessage));
-        let empty = IncomingMessage {
-            content: String::new(),
-            ..msg()
-        };
+        let mut empty = msg();
+        empty.message.content = String::new();
         assert_eq!(f.check(&empty), Err(SkipReason::EmptyContent));
         assert!(suggests_missing_content_intent(&empty));
         let mentioned = IncomingMessage {
@@ -213,13 +181,13 @@ mod tests {
             include_empty: true,
         });
         assert_eq!(f.check(&msg()), Err(SkipReason::ChannelNotAllowed));
-        let ok = IncomingMessage {
-            channel_id: Snowflake(21),
-            author_is_bot: true,
+        let mut ok = IncomingMessage {
             webhook_id: Some(Snowflake(1)),
-            content: String::new(),
             ..msg()
         };
+        ok.message.channel_id = Snowflake(21);
+        ok.message.author_is_bot = true;
+        ok.message.content = String::new();
         assert_eq!(f.check(&ok), Ok(()));
         // Even with bots included, the bot's own messages stay out.
         f.set_bot_user_id(Snowflake(40));

@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Snowflake, DISCORD_EPOCH_MS};
+use crate::contract::{MessageRecord, Snowflake, DISCORD_EPOCH_MS};
 use crate::pipeline::filter::IncomingMessage;
 
 /// Ids of the simulated guild, channel and user; real Discord ids of these values are from
@@ -82,32 +82,32 @@ pub fn incoming(
     seq: usize,
 ) -> IncomingMessage {
     let mut msg = message(format!("test {} message {}", kind.as_str(), seq + 1));
-    msg.message_id = message_id;
+    msg.message.message_id = message_id;
     match kind {
         SimKind::Message | SimKind::Burst => {}
         SimKind::Own => {
-            msg.author_id = bot_user_id;
-            msg.author_name = "notifyscope-bot".into();
-            msg.author_is_bot = true;
+            msg.message.author_id = bot_user_id;
+            msg.message.author_name = "notifyscope-bot".into();
+            msg.message.author_is_bot = true;
         }
         SimKind::Bot => {
-            msg.author_id = SIM_OTHER_BOT;
-            msg.author_name = "other-bot".into();
-            msg.author_is_bot = true;
+            msg.message.author_id = SIM_OTHER_BOT;
+            msg.message.author_name = "other-bot".into();
+            msg.message.author_is_bot = true;
         }
         SimKind::Webhook => {
-            msg.author_id = SIM_WEBHOOK;
-            msg.author_name = "webhook".into();
-            msg.author_is_bot = true;
+            msg.message.author_id = SIM_WEBHOOK;
+            msg.message.author_name = "webhook".into();
+            msg.message.author_is_bot = true;
             msg.webhook_id = Some(SIM_WEBHOOK);
         }
-        SimKind::Empty => msg.content.clear(),
-        SimKind::Long => msg.content = long_text(LONG_MESSAGE_BYTES),
+        SimKind::Empty => msg.message.content.clear(),
+        SimKind::Long => msg.message.content = long_text(LONG_MESSAGE_BYTES),
         SimKind::System => {
             msg.is_system = true;
-            msg.content.clear();
+            msg.message.content.clear();
         }
-        SimKind::Dm => msg.guild_id = None,
+        SimKind::Dm => msg.message.guild_id = None,
     }
     msg
 }
@@ -149,19 +149,21 @@ pub fn next_snowflake() -> Snowflake {
 /// An ordinary guild message by the simulated user.
 pub fn message(content: impl Into<String>) -> IncomingMessage {
     IncomingMessage {
-        message_id: next_snowflake(),
-        channel_id: SIM_CHANNEL,
-        guild_id: Some(SIM_GUILD),
-        author_id: SIM_AUTHOR,
-        author_name: SIM_AUTHOR_NAME.into(),
-        author_is_bot: false,
+        message: MessageRecord {
+            message_id: next_snowflake(),
+            channel_id: SIM_CHANNEL,
+            guild_id: Some(SIM_GUILD),
+            author_id: SIM_AUTHOR,
+            author_name: SIM_AUTHOR_NAME.into(),
+            author_is_bot: false,
+            content: content.into(),
+            created_at: Utc::now(),
+            synthetic: true,
+        },
         webhook_id: None,
         is_system: false,
-        content: content.into(),
-        created_at: Utc::now(),
         mentions_bot: false,
         has_media: false,
-        synthetic: true,
     }
 }
 

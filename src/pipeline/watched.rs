@@ -168,13 +168,8 @@ async fn listen_loop(
                 Err(cause) => cause,
             },
         };
-        trace.emit(
-            None,
-            TraceKind::DatabaseDown {
-                error: cause.clone(),
-            },
-        );
         tracing::warn!(%cause, "watch connection lost; reconnecting");
+        database_down(&trace, cause);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -261,12 +256,7 @@ async fn poll_rows(
             match database.connect_plain(APP_NAME).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
-                    trace.emit(
-                        None,
-                        TraceKind::DatabaseDown {
-                            error: error_chain(&e),
-                        },
-                    );
+                    database_down(&trace, error_chain(&e));
                     continue;
                 }
             }
@@ -280,12 +270,7 @@ async fn poll_rows(
             let rows = match c.query(&sql, &[&from]).await {
                 Ok(rows) => rows,
                 Err(e) => {
-                    trace.emit(
-                        None,
-                        TraceKind::DatabaseDown {
-                            error: error_chain(&e),
-                        },
-                    );
+                    database_down(&trace, error_chain(&e));
                     break;
                 }
             };
@@ -314,6 +299,10 @@ async fn poll_rows(
             }
         }
     }
+}
+
+fn database_down(trace: &Trace, error: String) {
+    trace.emit(None, TraceKind::DatabaseDown { error });
 }
 
 #[cfg(test)]

@@ -403,18 +403,15 @@ mod tests {
     fn identifiers() {
         assert!(Identifier::channel("events").is_ok());
         assert!(Identifier::channel("Events_2$").is_ok());
-        assert!(matches!(
-            Identifier::channel("2events"),
-            Err(IdentifierError::Invalid { .. })
-        ));
-        assert!(matches!(
-            Identifier::channel("ev ents"),
-            Err(IdentifierError::Invalid { .. })
-        ));
-        assert!(matches!(
-            Identifier::channel("ev\"ents"),
-            Err(IdentifierError::Invalid { .. })
-        ));
+        for bad in ["2events", "ev ents", "ev\"ents"] {
+            assert!(
+                matches!(
+                    Identifier::channel(bad),
+                    Err(IdentifierError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             Identifier::channel(""),
             Err(IdentifierError::Empty { .. })

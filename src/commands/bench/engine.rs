@@ -240,7 +240,7 @@ async fn count_in_database(
     let ids: Vec<i64> = workload
         .messages
         .iter()
-        .map(|m| m.message_id.as_i64())
+        .map(|m| m.message.message_id.as_i64())
         .collect();
     let rows: i64 = client
         .query_one(
@@ -333,7 +333,7 @@ async fn send_one(
     counts: &SendCounts,
 ) {
     let mut msg = template.clone();
-    msg.created_at = Utc::now();
+    msg.message.created_at = Utc::now();
     match bot_path.handle(msg).await {
         Ok(Handled::Published(_)) => counts.published.fetch_add(1, Ordering::Relaxed),
         Ok(Handled::Skipped(_)) | Err(_) => counts.not_published.fetch_add(1, Ordering::Relaxed),

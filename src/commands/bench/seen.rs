@@ -30,7 +30,7 @@ impl Workload {
         let index = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.message_id, i))
+            .map(|(i, m)| (m.message.message_id, i))
             .collect();
         Workload { messages, index }
     }

@@ -18,7 +18,7 @@ use serenity::all::{
 use serenity::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::Snowflake;
+use crate::contract::{MessageRecord, Snowflake};
 use crate::pipeline::bot_path::BotPath;
 use crate::pipeline::filter::IncomingMessage;
 use crate::trace::TraceKind;
@@ -274,22 +274,24 @@ fn to_incoming(msg: &Message, bot: Option<Snowflake>) -> IncomingMessage {
         .or_else(|| Snowflake(msg.id.get()).timestamp())
         .unwrap_or_else(Utc::now);
     IncomingMessage {
-        message_id: Snowflake(msg.id.get()),
-        channel_id: Snowflake(msg.channel_id.get()),
-        guild_id: msg.guild_id.map(|g| Snowflake(g.get())),
-        author_id: Snowflake(msg.author.id.get()),
-        // PostgreSQL text cannot hold NUL; Discord text practically never has one.
-        author_name: msg.author.name.replace('\0', "\u{fffd}"),
-        author_is_bot: msg.author.bot,
+        message: MessageRecord {
+            message_id: Snowflake(msg.id.get()),
+            channel_id: Snowflake(msg.channel_id.get()),
+            guild_id: msg.guild_id.map(|g| Snowflake(g.get())),
+            author_id: Snowflake(msg.author.id.get()),
+            // PostgreSQL text cannot hold NUL; Discord text practically never has one.
+            author_name: msg.author.name.replace('\0', "\u{fffd}"),
+            author_is_bot: msg.author.bot,
+            content: msg.content.replace('\0', "\u{fffd}"),
+            created_at,
+            synthetic: false,
+        },
         webhook_id: msg.webhook_id.map(|w| Snowflake(w.get())),
         is_system: is_system(msg.kind),
-        content: msg.content.replace('\0', "\u{fffd}"),
-        created_at,
         mentions_bot: bot.is_some_and(|b| msg.mentions.iter().any(|u| u.id.get() == b.0)),
         has_media: !msg.attachments.is_empty()
             || !msg.embeds.is_empty()
             || !msg.sticker_items.is_empty(),
-        synthetic: false,
     }
 }
 
