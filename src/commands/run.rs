@@ -36,9 +36,8 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     let database = Database::new(&url, schema)?;
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
     let trace = outputs.trace.clone();
-    let running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
+    let mut running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
     let stop_sources = CancellationToken::new();
-    let mut running = running;
     let mut bot = start_sources(&args, &mut running.pipeline, &trace, &stop_sources).await;
 
     let exit = match (screen, outputs.screen.take()) {
