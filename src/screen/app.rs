@@ -20,6 +20,7 @@ pub const DEFAULT_HISTORY: usize = 10_000;
 /// Seconds of per-stage rates kept for the sparklines.
 pub const RATE_HISTORY: usize = 60;
 const TOAST_FOR: Duration = Duration::from_secs(5);
+
 /// Per-stage counts for the last [`RATE_HISTORY`] seconds.
 #[derive(Debug, Default)]
 pub struct Rates {
