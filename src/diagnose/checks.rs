@@ -130,12 +130,7 @@ impl CheckId {
     pub fn evaluate(self, evidence: &mut Evidence, now: DateTime<Utc>) -> Option<Finding> {
         let rule = self.rule()?;
         Some(match self.needs_our_pipeline() {
-            Some(unseen) if evidence.config.watch_only => Finding {
-                status: Status::Unknown,
-                summary: unseen.into(),
-                evidence: vec![],
-                message_ids: vec![],
-            },
+            Some(unseen) if evidence.config.watch_only => rules::unknown(unseen),
             _ => rule(evidence, now),
         })
     }
@@ -144,12 +139,6 @@ impl CheckId {
 impl std::fmt::Display for CheckId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<str> for CheckId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
     }
 }
 

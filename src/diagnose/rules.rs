@@ -39,7 +39,7 @@ fn ok(summary: String) -> Finding {
     found(Status::Ok, summary, vec![], vec![])
 }
 
-fn unknown(summary: &str) -> Finding {
+pub(super) fn unknown(summary: &str) -> Finding {
     found(Status::Unknown, summary.into(), vec![], vec![])
 }
 
