@@ -42,6 +42,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Open a recording (from --record or the `s` key) in the monitor, read-only.
     Replay(ReplayArgs),
+    /// The outbox of the channel: rows not ingested yet, their attempts, next attempt and
+    /// last error, and the rows given up (dead letters).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Check a running pipeline end to end: a message through its bot path and one published
     /// straight to the outbox must both land in discord_messages.
     Selftest {
@@ -94,8 +100,16 @@ pub struct SharedArgs {
     )]
     pub schema: String,
     /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
-    #[arg(long, default_value = "notifyscope=info,warn", global = true)]
+    #[arg(long, default_value = "notifyscope=info,warn", global = true, value_parser = log_filter)]
     pub log: String,
+}
+
+/// A `--log` value that the tracing filter accepts, or why not.
+fn log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("not a log filter ({e}); e.g. `debug` or `notifyscope=debug,warn`"))
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -362,4 +376,20 @@ mod tests {
             Cli::try_parse_from(["notifyscope", "--allow-channel", "abc"]).expect_err("refused");
         assert!(err.to_string().contains("not a Discord id"));
     }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxCommand {
+    /// Unprocessed rows, oldest first: waiting, retrying (with the next attempt) or dead.
+    List(OutboxListArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutboxListArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows shown at most.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
 }

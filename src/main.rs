@@ -24,10 +24,19 @@ fn draws_a_screen(cli: &Cli) -> bool {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    let mut filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cli.shared.log))
-        .unwrap_or_else(|_| EnvFilter::new("notifyscope=info,warn"));
+/// The log filter: RUST_LOG when it is set, else `--log` (checked when it was parsed).
+fn log_filter(cli: &Cli) -> Result<EnvFilter, String> {
+    match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => EnvFilter::builder()
+            .parse(&value)
+            .map_err(|e| format!("RUST_LOG={value:?} is not a log filter: {e}")),
+        _ => EnvFilter::builder()
+            .parse(&cli.shared.log)
+            .map_err(|e| format!("--log {:?} is not a log filter: {e}", cli.shared.log)),
+    }
+}
+
+fn init_logging(cli: &Cli, mut filter: EnvFilter) {
     // The WebSocket library traces whole frames, IDENTIFY with the bot token among them: it
     // never logs below info, whatever the filter asks for.
     for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
@@ -60,7 +69,13 @@ fn init_logging(cli: &Cli) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    match log_filter(&cli) {
+        Ok(filter) => init_logging(&cli, filter),
+        Err(e) => {
+            eprintln!("notifyscope: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -107,9 +107,15 @@ fn message_detail(kind: &TraceKind) -> Option<String> {
             error,
             attempts,
             permanent,
+            class,
+            next_attempt_at,
         } => format!(
-            "outbox_id={outbox_id} attempts={attempts}{} error={error}",
-            flag(*permanent, " permanent")
+            "outbox_id={outbox_id} attempts={attempts}{}{}{} error={error}",
+            flag(*permanent, " permanent"),
+            class.map(|c| format!(" class={c}")).unwrap_or_default(),
+            next_attempt_at
+                .map(|at| format!(" next_attempt={}", at.format("%H:%M:%S%.3f")))
+                .unwrap_or_default(),
         ),
         _ => return None,
     })
@@ -120,6 +126,17 @@ fn system_detail(kind: &TraceKind) -> String {
     match kind {
         TraceKind::DatabaseUp { url, embedded } => format!("{url}{}", flag(*embedded, " (embedded)")),
         TraceKind::DatabaseDown { error } => format!("error={error}"),
+        TraceKind::DatabaseRefused {
+            part,
+            class,
+            error,
+            retry_in_ms,
+        } => format!(
+            "part={part} class={class}{} error={error}",
+            retry_in_ms
+                .map(|ms| format!(" retry_in={ms}ms"))
+                .unwrap_or_default()
+        ),
         TraceKind::ListenerUp {
             channel,
             pid,
@@ -286,14 +303,22 @@ fn notify_or_ingest_row(kind: &TraceKind) -> (String, RowKind) {
             error,
             attempts,
             permanent,
+            next_attempt_at,
             ..
         } => (
             format!(
                 "FAILED try {attempts}{} {error}",
-                flag(*permanent, " (gave up)")
+                match next_attempt_at {
+                    _ if *permanent => " (gave up)".to_owned(),
+                    Some(at) => format!(" (next {})", at.format("%H:%M:%S")),
+                    None => String::new(),
+                }
             ),
             RowKind::Error,
         ),
+        TraceKind::DatabaseRefused { part, error, .. } => {
+            (format!("REFUSED {part}: {error}"), RowKind::Error)
+        }
         other => (other.name().to_owned(), RowKind::Normal),
     }
 }

@@ -9,14 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use common::{is_inserted, is_stage, PipelineRig, TestSchema, WAIT};
 use notifyscope::contract::Snowflake;
 use notifyscope::pipeline::bot_path::Handled;
+use notifyscope::pipeline::retry::RetrySchedule;
 use notifyscope::pipeline::synthetic;
 use notifyscope::pipeline::{Pipeline, PipelineConfig};
 use notifyscope::store::embedded::EmbeddedPostgres;
-use notifyscope::store::{Database, Identifier};
-use notifyscope::trace::{Trace, TraceKind};
+use notifyscope::store::{Database, ErrorClass, Identifier};
+use notifyscope::trace::{Trace, TraceEvent, TraceKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -280,14 +282,29 @@ async fn immediate_stop_mid_stream_loses_no_published_message() {
     pg.stop().await;
 }
 
+/// A schedule short enough for a test: 50, 100, 200, 200 ms between the five attempts of a
+/// row that fails on its own.
+fn quick_retries() -> RetrySchedule {
+    RetrySchedule {
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        ..RetrySchedule::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
+async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_after_five() {
     let PipelineRig {
         t,
         mut seen,
         pipeline,
         ..
-    } = PipelineRig::start_on(TestSchema::new("poison"), |config| config.control = false).await;
+    } = PipelineRig::start_on(TestSchema::new("poison"), |config| {
+        config.control = false;
+        config.retry = quick_retries();
+        config.ingest_sweep = Duration::from_millis(50);
+    })
+    .await;
     t.client()
         .await
         .batch_execute(
@@ -322,19 +339,52 @@ async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
     seen.until_count("198 good messages ingested", 198, is_inserted)
         .await;
     for id in poison {
-        let failed = seen
-            .first("a refused row's failure", |e| {
-                e.message_id == Some(id) && is_stage(e, "ingest_failed")
-            })
+        let failures = |e: &TraceEvent| e.message_id == Some(id) && is_stage(e, "ingest_failed");
+        seen.until_count("five attempts of a refused row", 5, failures)
             .await;
-        let TraceKind::IngestFailed {
-            error, permanent, ..
-        } = &failed.kind
-        else {
-            unreachable!("matched on the stage name");
-        };
-        assert!(error.contains("no_poison"), "{error}");
-        assert!(!permanent, "retried before it is given up");
+        let attempts: Vec<(
+            i32,
+            bool,
+            Option<ErrorClass>,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+        )> = seen
+            .events
+            .iter()
+            .filter(|e| failures(e))
+            .map(|e| match &e.kind {
+                TraceKind::IngestFailed {
+                    error,
+                    attempts,
+                    permanent,
+                    class,
+                    next_attempt_at,
+                    ..
+                } => {
+                    assert!(error.contains("no_poison"), "{error}");
+                    (*attempts, *permanent, *class, *next_attempt_at, e.at)
+                }
+                _ => unreachable!("matched on the stage name"),
+            })
+            .collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.0).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "one attempt at a time, counted");
+        for (n, permanent, class, next, at) in &attempts[..4] {
+            assert!(!permanent, "attempt {n} is retried");
+            assert_eq!(*class, Some(ErrorClass::Constraint));
+            let next = next.expect("a retried row has its next attempt");
+            let wait = (next - *at).num_milliseconds();
+            let expected = quick_retries().delay_after(*n).as_millis() as i64;
+            assert!(
+                (expected - 20..=expected + 50).contains(&wait),
+                "attempt {n}: next one {wait} ms later, the schedule says {expected} ms"
+            );
+        }
+        // Spaced: the four waits add up to 50 + 100 + 200 + 200 ms at least.
+        assert!((attempts[4].4 - attempts[0].4).num_milliseconds() >= 540);
+        let (_, permanent, _, next, _) = attempts[4];
+        assert!(permanent, "the fifth attempt gives the row up");
+        assert_eq!(next, None, "no attempt after the fifth");
     }
 
     // The connections that carried the failed transactions still work.
@@ -355,18 +405,29 @@ async fn rows_the_database_refuses_are_isolated_and_the_rest_flows() {
             .get::<_, i64>(0),
         199
     );
+    // Sweeps after the fifth attempt claim nothing: the row stays a dead letter.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    seen.drain();
     for id in poison {
         let row = client
             .query_one(
-                "SELECT processed_at IS NULL, attempts, last_error FROM event_outbox \
-                 WHERE message_id = $1",
+                "SELECT processed_at IS NULL, attempts, last_error, error_class, \
+                        dead_at IS NOT NULL, next_attempt_at IS NULL \
+                 FROM event_outbox WHERE message_id = $1",
                 &[&id.as_i64()],
             )
             .await
             .expect("the refused row stays");
         assert!(row.get::<_, bool>(0), "not marked processed");
-        assert!(row.get::<_, i32>(1) >= 1);
+        assert_eq!(row.get::<_, i32>(1), 5, "five attempts, not one more");
         assert!(row.get::<_, String>(2).contains("no_poison"));
+        assert_eq!(row.get::<_, String>(3), "constraint");
+        assert!(row.get::<_, bool>(4), "given up as a dead letter");
+        assert!(row.get::<_, bool>(5), "no next attempt");
+        assert_eq!(
+            seen.count(|e| e.message_id == Some(id) && is_stage(e, "ingest_failed")),
+            5
+        );
     }
     let charged: i64 = client
         .query_one(
@@ -441,7 +502,11 @@ async fn an_outbox_row_breaking_the_contract_is_kept_and_the_rest_flows() {
         .await
         .expect("kept");
     assert!(row.get::<_, bool>(0));
-    assert_eq!(row.get::<_, i32>(1), notifyscope::store::MAX_ATTEMPTS);
+    assert_eq!(
+        row.get::<_, i32>(1),
+        1,
+        "given up at once: no retry mends a payload"
+    );
     assert!(row.get::<_, String>(2).contains("missing field"));
     assert_eq!(t.count("SELECT count(*) FROM discord_messages").await, 50);
     pipeline.shutdown(Duration::from_secs(1)).await;

@@ -17,9 +17,9 @@ use crate::pipeline::bot::Token;
 use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
 use crate::pipeline::synthetic;
-use crate::store::{error_chain, Database, Identifier, APP_NAME};
-use crate::trace::Status;
-use crate::trace::Trace;
+use crate::store::errors::table_named;
+use crate::store::{error_chain, Database, ErrorClass, Identifier, APP_NAME};
+use crate::trace::{Status, Trace, TraceKind};
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -62,56 +62,128 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     let client = match database.connect_plain(APP_NAME).await {
         Ok(c) => c,
         Err(e) => {
+            let class = e.class();
             checks.push(check(
                 CheckId::Database,
                 Status::Fail,
-                format!("{}: {}", database.redacted(), error_chain(&e)),
-                CheckId::Database.hint(),
+                format!(
+                    "{} ({}): {}",
+                    database.redacted(),
+                    class.describe(),
+                    error_chain(&e)
+                ),
+                &class.fix(database.role(), None),
             ));
             print(&checks, &database, &channel, args.json);
             return Ok(ExitCode::from(2));
         }
     };
     checks.push(version_check(&client, &database).await);
-    let (schema_check, migrated) = schema_check(&client, &schema).await;
+    let (schema_check, migrated) = schema_check(&client, &schema, database.role()).await;
     checks.push(schema_check);
-    let snapshot = diagnose::snapshot(&client, &channel, migrated, &[]).await;
-    checks.push(listener_check(&snapshot, &channel));
+    let mut snapshot = diagnose::snapshot(&client, &channel, migrated, &[]).await;
+    let mut outbox_unread = None;
+    if migrated && snapshot.error.is_some() {
+        // The outbox may be what the role cannot read: keep its error, and judge the
+        // listeners and the queue without it.
+        outbox_unread = Some(snapshot.clone());
+        snapshot = diagnose::snapshot(&client, &channel, false, &[]).await;
+    }
+    checks.push(listener_check(&snapshot, &channel, migrated));
 
     if migrated {
         checks.push(round_trip(&database, &client, &channel, timeout).await);
     }
 
-    // Queue, backlog and stray channels: judged exactly as the live diagnosis judges them.
-    checks.extend(diagnose::snapshot_checks(&channel, snapshot));
+    if let Some(failed) = &snapshot.error {
+        checks.push(unjudged(
+            CheckId::NotifyQueue,
+            "the status query",
+            failed,
+            snapshot.error_class,
+            database.role(),
+        ));
+    } else {
+        // Queue, backlog and stray channels: judged exactly as the live diagnosis judges them.
+        checks.extend(diagnose::snapshot_checks(&channel, snapshot));
+    }
+    if let Some(unread) = outbox_unread {
+        checks.push(unjudged(
+            CheckId::Backlog,
+            "event_outbox",
+            unread.error.as_deref().unwrap_or_default(),
+            unread.error_class,
+            database.role(),
+        ));
+    }
 
     checks.push(config_check(&channel, &args).await);
 
     print(&checks, &database, &channel, args.json);
-    Ok(if checks.iter().any(|c| c.status == Status::Fail) {
+    Ok(exit_code(&checks))
+}
+
+/// 1 when a check failed; else 2 when a check could not be judged (a query doctor needed
+/// was refused); 0 when all is well.
+fn exit_code(checks: &[Check]) -> ExitCode {
+    if checks.iter().any(|c| c.status == Status::Fail) {
         ExitCode::from(1)
+    } else if checks.iter().any(|c| c.status == Status::Unknown) {
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// A check doctor could not judge, with the real error of the query it needed.
+fn unjudged(
+    id: CheckId,
+    what: &str,
+    error: &str,
+    class: Option<ErrorClass>,
+    role: Option<&str>,
+) -> Check {
+    let class = class.unwrap_or(ErrorClass::Other);
+    check(
+        id,
+        Status::Unknown,
+        format!(
+            "not judged: reading {what} failed ({}): {error}",
+            class.describe()
+        ),
+        &class.fix(role, table_named(error)),
+    )
 }
 
 /// The database answers, and with which version.
 async fn version_check(client: &tokio_postgres::Client, database: &Database) -> Check {
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or_default();
-    check(
-        CheckId::Database,
-        Status::Ok,
-        format!("PostgreSQL {version} answers at {}", database.redacted()),
-        CheckId::Database.hint(),
-    )
+    match client.query_one("SHOW server_version", &[]).await {
+        Ok(row) => check(
+            CheckId::Database,
+            Status::Ok,
+            format!(
+                "PostgreSQL {} answers at {}",
+                row.get::<_, &str>(0),
+                database.redacted()
+            ),
+            CheckId::Database.hint(),
+        ),
+        Err(e) => unjudged(
+            CheckId::Database,
+            "the server version",
+            &error_chain(&e),
+            Some(ErrorClass::of(&e)),
+            database.role(),
+        ),
+    }
 }
 
 /// notifyscope's tables and migrations in `schema`; whether they are there.
-async fn schema_check(client: &tokio_postgres::Client, schema: &Identifier) -> (Check, bool) {
+async fn schema_check(
+    client: &tokio_postgres::Client,
+    schema: &Identifier,
+    role: Option<&str>,
+) -> (Check, bool) {
     let tables = client
         .query_one(
             "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL \
@@ -129,19 +201,27 @@ async fn schema_check(client: &tokio_postgres::Client, schema: &Identifier) -> (
             "grant the role USAGE on the schema (and SELECT on its tables)",
         )
     } else if migrated {
-        let applied: i64 = client
+        match client
             .query_one("SELECT count(*) FROM notifyscope_schema_history", &[])
             .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        check(
-            CheckId::Schema,
-            Status::Ok,
-            format!(
-                "schema {schema}: event_outbox, discord_messages, {applied} migration(s) applied"
+        {
+            Ok(row) => check(
+                CheckId::Schema,
+                Status::Ok,
+                format!(
+                    "schema {schema}: event_outbox, discord_messages, {} migration(s) applied",
+                    row.get::<_, i64>(0)
+                ),
+                "",
             ),
-            "",
-        )
+            Err(e) => unjudged(
+                CheckId::Schema,
+                "notifyscope_schema_history",
+                &error_chain(&e),
+                Some(ErrorClass::of(&e)),
+                role,
+            ),
+        }
     } else {
         check(
             CheckId::Schema,
@@ -154,7 +234,11 @@ async fn schema_check(client: &tokio_postgres::Client, schema: &Identifier) -> (
 }
 
 /// A backend whose last query is LISTEN on the channel.
-fn listener_check(snapshot: &diagnose::Snapshot, channel: &Identifier) -> Check {
+fn listener_check(
+    snapshot: &diagnose::Snapshot,
+    channel: &Identifier,
+    round_trip_follows: bool,
+) -> Check {
     let describe = |b: &diagnose::Backend| {
         format!(
             "pid {} ({})",
@@ -172,17 +256,34 @@ fn listener_check(snapshot: &diagnose::Snapshot, channel: &Identifier) -> Check 
         .iter()
         .map(|b| format!("{} on {:?}", describe(b), b.query))
         .collect();
+    if let Some(error) = &snapshot.error {
+        return unjudged(
+            CheckId::Listener,
+            "pg_stat_activity",
+            error,
+            snapshot.error_class,
+            None,
+        );
+    }
     if listening.is_empty() {
         check(
             CheckId::Listener,
             Status::Fail,
             format!(
                 "no listener: no backend shows LISTEN {channel} as its last query{} \
-                 (a listener that ran other queries since is invisible here; the round trip below decides)",
+                 (a listener that ran other queries since is invisible here{})",
                 if elsewhere.is_empty() {
                     String::new()
                 } else {
-                    format!("; notifyscope listeners elsewhere: {}", elsewhere.join(", "))
+                    format!(
+                        "; notifyscope listeners elsewhere: {}",
+                        elsewhere.join(", ")
+                    )
+                },
+                if round_trip_follows {
+                    "; the round trip below decides"
+                } else {
+                    ""
                 }
             ),
             CheckId::Listener.hint(),
@@ -225,21 +326,50 @@ async fn round_trip(
         Ok(p) => p,
         Err(e) => return fail(error_chain(&e), CheckId::Database.hint()),
     };
-    let (publisher, task) =
-        publish::spawn_publisher(pool, channel.clone(), Trace::new(), 1, stop.clone());
+    let trace = Trace::new();
+    let mut refusals = trace.subscribe();
+    let (publisher, task) = publish::spawn_publisher(pool, channel.clone(), trace, 1, stop.clone());
     let probe = synthetic::message("notifyscope doctor: round-trip probe").to_record();
     let id = probe.message_id;
     let started = Instant::now();
-    let receipt = publisher.publish(probe).await;
+    // The publisher retries a refused write for minutes; doctor waits its own timeout.
+    let receipt = tokio::time::timeout(timeout, publisher.publish(probe)).await;
     stop.cancel();
-    let _ = task.await;
+    task.abort();
     let receipt = match receipt {
-        Ok(r) => r,
-        Err(e) => {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             return fail(
                 format!("publishing the probe failed: {e}"),
                 CheckId::Database.hint(),
             )
+        }
+        Err(_) => {
+            let mut last = None;
+            while let Some(event) = refusals.try_recv() {
+                if let TraceKind::DatabaseRefused { class, error, .. } = &event.kind {
+                    last = Some((*class, error.clone()));
+                }
+            }
+            return match last {
+                Some((class, error)) => fail(
+                    format!(
+                        "the database refused the probe's outbox write ({}): {error}",
+                        class.describe()
+                    ),
+                    &class.fix(
+                        database.role(),
+                        table_named(&error).or(Some("event_outbox")),
+                    ),
+                ),
+                None => fail(
+                    format!(
+                        "publishing the probe did not finish within {} s",
+                        timeout.as_secs()
+                    ),
+                    CheckId::Database.hint(),
+                ),
+            };
         }
     };
     let deadline = started + timeout;

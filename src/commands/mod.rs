@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod outbox;
 pub mod replay;
 pub mod run;
 pub mod selftest;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Run(args)) => run::run(cli.shared, args).await,
         Some(Command::Send(args)) => send::send(cli.shared, args).await,
         Some(Command::Replay(args)) => replay::replay(args).await,
+        Some(Command::Outbox { command }) => outbox::run(cli.shared, command).await,
         Some(Command::Doctor(args)) => doctor::run(cli.shared, args).await,
         Some(Command::Watch(args)) => watch::run(cli.shared, args).await,
         Some(Command::Selftest { timeout }) => {

@@ -17,7 +17,7 @@ use crate::pipeline::bot::{
     parse_intents, run_bot, BotConfig, BotError, Shards, Token, DEFAULT_INTENTS,
 };
 use crate::pipeline::listen::ListenerState;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use crate::screen::app::{App, AppEvent};
 use crate::screen::effects::Live;
 use crate::screen::event_loop;
@@ -49,12 +49,20 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     };
 
     stop_sources.cancel();
-    shut_down(running, bot, !args.headless, args.drain_timeout).await;
+    let report = shut_down(running, bot, !args.headless, args.drain_timeout).await;
     outputs.finish().await;
     if let Some(pg) = embedded {
         pg.stop().await;
     }
-    Ok(exit)
+    for line in report.lines() {
+        eprintln!("notifyscope: {line}");
+    }
+    // A task that crashed is a failure of this run, whatever the user asked for.
+    Ok(if report.crashed.is_empty() {
+        exit
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `--database-url`, or a private embedded cluster started for this run.
@@ -91,6 +99,8 @@ async fn start_pipeline(
     channel: &Identifier,
     trace: &Trace,
 ) -> anyhow::Result<Running> {
+    let mut diagnose_config = DiagnoseConfig::new(channel.clone());
+    diagnose_config.role = database.role().map(str::to_owned);
     let mut config = PipelineConfig::new(database, channel.clone());
     config.filter = args.filter.to_config();
     config.workers = usize::from(args.workers);
@@ -108,7 +118,7 @@ async fn start_pipeline(
         .context("starting the pipeline")?;
     let stop_diagnosis = CancellationToken::new();
     let (checks, diagnosis) = diagnose::spawn(
-        DiagnoseConfig::new(channel.clone()),
+        diagnose_config,
         diagnosis_events,
         trace.clone(),
         pipeline.pool().clone(),
@@ -260,21 +270,36 @@ async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
     }
 }
 
-/// Stops the diagnosis and the bot, then drains the pipeline.
-async fn shut_down(running: Running, bot: Option<BotTask>, interactive: bool, drain_timeout: u64) {
+/// Stops the diagnosis and the bot, then drains the pipeline; what it could not do.
+async fn shut_down(
+    running: Running,
+    bot: Option<BotTask>,
+    interactive: bool,
+    drain_timeout: u64,
+) -> ShutdownReport {
+    let mut crashed = Vec::new();
     running.stop_diagnosis.cancel();
-    let _ = running.diagnosis.await;
+    if let Err(e) = running.diagnosis.await {
+        crashed.push(format!("the diagnosis: {e}"));
+    }
     if let Some(task) = bot {
         if !task.is_finished() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), task).await {
+                crashed.push(format!("the Discord bot: {e}"));
+            }
         }
+    }
+    for c in &crashed {
+        tracing::error!("shutdown: {c} had crashed");
     }
     tracing::info!("shutting down: draining queued and unprocessed events");
     if interactive {
         eprintln!("notifyscope: draining queued and unprocessed events…");
     }
-    running
+    let mut report = running
         .pipeline
         .shutdown(Duration::from_secs(drain_timeout))
         .await;
+    report.crashed.splice(0..0, crashed);
+    report
 }

@@ -82,6 +82,10 @@ checks! {
         "check that PostgreSQL runs and the URL, user and network are right; the pipeline reconnects by itself",
         Some(rules::database),
         None;
+    Writes => "writes", "the database accepts our writes",
+        "read the error named here: a grant, a lock, a missing table or a full disk; the rows wait in the outbox and are retried on their schedule",
+        Some(rules::writes),
+        Some("no writer of ours to observe");
     Listener => "listener", "listener running",
         "start the LISTEN subscriber (ingestion) for this channel; the outbox keeps events until it runs",
         Some(rules::listener),

@@ -10,8 +10,8 @@ use crate::contract::Snowflake;
 use crate::diagnose::snapshot::Snapshot;
 use crate::diagnose::window::{Pending, Recent};
 use crate::present::shorten;
-use crate::store::Identifier;
-use crate::trace::{SkipReason, TraceEvent, TraceKind};
+use crate::store::{ErrorClass, Identifier};
+use crate::trace::{SkipReason, TraceEvent, TraceKind, WriteStage};
 
 /// Settings of the diagnosis.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct DiagnoseConfig {
     pub window: Duration,
     /// Backlog older than this is a warning, ten times this a failure.
     pub backlog_age: Duration,
+    /// The database role the pipeline writes as, for the fix of a permission error.
+    pub role: Option<String>,
 }
 
 impl DiagnoseConfig {
@@ -35,6 +37,7 @@ impl DiagnoseConfig {
             deadline: Duration::from_secs(5),
             window: Duration::from_secs(60),
             backlog_age: Duration::from_secs(10),
+            role: None,
         }
     }
 }
@@ -59,7 +62,19 @@ pub struct Evidence {
     pub(super) neighbours: BTreeMap<String, (u64, DateTime<Utc>)>,
     pub(super) content_missing: Recent<Snowflake>,
     pub(super) errors: BTreeMap<&'static str, u64>,
+    /// Writes the database refused for a reason other than a lost connection.
+    pub(super) refusals: Recent<Refusal>,
+    /// The last write of each part that went through.
+    pub(super) last_write: BTreeMap<WriteStage, DateTime<Utc>>,
     pub(super) snapshot: Snapshot,
+}
+
+/// A write the database refused.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Refusal {
+    pub(super) part: WriteStage,
+    pub(super) class: ErrorClass,
+    pub(super) error: String,
 }
 
 impl Evidence {
@@ -83,6 +98,8 @@ impl Evidence {
             neighbours: BTreeMap::new(),
             content_missing: Recent::default(),
             errors: BTreeMap::new(),
+            refusals: Recent::default(),
+            last_write: BTreeMap::new(),
             snapshot: Snapshot::default(),
         }
     }
@@ -121,6 +138,7 @@ impl Evidence {
                 self.handled.push(at, Some(*reason));
             }
             TraceKind::Published { .. } => {
+                self.last_write.insert(WriteStage::Publish, at);
                 if let Some(id) = event.message_id {
                     self.received.done(id);
                     if !self.config.watch_only && !self.listener_is_up() {
@@ -153,18 +171,28 @@ impl Evidence {
                 }
             }
             TraceKind::Ingested { .. } | TraceKind::RowObserved { .. } => {
+                if matches!(event.kind, TraceKind::Ingested { .. }) {
+                    self.last_write.insert(WriteStage::Ingest, at);
+                }
                 if let Some(id) = event.message_id {
                     self.notified.done(id);
                 }
             }
             TraceKind::IngestFailed {
-                error, permanent, ..
+                error,
+                permanent,
+                class,
+                ..
             } => {
                 if let Some(id) = event.message_id {
                     self.notified.done(id);
                 }
-                if *permanent && !error.starts_with("database") {
-                    self.rejected.push(at, format!("outbox row: {error}"));
+                match class {
+                    // No class: the payload broke the contract, the one fault of the payload.
+                    None if *permanent => self.rejected.push(at, format!("outbox row: {error}")),
+                    None => {}
+                    Some(ErrorClass::Connection) => {}
+                    Some(class) => self.refused(at, WriteStage::Ingest, *class, error),
                 }
             }
             _ => return false,
@@ -178,6 +206,9 @@ impl Evidence {
         match &event.kind {
             TraceKind::DatabaseUp { .. } => self.database_down = None,
             TraceKind::DatabaseDown { error } => self.database_down = Some((at, error.clone())),
+            TraceKind::DatabaseRefused {
+                part, class, error, ..
+            } if *class != ErrorClass::Connection => self.refused(at, *part, *class, error),
             TraceKind::ListenerUp { pid, .. } => self.listener_up = Some((at, *pid)),
             TraceKind::ListenerDown { cause, .. } => self.listener_down = Some((at, cause.clone())),
             TraceKind::NeighbourNotified { channel, .. } => {
@@ -199,6 +230,30 @@ impl Evidence {
             }
             _ => {}
         }
+    }
+
+    fn refused(&mut self, at: DateTime<Utc>, part: WriteStage, class: ErrorClass, error: &str) {
+        self.refusals.push(
+            at,
+            Refusal {
+                part,
+                class,
+                error: error.to_owned(),
+            },
+        );
+    }
+
+    /// The latest refusal of each part that no write of that part went through after, as of
+    /// the window: what the database refuses now.
+    pub(super) fn refused_now(&self) -> Vec<(DateTime<Utc>, Refusal)> {
+        let mut latest: BTreeMap<WriteStage, (DateTime<Utc>, Refusal)> = BTreeMap::new();
+        for (at, r) in &self.refusals.items {
+            latest.insert(r.part, (*at, r.clone()));
+        }
+        latest
+            .into_values()
+            .filter(|(at, r)| self.last_write.get(&r.part).is_none_or(|ok| ok < at))
+            .collect()
     }
 
     /// Notified messages past the deadline, to be looked up in the table: another process
@@ -240,6 +295,7 @@ impl Evidence {
         ] {
             r.prune(window_start);
         }
+        self.refusals.prune(window_start);
         self.handled.prune(window_start);
         self.skipped_ids.prune(window_start);
         self.published_while_down.prune(window_start);

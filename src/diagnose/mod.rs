@@ -88,7 +88,7 @@ impl Diagnosis {
             status: finding.status,
             summary: finding.summary,
             evidence: finding.evidence,
-            hint: id.hint().into(),
+            hint: finding.hint.unwrap_or_else(|| id.hint().into()),
             since,
             message_ids: finding.message_ids,
         })

@@ -10,7 +10,9 @@ use crate::diagnose::evidence::{delta, Evidence};
 use crate::diagnose::snapshot::listens_on;
 use crate::diagnose::window::{ago, SAMPLE};
 use crate::present::shorten;
-use crate::trace::{SkipReason, Status};
+use crate::store::errors::table_named;
+use crate::store::ErrorClass;
+use crate::trace::{SkipReason, Status, WriteStage};
 
 /// What a rule found.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +21,8 @@ pub struct Finding {
     pub summary: String,
     pub evidence: Vec<String>,
     pub message_ids: Vec<Snowflake>,
+    /// A fix for this finding in particular, instead of the check's own.
+    pub hint: Option<String>,
 }
 
 fn found(
@@ -32,6 +36,7 @@ fn found(
         summary,
         evidence,
         message_ids,
+        hint: None,
     }
 }
 
@@ -65,9 +70,13 @@ pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         ))
     } else {
         let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
-        // While the database is away or the queue is full, publishing is slow,
-        // not forgotten.
-        let slowed = e.database_down.is_some() || !e.publish_errors.items.is_empty();
+        // While the database is away, refuses the outbox or the queue is full, publishing
+        // is slow, not forgotten.
+        let slowed = e.database_down.is_some()
+            || !e.publish_errors.items.is_empty()
+            || e.refused_now()
+                .iter()
+                .any(|(_, r)| r.part == WriteStage::Publish);
         found(
             if slowed { Status::Warn } else { Status::Fail },
             format!(
@@ -153,6 +162,77 @@ pub(super) fn database(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     }
 }
 
+/// Writes the database refused for a reason of its own (a grant, a lock, a missing table, no
+/// resources) or of one row (a constraint, a value): named with the class, who wrote what,
+/// and the fix for that class.
+pub(super) fn writes(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let window = e.config.window.as_secs();
+    let role = e.config.role.clone();
+    let evidence: Vec<String> = e
+        .refusals
+        .items
+        .iter()
+        .rev()
+        .take(SAMPLE)
+        .map(|(at, r)| format!("{} {}: {}: {}", r.part, ago(now, *at), r.class, r.error))
+        .collect();
+    let refused_now = e.refused_now();
+    // What is refused now, a fault of the database before a fault of one row.
+    if let Some((at, r)) = refused_now
+        .iter()
+        .max_by_key(|(at, r)| (r.class.is_transient(), *at))
+    {
+        let table = table_named(&r.error).unwrap_or(r.part.table());
+        let writer = r.part.writer();
+        let error = shorten(&r.error, 160);
+        let summary = match r.class {
+            ErrorClass::Permission => format!("{writer} may not write {table}: {error}"),
+            ErrorClass::MissingObject => format!("{writer} finds no {table}: {error}"),
+            ErrorClass::Timeout => {
+                format!("{writer} waited on a lock on {table} past lock_timeout: {error}")
+            }
+            class => format!("{writer}: {}: {error}", class.describe()),
+        };
+        let status = if r.class.is_transient() {
+            Status::Fail
+        } else {
+            // One row's own fault: the rest may flow; it ends as a dead letter.
+            Status::Warn
+        };
+        let mut finding = found(
+            status,
+            format!("{summary} (since {})", ago(now, *at)),
+            evidence,
+            vec![],
+        );
+        finding.hint = Some(r.class.fix(role.as_deref(), Some(table)));
+        return finding;
+    }
+    match e.refusals.last() {
+        Some((at, r)) => {
+            let class = r.class;
+            let table = table_named(&r.error).unwrap_or(r.part.table()).to_owned();
+            let mut finding = found(
+                Status::Warn,
+                format!(
+                    "{} write(s) refused in the last {window} s ({}), last {}; writes go through again",
+                    e.refusals.len(),
+                    class.describe(),
+                    ago(now, *at)
+                ),
+                evidence,
+                vec![],
+            );
+            finding.hint = Some(class.fix(role.as_deref(), Some(&table)));
+            finding
+        }
+        None => ok(format!(
+            "the database took every write ({} refused ever)",
+            e.refusals.total
+        )),
+    }
+}
+
 pub(super) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let seen = e
         .published_while_down
@@ -179,8 +259,14 @@ pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let counts: Vec<String> = e.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
     if !lost.is_empty() {
         let ids: Vec<Snowflake> = lost.iter().map(|(_, id)| *id).collect();
+        // Ingestion refused as a whole, or the database gone, is reported: the messages wait
+        // in the outbox, they are not lost in silence.
+        let reported = e.database_down.is_some()
+            || e.refused_now()
+                .iter()
+                .any(|(_, r)| r.part == WriteStage::Ingest);
         return found(
-            Status::Fail,
+            if reported { Status::Warn } else { Status::Fail },
             format!(
                 "{} notified message(s) neither ingested nor reported failed after {} s",
                 ids.len(),

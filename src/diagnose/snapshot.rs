@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::Snowflake;
-use crate::store::{error_chain, Identifier, LISTENER_APP_NAME, MAX_ATTEMPTS};
+use crate::store::{error_chain, ErrorClass, Identifier, LISTENER_APP_NAME, PENDING};
 
 /// A backend of `pg_stat_activity`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub at: Option<DateTime<Utc>>,
     /// The query failed: the database is unreachable (or the query broken).
     pub error: Option<String>,
+    /// The kind of that error.
+    pub error_class: Option<ErrorClass>,
     /// Unprocessed outbox rows of the channel; `None` without an outbox (watch mode).
     pub backlog: Option<i64>,
     pub oldest_age_s: Option<f64>,
@@ -89,7 +91,7 @@ pub async fn snapshot(
     look_up: &[Snowflake],
 ) -> Snapshot {
     let now = Utc::now();
-    let pending = "processed_at IS NULL AND attempts < $3";
+    let pending = PENDING;
     let sql = if with_outbox {
         format!(
             "SELECT pg_notification_queue_usage(), {BACKENDS}, \
@@ -101,7 +103,7 @@ pub async fn snapshot(
                     WHERE channel <> $2 AND {pending} AND published_at < now() - interval '1 second' \
                     GROUP BY channel ORDER BY 2 DESC LIMIT 5) AS o)::text, \
                (SELECT coalesce(array_agg(message_id), '{{}}') FROM discord_messages \
-                  WHERE message_id = ANY($4))"
+                  WHERE message_id = ANY($3))"
         )
     } else {
         format!("SELECT pg_notification_queue_usage(), {BACKENDS}")
@@ -109,15 +111,7 @@ pub async fn snapshot(
     let look_up: Vec<i64> = look_up.iter().map(|id| id.as_i64()).collect();
     let row = if with_outbox {
         client
-            .query_one(
-                &sql,
-                &[
-                    &LISTENER_APP_NAME,
-                    &channel.as_str(),
-                    &MAX_ATTEMPTS,
-                    &look_up,
-                ],
-            )
+            .query_one(&sql, &[&LISTENER_APP_NAME, &channel.as_str(), &look_up])
             .await
     } else {
         client.query_one(&sql, &[&LISTENER_APP_NAME]).await
@@ -128,6 +122,7 @@ pub async fn snapshot(
             return Snapshot {
                 at: Some(now),
                 error: Some(error_chain(&e)),
+                error_class: Some(ErrorClass::of(&e)),
                 ..Snapshot::default()
             }
         }

@@ -19,13 +19,18 @@ use tokio_postgres::Statement;
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{ContractError, Envelope};
-use crate::store::{error_chain, is_transient_error, Identifier, StoreError, MAX_ATTEMPTS};
-use crate::trace::{IngestOutcome, Trace, TraceKind};
+use crate::pipeline::retry::RetrySchedule;
+use crate::store::{error_chain, ErrorClass, Identifier, StoreError, PENDING};
+use crate::trace::{IngestOutcome, Trace, TraceKind, WriteStage};
 
 /// Rows one worker claims per transaction at most.
 pub const DEFAULT_BATCH: usize = 500;
 /// How often workers look for rows whose NOTIFY never came.
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(1);
+/// A worker whose claim the database refuses waits this long at first, doubling up to
+/// [`MAX_PAUSE`], instead of trying again at every NOTIFY.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Wakes ingestion: one idle worker, or, when all are busy, the first to finish. A wake-up
 /// that arrives while every worker is busy is kept, so none is lost between "nothing left"
@@ -49,6 +54,8 @@ pub struct IngestConfig {
     /// Workers also look for work this often, for rows whose NOTIFY never came (published
     /// while down, or a retry after a failure).
     pub sweep: Duration,
+    /// When a failed row is tried again, and when it is given up.
+    pub retry: RetrySchedule,
 }
 
 impl IngestConfig {
@@ -57,6 +64,7 @@ impl IngestConfig {
             channel,
             batch: DEFAULT_BATCH,
             sweep: DEFAULT_SWEEP,
+            retry: RetrySchedule::default(),
         }
     }
 }
@@ -93,33 +101,35 @@ async fn worker(
 ) {
     let mut database_up = true;
     let mut pace = Pace::new(config.batch);
+    let mut pause = None;
     loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = waker.notify.notified() => {}
-            () = tokio::time::sleep(config.sweep) => {}
+        if let Some(pause) = pause {
+            // The database refused the last claim: wait it out rather than ask again at
+            // every NOTIFY.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        } else {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = waker.notify.notified() => {}
+                () = tokio::time::sleep(config.sweep) => {}
+            }
         }
         pace.skip.clear();
         loop {
             let next = match ingest_batch(&pool, &config, &trace, pace.batch, &pace.skip).await {
                 Ok(result) => {
                     database_up = true;
+                    pause = None;
                     pace.after(result, &waker)
                 }
                 Err(e) => {
-                    let error = error_chain(&e);
-                    if e.is_connection_lost() {
-                        tracing::error!(channel = %config.channel, %error, "ingestion cannot reach the database");
-                        if database_up {
-                            database_up = false;
-                            trace.emit(None, TraceKind::DatabaseDown { error });
-                        }
-                    } else {
-                        // Deadlock, timeout, no resources: nothing was changed; the rows are
-                        // claimed again at the next wake-up or sweep.
-                        tracing::warn!(channel = %config.channel, %error, "ingestion batch failed for the moment, retrying");
-                    }
+                    let wait = pause.map_or(FIRST_PAUSE, |p: Duration| (p * 2).min(MAX_PAUSE));
+                    pause = Some(wait);
+                    refused(&config, &trace, &e, wait, &mut database_up);
                     Next::Wait
                 }
             };
@@ -133,6 +143,41 @@ async fn worker(
             }
         }
     }
+}
+
+/// Traces a batch the database refused as a whole: nothing was changed, the rows are
+/// claimed again after `wait`. A lost connection is the database check's business, said
+/// once; any other refusal (a lock, a grant, a missing table) is said each time.
+fn refused(
+    config: &IngestConfig,
+    trace: &Trace,
+    e: &StoreError,
+    wait: Duration,
+    database_up: &mut bool,
+) {
+    let error = error_chain(e);
+    let class = e.class();
+    if class == ErrorClass::Connection {
+        tracing::error!(channel = %config.channel, %error, "ingestion cannot reach the database");
+        if *database_up {
+            *database_up = false;
+            trace.emit(None, TraceKind::DatabaseDown { error });
+        }
+        return;
+    }
+    tracing::error!(
+        channel = %config.channel, %class, %error, retry_in_ms = wait.as_millis() as u64,
+        "the database refused ingestion: {}", class.describe()
+    );
+    trace.emit(
+        None,
+        TraceKind::DatabaseRefused {
+            part: WriteStage::Ingest,
+            class,
+            error,
+            retry_in_ms: Some(wait.as_millis() as u64),
+        },
+    );
 }
 
 /// How big a worker's next batch is, and which rows it leaves for the next round.
@@ -176,6 +221,14 @@ impl Pace {
                 self.batch = 1;
                 self.single_left = claimed;
                 return Next::Retry;
+            }
+            // The database refused the batch for a reason of its own; its rows were charged
+            // an attempt and wait for their next one. Rows claimed after them are no
+            // different, so wait too.
+            Some(Failure::Rescheduled) => {
+                self.batch = self.full;
+                self.single_left = 0;
+                return Next::Wait;
             }
             // Found (and charged an attempt): back to full batches without it.
             Some(Failure::Row(outbox_id)) => {
@@ -224,6 +277,9 @@ enum Failure {
     Batch,
     /// The only row claimed broke the insert; it was charged an attempt.
     Row(i64),
+    /// The database refused the insert for a reason that is not the rows' own (a lock, a
+    /// grant, a missing table): every claimed row was charged an attempt and rescheduled.
+    Rescheduled,
 }
 
 struct Claimed {
@@ -259,12 +315,13 @@ struct Statements {
 impl Statements {
     async fn prepare(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
         let claim = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id, payload::text, published_at FROM event_outbox \
-                 WHERE channel = $1 AND processed_at IS NULL AND attempts < $2 \
-                   AND id <> ALL($4::int8[]) \
-                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-            )
+                     WHERE channel = $1 AND {PENDING} \
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+                       AND id <> ALL($3::int8[]) \
+                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ))
             .await?;
         // The rows and the outbox marks in one statement: one round trip per batch.
         let insert = client
@@ -285,10 +342,12 @@ impl Statements {
                  SELECT message_id FROM inserted",
             )
             .await?;
+        // A payload that breaks the contract is given up at once: no retry changes it.
         let rejected = client
             .prepare_cached(
-                "UPDATE event_outbox o SET attempts = $1, last_error = u.err \
-                 FROM UNNEST($2::int8[], $3::text[]) AS u(id, err) WHERE o.id = u.id",
+                "UPDATE event_outbox o SET attempts = attempts + 1, last_error = u.err, \
+                   error_class = 'contract', next_attempt_at = NULL, dead_at = clock_timestamp() \
+                 FROM UNNEST($1::int8[], $2::text[]) AS u(id, err) WHERE o.id = u.id",
             )
             .await?;
         Ok(Statements {
@@ -332,7 +391,7 @@ async fn claim_and_ingest(
         .collect();
     let columns = Columns::of(&good);
     let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
-    let rejected_params: [&(dyn ToSql + Sync); 3] = [&MAX_ATTEMPTS, &bad_ids, &bad_errors];
+    let rejected_params: [&(dyn ToSql + Sync); 2] = [&bad_ids, &bad_errors];
     // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
     // rows are unlocked and unchanged whichever statement failed.
     let (inserted, marked, committed) = join3(
@@ -349,7 +408,7 @@ async fn claim_and_ingest(
     .await;
     let inserted: HashSet<i64> = match inserted {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-        Err(e) if !is_transient_error(&e) => {
+        Err(e) if ErrorClass::of(&e) != ErrorClass::Connection => {
             let failure = insert_failed(client, config, trace, &claimed, &e).await?;
             return Ok(BatchResult {
                 claimed: claimed.len(),
@@ -377,7 +436,7 @@ async fn claim(
 ) -> Result<Vec<Claimed>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let channel = config.channel.as_str();
-    let params: [&(dyn ToSql + Sync); 4] = [&channel, &MAX_ATTEMPTS, &limit, &skip];
+    let params: [&(dyn ToSql + Sync); 3] = [&channel, &limit, &skip];
     let (began, rows) = join(
         client.batch_execute("BEGIN"),
         client.query(statement, &params),
@@ -444,8 +503,10 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The insert failed for good: a single row is charged an attempt; in a batch the culprit
-/// is unknown, so the rows are taken one at a time next.
+/// The database refused the insert (the transaction is rolled back by now). For a reason
+/// of its own (a lock, a grant, a missing table) every claimed row is charged an attempt and
+/// rescheduled; for a reason of a row's own, a single row is charged, and in a batch, whose
+/// culprit is unknown, the rows are taken one at a time next.
 async fn insert_failed(
     client: &deadpool_postgres::Client,
     config: &IngestConfig,
@@ -454,9 +515,28 @@ async fn insert_failed(
     e: &tokio_postgres::Error,
 ) -> Result<Failure, StoreError> {
     let error = error_chain(e);
+    let class = ErrorClass::of(e);
+    if class.is_transient() {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.outbox_id).collect();
+        tracing::error!(
+            channel = %config.channel, rows = ids.len(), %class, %error,
+            "the database refused ingestion: {}; the rows wait for their next attempt",
+            class.describe()
+        );
+        record_failure(client, trace, &config.retry, &ids, &error, class).await?;
+        return Ok(Failure::Rescheduled);
+    }
     Ok(match claimed {
         [only] => {
-            record_failure(client, trace, &[only.outbox_id], &error).await?;
+            record_failure(
+                client,
+                trace,
+                &config.retry,
+                &[only.outbox_id],
+                &error,
+                class,
+            )
+            .await?;
             Failure::Row(only.outbox_id)
         }
         _ => {
@@ -504,40 +584,68 @@ fn report(
             TraceKind::IngestFailed {
                 outbox_id,
                 error,
-                attempts: MAX_ATTEMPTS,
+                attempts: 1,
                 permanent: true,
+                class: None,
+                next_attempt_at: None,
             },
         );
     }
 }
 
-/// Counts a failed attempt on each row, keeping the error; rows that reach the limit stop
-/// being claimed.
+/// Counts a failed attempt on each row, keeping the error and its class, and sets its next
+/// attempt by the schedule; a row out of attempts for that class is given up (`dead_at`).
 async fn record_failure(
     client: &tokio_postgres::Client,
     trace: &Trace,
+    schedule: &RetrySchedule,
     outbox_ids: &[i64],
     error: &str,
+    class: ErrorClass,
 ) -> Result<(), StoreError> {
+    let limit = schedule.attempts_for(Some(class));
+    let first_s = schedule.first_delay.as_secs_f64();
+    let max_s = schedule.max_delay.as_secs_f64();
+    // `attempts` on the right is the count before this failure, so the wait after the n-th
+    // failure is first · 2^(n-1), as RetrySchedule::delay_after says.
     let rows = client
         .query(
-            "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2 \
-             WHERE id = ANY($1) RETURNING id, attempts, message_id",
-            &[&outbox_ids, &error],
+            "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2, error_class = $3, \
+               next_attempt_at = CASE WHEN attempts + 1 >= $4 THEN NULL \
+                 ELSE clock_timestamp() + make_interval(secs => \
+                   least($6::float8, $5::float8 * power(2, least(attempts, 30)))) END, \
+               dead_at = CASE WHEN attempts + 1 >= $4 THEN clock_timestamp() END \
+             WHERE id = ANY($1) RETURNING id, attempts, message_id, next_attempt_at",
+            &[
+                &outbox_ids,
+                &error,
+                &class.as_str(),
+                &limit,
+                &first_s,
+                &max_s,
+            ],
         )
         .await?;
     for row in rows {
         let outbox_id: i64 = row.get(0);
         let attempts: i32 = row.get(1);
         let message_id: Option<i64> = row.get(2);
-        tracing::error!(outbox_id, attempts, %error, "ingestion failed");
+        let next_attempt_at: Option<DateTime<Utc>> = row.get(3);
+        let permanent = next_attempt_at.is_none();
+        if permanent {
+            tracing::error!(outbox_id, attempts, %class, %error, "ingestion failed; the row is given up as a dead letter");
+        } else {
+            tracing::warn!(outbox_id, attempts, %class, %error, "ingestion failed; the row is tried again later");
+        }
         trace.emit(
             message_id.and_then(crate::contract::Snowflake::from_i64),
             TraceKind::IngestFailed {
                 outbox_id,
                 error: error.to_owned(),
                 attempts,
-                permanent: attempts >= MAX_ATTEMPTS,
+                permanent,
+                class: Some(class),
+                next_attempt_at,
             },
         );
     }

@@ -22,8 +22,8 @@ use crate::contract::{self, NotifyPayload};
 use crate::pipeline::ingest::IngestWaker;
 use crate::present::shorten;
 use crate::store::notify::notify;
-use crate::store::{error_chain, Database, Identifier, StoreError, LISTENER_APP_NAME};
-use crate::trace::{Trace, TraceKind};
+use crate::store::{error_chain, Database, ErrorClass, Identifier, StoreError, LISTENER_APP_NAME};
+use crate::trace::{Trace, TraceKind, WriteStage};
 
 /// Payload text kept on the trace for a rejected notification.
 const REJECTED_SAMPLE: usize = 1024;
@@ -130,8 +130,9 @@ impl ListenerHandle {
         }
     }
 
-    pub async fn join(self) {
-        let _ = self.task.await;
+    /// Waits until the listener task has ended; the error when it had crashed.
+    pub async fn join(self) -> Result<(), tokio::task::JoinError> {
+        self.task.await
     }
 }
 
@@ -518,8 +519,23 @@ async fn write_dead_letters(pool: Pool, trace: Trace, mut rx: mpsc::Receiver<Dea
         .await;
         if let Err(e) = result {
             let error = error_chain(&e);
-            tracing::error!(count = batch.len(), %error, "could not record dead letters");
-            trace.emit(None, TraceKind::DatabaseDown { error });
+            let class = e.class();
+            tracing::error!(count = batch.len(), %class, %error, "could not record dead letters");
+            // The rejections themselves are on the trace already; what failed is their copy
+            // in dead_letters, and why.
+            trace.emit(
+                None,
+                if class == ErrorClass::Connection {
+                    TraceKind::DatabaseDown { error }
+                } else {
+                    TraceKind::DatabaseRefused {
+                        part: WriteStage::DeadLetters,
+                        class,
+                        error,
+                        retry_in_ms: None,
+                    }
+                },
+            );
         }
         batch.clear();
     }

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod ingest;
 pub mod listen;
 pub mod publish;
+pub mod retry;
 pub mod synthetic;
 pub mod test_events;
 pub mod watched;
@@ -28,6 +29,7 @@ use crate::pipeline::listen::{
     ControlRoute, ListenerConfig, ListenerError, ListenerHandle, ListenerState,
 };
 use crate::pipeline::publish::{PublishError, PublisherHandle};
+use crate::pipeline::retry::RetrySchedule;
 use crate::pipeline::test_events::TestEvents;
 use crate::store::{self, Database, Identifier, StoreError};
 use crate::trace::{Trace, TraceKind};
@@ -56,7 +58,16 @@ pub struct PipelineConfig {
     pub ingest_async_commit: bool,
     /// How often ingestion looks for rows whose NOTIFY never came.
     pub ingest_sweep: Duration,
+    /// When ingestion tries a failed row again, and when it gives it up.
+    pub retry: RetrySchedule,
+    /// How long a statement of the publisher or of ingestion waits for a lock before the
+    /// database refuses it (`lock_timeout`): a table locked by a migration or a forgotten
+    /// transaction then shows as a named, retried error instead of a silent stall.
+    pub lock_timeout: Duration,
 }
+
+/// The default [`PipelineConfig::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl PipelineConfig {
     pub fn new(database: Database, channel: Identifier) -> Self {
@@ -73,6 +84,8 @@ impl PipelineConfig {
             notify: publish::NotifyMode::default(),
             ingest_async_commit: true,
             ingest_sweep: ingest::DEFAULT_SWEEP,
+            retry: RetrySchedule::default(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 }
@@ -98,6 +111,10 @@ impl Pipeline {
     pub async fn start(config: PipelineConfig, trace: Trace) -> Result<Self, StoreError> {
         let database = config.database.clone();
         database.migrate().await?;
+        let database = database.with_setting(
+            "lock_timeout",
+            &format!("{}ms", config.lock_timeout.as_millis().max(1)),
+        );
         // The publisher holds one connection at a time, each worker one, plus dead letters.
         let pool = database.pool(config.workers + 3)?;
         trace.emit(
@@ -206,35 +223,97 @@ impl Pipeline {
     }
 
     /// Stops taking events, commits what is queued, lets ingestion finish the backlog (up to
-    /// `drain`), then stops the listener and the workers.
-    pub async fn shutdown(self, drain: Duration) {
+    /// `drain`), then stops the listener and the workers. Says what it could not drain and
+    /// which task had crashed.
+    pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
         let started = Instant::now();
         self.stop_publisher.cancel();
-        let _ = self.publisher_task.await;
-        while started.elapsed() < drain {
+        if let Err(e) = self.publisher_task.await {
+            report.crashed.push(format!("the publisher: {e}"));
+        }
+        loop {
             let remaining = match self.pool.get().await {
                 Ok(client) => store::backlog(&client, &self.channel).await,
                 Err(e) => Err(e.into()),
             };
-            let remaining = match remaining {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %store::error_chain(&e), "cannot count the backlog; not waiting for it");
+            match remaining {
+                Ok(0) => break,
+                Ok(n) if started.elapsed() >= drain => {
+                    report.undrained = Undrained::Rows(n);
                     break;
                 }
-            };
-            if remaining == 0 {
-                break;
+                Ok(_) => {}
+                Err(e) => {
+                    report.undrained = Undrained::Unknown(store::error_chain(&e));
+                    break;
+                }
             }
             self.waker.wake();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.stop_consumers.cancel();
-        for worker in self.workers {
-            let _ = worker.await;
+        for (n, worker) in self.workers.into_iter().enumerate() {
+            if let Err(e) = worker.await {
+                report.crashed.push(format!("ingestion worker {n}: {e}"));
+            }
         }
-        self.listener.join().await;
+        if let Err(e) = self.listener.join().await {
+            report.crashed.push(format!("the listener: {e}"));
+        }
         self.pool.close();
+        report.log();
+        report
+    }
+}
+
+/// What an orderly stop could not do.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ShutdownReport {
+    pub undrained: Undrained,
+    /// Tasks that had panicked, with the panic.
+    pub crashed: Vec<String>,
+}
+
+/// Whether ingestion caught up before the stop.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum Undrained {
+    #[default]
+    Nothing,
+    /// Outbox rows still waiting when the drain time ran out; they stay in the outbox and
+    /// are ingested by the next start (or by another process sharing it).
+    Rows(i64),
+    /// The backlog could not be counted.
+    Unknown(String),
+}
+
+impl ShutdownReport {
+    pub fn is_clean(&self) -> bool {
+        self.undrained == Undrained::Nothing && self.crashed.is_empty()
+    }
+
+    /// One sentence per thing left undone.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match &self.undrained {
+            Undrained::Nothing => {}
+            Undrained::Rows(n) => lines.push(format!(
+                "{n} event(s) not ingested before the drain timeout; they stay in the outbox \
+                 and are ingested at the next start"
+            )),
+            Undrained::Unknown(error) => lines.push(format!(
+                "could not count the events left in the outbox ({error}); any left are \
+                 ingested at the next start"
+            )),
+        }
+        lines.extend(self.crashed.iter().map(|c| format!("{c} had crashed")));
+        lines
+    }
+
+    fn log(&self) {
+        for line in self.lines() {
+            tracing::error!("shutdown: {line}");
+        }
     }
 }
 
@@ -249,6 +328,7 @@ fn start_ingestion(
     let mut ingest_config = IngestConfig::new(config.channel.clone());
     ingest_config.batch = config.ingest_batch;
     ingest_config.sweep = config.ingest_sweep;
+    ingest_config.retry = config.retry;
     let ingest_pool = if config.ingest_async_commit {
         // Each worker holds one connection at a time.
         database.pool_with_async_commit(config.workers.max(1))?

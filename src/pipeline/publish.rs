@@ -15,13 +15,17 @@ use uuid::Uuid;
 
 use crate::contract::{self, ContractError, Envelope, EventType, MessageRecord, Snowflake};
 use crate::store::notify;
-use crate::store::{error_chain, is_transient_error, Identifier, StoreError};
-use crate::trace::{Trace, TraceKind};
+use crate::store::{error_chain, ErrorClass, Identifier, StoreError};
+use crate::trace::{Trace, TraceKind, WriteStage};
 
 /// Events one transaction carries at most.
 pub const MAX_BATCH: usize = 1000;
-/// How long a batch is retried while the database is unreachable.
-const RETRY_FOR: Duration = Duration::from_secs(30);
+/// How long a batch is retried while the database cannot take it (unreachable, a lock, a
+/// revoked grant): long enough for a restart, a failover or a migration. Meanwhile the queue
+/// fills and senders wait.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+/// The longest wait between two tries of a batch.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Default bound of the publish queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
@@ -294,10 +298,10 @@ async fn commit_batch(
     let result = loop {
         attempts += 1;
         match write_batch(pool, channel, notify, batch.iter().map(|r| &r.envelope)).await {
-            Err(WriteError::Connection(e)) if started.elapsed() < RETRY_FOR => {
-                tracing::warn!(error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "outbox write failed, retrying");
+            Err(e) if e.class.is_transient() && started.elapsed() < RETRY_FOR => {
+                refused(trace, &e, attempts, delay);
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
             other => break other,
         }
@@ -309,24 +313,43 @@ async fn commit_batch(
                 let _ = request.reply.send(Ok(receipt));
             }
         }
-        Err(WriteError::Statement(e)) if batch.len() > 1 => {
+        Err(e) if !e.class.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e, events = batch.len(), "batch rejected, publishing its events one by one");
             for request in batch.drain(..) {
                 let result = write_batch(pool, channel, notify, std::iter::once(&request.envelope))
                     .await
                     .map(|mut r| r.remove(0))
-                    .map_err(|e| PublishError::Database(e.to_string()));
+                    .map_err(|e| e.into_publish_error());
                 report(trace, channel, &request.envelope, &result);
                 let _ = request.reply.send(result);
             }
         }
         Err(e) => {
-            let error = PublishError::Database(e.to_string());
+            let error = e.into_publish_error();
             for request in batch.drain(..) {
                 report(trace, channel, &request.envelope, &Err(error.clone()));
                 let _ = request.reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// The database did not take a batch that will be tried again: a lost connection is only
+/// logged (the listener and ingestion report it as `database_down`), anything else (a lock,
+/// a grant, a missing table) is traced too, so that the diagnosis names it while it lasts.
+fn refused(trace: &Trace, e: &WriteError, attempt: u32, delay: Duration) {
+    let retry_in_ms = delay.as_millis() as u64;
+    tracing::warn!(error = %e.text, class = %e.class, attempt, retry_in_ms, "outbox write failed, retrying");
+    if e.class != ErrorClass::Connection {
+        trace.emit(
+            None,
+            TraceKind::DatabaseRefused {
+                part: WriteStage::Publish,
+                class: e.class,
+                error: e.text.clone(),
+                retry_in_ms: Some(retry_in_ms),
+            },
+        );
     }
 }
 
@@ -367,19 +390,26 @@ fn report(
     }
 }
 
+/// A batch the database did not take, with the kind of error: transient ones are retried,
+/// the others isolate the event that caused them.
 #[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error("{0}")]
-    Connection(String),
-    #[error("{0}")]
-    Statement(String),
+#[error("{text}")]
+struct WriteError {
+    class: ErrorClass,
+    text: String,
+}
+
+impl WriteError {
+    fn into_publish_error(self) -> PublishError {
+        PublishError::Database(format!("{}: {}", self.class.describe(), self.text))
+    }
 }
 
 impl From<StoreError> for WriteError {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Db(db) if !is_transient_error(db) => WriteError::Statement(error_chain(&e)),
-            _ => WriteError::Connection(error_chain(&e)),
+        WriteError {
+            class: e.class(),
+            text: error_chain(&e),
         }
     }
 }
@@ -522,7 +552,10 @@ fn announcements(
         let outbox_id = outbox_ids
             .get(&envelope.event_id)
             .copied()
-            .ok_or_else(|| WriteError::Statement("outbox insert returned no id".into()))?;
+            .ok_or_else(|| WriteError {
+                class: ErrorClass::Other,
+                text: "outbox insert returned no id".into(),
+            })?;
         let (notify_bytes, by_ref) = match notify_mode {
             NotifyMode::PerEvent => {
                 let mut with_id = envelope.clone();

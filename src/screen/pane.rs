@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::screen::search::Search;
-use crate::trace::{TraceEvent, TraceKind};
+use crate::trace::{TraceEvent, TraceKind, WriteStage};
 
 /// The five stage panes, then health and logs: the order of the `1`–`7` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,11 @@ impl PaneId {
             | TraceKind::IngestFailed { .. }
             | TraceKind::RowObserved { .. } => PaneId::Ingest,
             TraceKind::Skipped { .. } | TraceKind::ContentIntentSuspected { .. } => PaneId::Skips,
+            TraceKind::DatabaseRefused { part, .. } => match part {
+                WriteStage::Publish => PaneId::Published,
+                WriteStage::Ingest => PaneId::Ingest,
+                WriteStage::DeadLetters => PaneId::Notify,
+            },
             _ => return None,
         })
     }

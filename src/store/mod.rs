@@ -4,7 +4,11 @@
 //! pipeline's stages or the trace.
 
 pub mod embedded;
+pub mod errors;
 pub mod notify;
+pub mod outbox;
+
+pub use errors::ErrorClass;
 
 use std::fmt;
 use std::time::Duration;
@@ -17,10 +21,6 @@ use tokio_postgres::{Client, Config, NoTls};
 pub const APP_NAME: &str = "notifyscope";
 /// Application name of the dedicated LISTEN connection.
 pub const LISTENER_APP_NAME: &str = "notifyscope-listener";
-
-/// Ingestion gives up on an outbox row after this many failed attempts; the row stays, with
-/// its last error, as a dead letter.
-pub const MAX_ATTEMPTS: i32 = 5;
 
 mod embedded_migrations {
     refinery::embed_migrations!("src/store/migrations");
@@ -49,15 +49,13 @@ pub enum StoreError {
 impl StoreError {
     /// The database could not be reached (as opposed to refusing one statement).
     pub fn is_connection_lost(&self) -> bool {
-        match self {
-            StoreError::Connect { .. } | StoreError::Pool(_) => true,
-            StoreError::Db(e) => {
-                e.is_closed()
-                    || e.code()
-                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
-            }
-            _ => false,
-        }
+        matches!(self, StoreError::Connect { .. })
+            || ErrorClass::of_store(self) == ErrorClass::Connection
+    }
+
+    /// What kind of error this is (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::of_store(self)
     }
 }
 
@@ -278,15 +276,26 @@ impl Database {
     /// ingestion, whose lost commit leaves the outbox row unprocessed, so the message is
     /// ingested again after recovery (the insert is idempotent). Never for the outbox writes.
     pub fn pool_with_async_commit(&self, max_size: usize) -> Result<Pool, StoreError> {
-        let mut relaxed = self.clone();
-        let options = match relaxed.config.get_options() {
-            Some(existing) if !existing.is_empty() => {
-                format!("{existing} -c synchronous_commit=off")
-            }
-            _ => "-c synchronous_commit=off".to_owned(),
+        self.with_setting("synchronous_commit", "off")
+            .pool(max_size)
+    }
+
+    /// Every session of this database sets `name` to `value` (a server setting such as
+    /// `lock_timeout`). Both are fixed strings of this program, never user input.
+    pub fn with_setting(&self, name: &str, value: &str) -> Database {
+        let mut changed = self.clone();
+        let setting = format!("-c {name}={value}");
+        let options = match changed.config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+            _ => setting,
         };
-        relaxed.config.options(options);
-        relaxed.pool(max_size)
+        changed.config.options(options);
+        changed
+    }
+
+    /// The database role the pipeline connects as.
+    pub fn role(&self) -> Option<&str> {
+        self.config.get_user()
     }
 
     /// Creates the schema when missing and applies pending migrations. Several processes may
@@ -351,33 +360,18 @@ fn redact(config: &Config, schema: &Identifier) -> String {
     parts.join(" ")
 }
 
-/// Outbox rows of `channel` not yet ingested and still eligible for another attempt.
+/// An outbox row still waiting for ingestion: neither processed nor given up (SQL).
+pub const PENDING: &str = "processed_at IS NULL AND dead_at IS NULL";
+
+/// Outbox rows of `channel` not yet ingested and not given up.
 pub async fn backlog(client: &Client, channel: &Identifier) -> Result<i64, StoreError> {
     let row = client
         .query_one(
-            "SELECT count(*) FROM event_outbox \
-             WHERE processed_at IS NULL AND channel = $1 AND attempts < $2",
-            &[&channel.as_str(), &MAX_ATTEMPTS],
+            &format!("SELECT count(*) FROM event_outbox WHERE {PENDING} AND channel = $1"),
+            &[&channel.as_str()],
         )
         .await?;
     Ok(row.get(0))
-}
-
-/// True when trying again later may succeed: the connection failed, or the server refused
-/// for the moment (serialization failure, deadlock, lock or statement timeout, no resources).
-/// Such errors are retried without counting against the event.
-pub fn is_transient_error(e: &tokio_postgres::Error) -> bool {
-    e.is_closed()
-        || e.code().is_none_or(|c| {
-            let code = c.code();
-            // 08: connection exception; 57P: the server shut down or is starting; 53:
-            // insufficient resources; 40001 serialization failure; 40P01 deadlock; 55P03
-            // lock not available; 57014 statement timeout.
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-                || matches!(code, "40001" | "40P01" | "55P03" | "57014")
-        })
 }
 
 /// The error with its whole chain of causes on one line.

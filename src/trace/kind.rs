@@ -7,7 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use crate::contract::Snowflake;
+use crate::store::ErrorClass;
 use crate::trace::Status;
 
 /// Outcome of inserting a message into `discord_messages`.
@@ -77,6 +80,52 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// The part of the pipeline whose statement the database refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteStage {
+    /// The publisher's outbox insert and NOTIFY.
+    Publish,
+    /// Ingestion's claim, insert into `discord_messages`, or outbox mark.
+    Ingest,
+    /// The listener's record of rejected notifications.
+    DeadLetters,
+}
+
+impl WriteStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStage::Publish => "publish",
+            WriteStage::Ingest => "ingest",
+            WriteStage::DeadLetters => "dead_letters",
+        }
+    }
+
+    /// Who writes, for people.
+    pub fn writer(self) -> &'static str {
+        match self {
+            WriteStage::Publish => "the publisher",
+            WriteStage::Ingest => "ingestion",
+            WriteStage::DeadLetters => "the dead-letter writer",
+        }
+    }
+
+    /// The table it writes.
+    pub fn table(self) -> &'static str {
+        match self {
+            WriteStage::Publish => "event_outbox",
+            WriteStage::Ingest => "discord_messages",
+            WriteStage::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+impl fmt::Display for WriteStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum TraceKind {
@@ -134,12 +183,29 @@ pub enum TraceKind {
         /// From the outbox commit to the ingestion commit.
         latency_ms: f64,
     },
-    /// The outbox row stays for retry until `attempts` reaches the limit (`permanent`).
+    /// The outbox row stays and is tried again at `next_attempt_at`, or, `permanent`, it is
+    /// given up as a dead letter. `class` is the kind of database error; none when the
+    /// payload broke the contract.
     IngestFailed {
         outbox_id: i64,
         error: String,
         attempts: i32,
         permanent: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<ErrorClass>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_attempt_at: Option<DateTime<Utc>>,
+    },
+    /// The database refused a statement of a part of the pipeline (`publish`, `ingest`,
+    /// `dead_letters`)
+    /// for a reason of its own, not of one message: a lock, a permission, a missing table,
+    /// no resources. What it carried is kept and tried again after `retry_in_ms`.
+    DatabaseRefused {
+        part: WriteStage,
+        class: ErrorClass,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_ms: Option<u64>,
     },
     /// The database answered; `url` has no password.
     DatabaseUp {
@@ -242,6 +308,7 @@ impl TraceKind {
             TraceKind::NotifyRejected { .. } => "notify_rejected",
             TraceKind::Ingested { .. } => "ingested",
             TraceKind::IngestFailed { .. } => "ingest_failed",
+            TraceKind::DatabaseRefused { .. } => "database_refused",
             TraceKind::DatabaseUp { .. } => "database_up",
             TraceKind::DatabaseDown { .. } => "database_down",
             TraceKind::ListenerUp { .. } => "listener_up",
@@ -268,6 +335,7 @@ impl TraceKind {
             TraceKind::PublishFailed { .. }
                 | TraceKind::NotifyRejected { .. }
                 | TraceKind::IngestFailed { .. }
+                | TraceKind::DatabaseRefused { .. }
                 | TraceKind::DatabaseDown { .. }
                 | TraceKind::ListenerDown { .. }
                 | TraceKind::GatewayDown { .. }

@@ -10,10 +10,9 @@ mod health;
 mod kind;
 
 pub use health::Status;
-pub use kind::{IngestOutcome, SkipReason, TraceKind};
+pub use kind::{IngestOutcome, SkipReason, TraceKind, WriteStage};
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,7 +42,6 @@ impl TraceEvent {
 #[derive(Clone)]
 pub struct Trace {
     tx: broadcast::Sender<Arc<TraceEvent>>,
-    errors: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 impl Default for Trace {
@@ -55,10 +53,7 @@ impl Default for Trace {
 impl Trace {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(TRACE_CAPACITY);
-        Trace {
-            tx,
-            errors: Arc::default(),
-        }
+        Trace { tx }
     }
 
     pub fn emit(&self, message_id: Option<Snowflake>, kind: TraceKind) {
@@ -67,11 +62,6 @@ impl Trace {
 
     /// Emits an event that happened at `at` rather than now (see `Published`).
     pub fn emit_at(&self, at: DateTime<Utc>, message_id: Option<Snowflake>, kind: TraceKind) {
-        if kind.is_error() {
-            if let Ok(mut errors) = self.errors.lock() {
-                *errors.entry(kind.name()).or_default() += 1;
-            }
-        }
         let event = TraceEvent {
             at,
             message_id,
@@ -85,11 +75,6 @@ impl Trace {
         TraceReceiver {
             rx: self.tx.subscribe(),
         }
-    }
-
-    /// Errors seen so far, by stage name.
-    pub fn error_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.errors.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
@@ -149,25 +134,5 @@ mod tests {
         );
         let back: TraceEvent = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, ev);
-    }
-
-    #[test]
-    fn errors_are_counted() {
-        let trace = Trace::new();
-        trace.emit(
-            None,
-            TraceKind::DatabaseDown {
-                error: "gone".into(),
-            },
-        );
-        trace.emit(
-            None,
-            TraceKind::Backpressure {
-                queued: 1,
-                capacity: 1,
-            },
-        );
-        assert_eq!(trace.error_counts().get("database_down"), Some(&1));
-        assert_eq!(trace.error_counts().len(), 1);
     }
 }

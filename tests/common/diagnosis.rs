@@ -43,21 +43,46 @@ impl Rig {
     /// Diagnosis over `database`; with `pipeline` the whole pipeline runs, without it nothing
     /// listens.
     pub async fn start(database: Database, channel: Identifier, pipeline: bool) -> Rig {
+        if pipeline {
+            Rig::start_with(database, channel, |_| {}).await
+        } else {
+            Rig::start_on(database, channel, None).await
+        }
+    }
+
+    /// Diagnosis over `database` with the whole pipeline, its settings changed by
+    /// `configure` first.
+    pub async fn start_with(
+        database: Database,
+        channel: Identifier,
+        configure: impl FnOnce(&mut PipelineConfig),
+    ) -> Rig {
+        let mut pc = PipelineConfig::new(database.clone(), channel.clone());
+        pc.watch_channels = case_neighbours(&channel);
+        configure(&mut pc);
+        Rig::start_on(database, channel, Some(pc)).await
+    }
+
+    async fn start_on(
+        database: Database,
+        channel: Identifier,
+        pipeline: Option<PipelineConfig>,
+    ) -> Rig {
         database.migrate().await.expect("migrates");
         let trace = Trace::new();
         let events = trace.subscribe();
         let stop = CancellationToken::new();
-        let pipeline = if pipeline {
-            let mut pc = PipelineConfig::new(database.clone(), channel.clone());
-            pc.watch_channels = case_neighbours(&channel);
+        let pipeline = if let Some(pc) = pipeline {
             let mut p = Pipeline::start(pc, trace.clone()).await.expect("pipeline");
             p.wait_listening(WAIT).await.expect("listener");
             Some(p)
         } else {
             None
         };
+        let mut diagnose_config = config(&channel);
+        diagnose_config.role = database.role().map(str::to_owned);
         let (checks, diagnosis) = diagnose::spawn(
-            config(&channel),
+            diagnose_config,
             events,
             trace.clone(),
             database.pool(2).expect("pool"),

@@ -1,0 +1,360 @@
+//! Database errors named for what they are, each fault induced for real: a revoked grant and
+//! a locked table while messages flow are named by the "writes" check (never blamed on the
+//! payloads), retried on their schedule, and lose nothing once they end; doctor prints the
+//! error of a query it could not run; a stop says what it could not drain.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::diagnosis::{failing, Rig};
+use common::process::notifyscope;
+use common::{is_inserted, server_url, Seen, TestSchema, WAIT};
+use notifyscope::contract::Snowflake;
+use notifyscope::pipeline::publish::PublisherHandle;
+use notifyscope::pipeline::synthetic;
+use notifyscope::pipeline::Undrained;
+use notifyscope::store::Database;
+use notifyscope::trace::{Status, TraceEvent, TraceKind};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A login role that owns the test's schema, dropped with everything it owns at the end.
+struct TestRole {
+    name: String,
+}
+
+impl TestRole {
+    async fn create(t: &TestSchema) -> TestRole {
+        let name = format!("r{}", &t.name[1..]);
+        t.client()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE \"{name}\" LOGIN; CREATE SCHEMA \"{}\" AUTHORIZATION \"{name}\"",
+                t.name
+            ))
+            .await
+            .expect("role and schema created");
+        TestRole { name }
+    }
+
+    /// The test's schema, reached as this role.
+    fn database(&self, t: &TestSchema) -> Database {
+        Database::new(&self.url(), t.schema()).expect("URL parses")
+    }
+
+    /// The test server's URL with this role as the user.
+    fn url(&self) -> String {
+        let url = server_url();
+        if url.contains("://") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}user={}", self.name)
+        } else {
+            format!("{url} user={}", self.name)
+        }
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&server_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!(
+                            "DROP OWNED BY \"{name}\" CASCADE; DROP ROLE IF EXISTS \"{name}\""
+                        ))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Publishes a message every 20 ms until stopped; the ids of those committed to the outbox.
+fn keep_sending(publisher: PublisherHandle, stop: CancellationToken) -> JoinHandle<Vec<Snowflake>> {
+    tokio::spawn(async move {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        while !stop.is_cancelled() {
+            let record = synthetic::message("sent while the database refuses").to_record();
+            let id = record.message_id;
+            if publisher.publish(record).await.is_ok() {
+                sent.lock().expect("lock").push(id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ids = sent.lock().expect("lock").clone();
+        ids
+    })
+}
+
+fn turned(e: &TraceEvent, check: &str, to: Status) -> bool {
+    matches!(&e.kind, TraceKind::HealthChanged { check: c, status, .. } if c == check && *status == to)
+}
+
+/// Every message of `ids` ingested exactly once, and no row given up.
+async fn all_arrived_once(t: &TestSchema, seen: &mut Seen, ids: &[Snowflake]) {
+    let wanted: std::collections::HashSet<Snowflake> = ids.iter().copied().collect();
+    seen.until("every message sent ingested", |evs| {
+        let ingested: std::collections::HashSet<Snowflake> = evs
+            .iter()
+            .filter(|e| is_inserted(e))
+            .filter_map(|e| e.message_id)
+            .collect();
+        wanted.is_subset(&ingested)
+    })
+    .await;
+    let raw: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
+    let client = t.client().await;
+    let rows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM discord_messages WHERE message_id = ANY($1)",
+            &[&raw],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows as usize, ids.len(), "one row per message");
+    let dead: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox WHERE dead_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(dead, 0, "a passing fault makes no dead letter");
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_outbox WHERE processed_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(pending, 0, "the outbox is drained without a manual retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_insert_grant_is_named_and_every_message_arrives_once_it_is_back() {
+    let t = TestSchema::new("e_grant");
+    let role = TestRole::create(&t).await;
+    let mut rig = Rig::start_with(role.database(&t), t.channel(), |c| c.control = false).await;
+    let mut seen = Seen::new(rig.trace.subscribe());
+    rig.until("writes", |s| s == Status::Ok).await;
+    let stop = CancellationToken::new();
+    let sender = keep_sending(rig.pipeline().publisher().clone(), stop.clone());
+    seen.until_count("messages flowing", 5, is_inserted).await;
+
+    let admin = t.client().await;
+    admin
+        .batch_execute(&format!(
+            "REVOKE INSERT ON discord_messages FROM \"{}\"",
+            role.name
+        ))
+        .await
+        .expect("revoked");
+    let revoked = Instant::now();
+    let writes = rig.until("writes", failing).await;
+    assert!(
+        revoked.elapsed() < Duration::from_secs(10),
+        "named within seconds"
+    );
+    assert!(
+        writes
+            .summary
+            .contains("ingestion may not write discord_messages"),
+        "{writes:?}"
+    );
+    assert!(writes.summary.contains("permission denied"), "{writes:?}");
+    assert!(
+        writes.hint.contains("GRANT") && writes.hint.contains(&role.name),
+        "the fix names the grant and the role: {}",
+        writes.hint
+    );
+
+    // The fault lasts ten seconds while messages keep coming.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(revoked.elapsed())).await;
+    admin
+        .batch_execute(&format!(
+            "GRANT INSERT ON discord_messages TO \"{}\"",
+            role.name
+        ))
+        .await
+        .expect("granted again");
+    stop.cancel();
+    let ids = sender.await.expect("sender");
+    assert!(ids.len() > 100, "messages were sent during the fault");
+    all_arrived_once(&t, &mut seen, &ids).await;
+
+    seen.drain();
+    assert_eq!(
+        seen.count(|e| turned(e, "malformed", Status::Fail)),
+        0,
+        "the payloads were never blamed"
+    );
+    let retried = seen.count(|e| {
+        matches!(
+            &e.kind,
+            TraceKind::IngestFailed {
+                class: Some(notifyscope::store::ErrorClass::Permission),
+                permanent: false,
+                ..
+            }
+        )
+    });
+    assert!(retried > 0, "the refused rows were retried, not given up");
+    rig.until("writes", |s| s != Status::Fail).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_locked_past_lock_timeout_is_named_and_drains_when_released() {
+    let t = TestSchema::new("e_lock");
+    let mut rig = Rig::start_with(t.database(), t.channel(), |c| {
+        c.control = false;
+        c.lock_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut seen = Seen::new(rig.trace.subscribe());
+    rig.until("writes", |s| s == Status::Ok).await;
+    let stop = CancellationToken::new();
+    let sender = keep_sending(rig.pipeline().publisher().clone(), stop.clone());
+    seen.until_count("messages flowing", 5, is_inserted).await;
+
+    // What a plain CREATE INDEX takes: inserts wait, reads go on.
+    let locker = t.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE discord_messages IN SHARE MODE")
+        .await
+        .expect("locked");
+    let locked = Instant::now();
+    let writes = rig.until("writes", failing).await;
+    assert!(
+        writes
+            .summary
+            .contains("ingestion waited on a lock on discord_messages"),
+        "{writes:?}"
+    );
+    assert!(writes.hint.contains("pg_blocking_pids"), "{}", writes.hint);
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(locked.elapsed())).await;
+    locker.batch_execute("COMMIT").await.expect("released");
+    stop.cancel();
+    let ids = sender.await.expect("sender");
+    all_arrived_once(&t, &mut seen, &ids).await;
+
+    seen.drain();
+    for innocent in ["database", "malformed"] {
+        assert_eq!(
+            seen.count(|e| turned(e, innocent, Status::Fail)),
+            0,
+            "{innocent} was never blamed for the lock"
+        );
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_says_what_it_could_not_drain() {
+    let common::PipelineRig { t, pipeline, .. } =
+        common::PipelineRig::start_on(TestSchema::new("e_drain"), |c| {
+            c.control = false;
+            c.lock_timeout = Duration::from_millis(500);
+        })
+        .await;
+    let locker = t.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE discord_messages IN SHARE MODE")
+        .await
+        .expect("locked");
+    for i in 0..3 {
+        pipeline
+            .publisher()
+            .publish(synthetic::message(format!("stuck {i}")).to_record())
+            .await
+            .expect("published to the outbox");
+    }
+    let report = pipeline.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(report.undrained, Undrained::Rows(3));
+    assert!(
+        report.lines()[0].starts_with("3 event(s) not ingested before the drain timeout"),
+        "{:?}",
+        report.lines()
+    );
+    assert!(report.crashed.is_empty());
+    locker.batch_execute("COMMIT").await.expect("released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_prints_the_error_of_a_query_it_may_not_run() {
+    let t = TestSchema::new("e_doctor");
+    let role = TestRole::create(&t).await;
+    role.database(&t).migrate().await.expect("migrated");
+    t.client()
+        .await
+        .batch_execute(&format!(
+            "REVOKE SELECT ON event_outbox FROM \"{}\"",
+            role.name
+        ))
+        .await
+        .expect("revoked");
+    let out = tokio::time::timeout(
+        WAIT,
+        notifyscope()
+            .args(["doctor", "--timeout", "2", "--schema", &t.name])
+            .args(["--channel", &t.name, "--database-url", &role.url()])
+            .output(),
+    )
+    .await
+    .expect("doctor finishes")
+    .expect("doctor runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "not judged: reading event_outbox failed (permission denied): \
+             database error: db error: ERROR: permission denied for table event_outbox"
+        ) || stdout.contains("permission denied for table event_outbox"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("outbox drained: not judged"), "{stdout}");
+    assert!(!stdout.contains("not queried yet"), "{stdout}");
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_log_filter_is_an_error_naming_it() {
+    let out = notifyscope()
+        .args(["doctor", "--log", "notifyscope=loud"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--log") && stderr.contains("notifyscope=loud"),
+        "{stderr}"
+    );
+
+    let out = notifyscope()
+        .env("RUST_LOG", "notifyscope=loud")
+        .args(["doctor"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RUST_LOG") && stderr.contains("notifyscope=loud"),
+        "{stderr}"
+    );
+}
