@@ -3,20 +3,170 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
 use common::fake_discord::{message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID};
-use common::process::{notifyscope, pipeline_command, run_pipeline, stage, Running};
-use common::{server_url, TestSchema};
+use common::process::{notifyscope, pipeline_command_on, run_pipeline, stage, Running};
+use common::{server_url, TestSchema, WAIT};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 const TOKEN: &str = "MTE5OTAwMDAwMDAwMDAwMDAwMQ.fake-bot-token.do-not-print";
 
 fn bot_command(t: &TestSchema, fake: &FakeDiscord, extra: &[&str]) -> tokio::process::Command {
-    let mut cmd = pipeline_command(t);
+    bot_command_on(t, fake, &server_url(), extra)
+}
+
+/// [`bot_command`] with the database reached at `database_url`.
+fn bot_command_on(
+    t: &TestSchema,
+    fake: &FakeDiscord,
+    database_url: &str,
+    extra: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = pipeline_command_on(t, database_url);
     cmd.env("DISCORD_TOKEN", TOKEN)
         .args(["--discord-api-url", &fake.api_url])
         .args(extra);
     cmd
+}
+
+/// A TCP proxy in front of the test's PostgreSQL that holds back the connections of the
+/// pipeline's listener (application_name `notifyscope-listener`, read from the startup
+/// packet) until [`ListenerGate::open`]; every other connection passes at once. The
+/// listener stays "connecting" meanwhile, as with a database that answers it only later.
+struct ListenerGate {
+    /// The database URL that goes through the proxy.
+    url: String,
+    open: watch::Sender<bool>,
+    /// Listener connections that arrived while the gate was closed.
+    held: Arc<AtomicUsize>,
+}
+
+impl ListenerGate {
+    async fn start() -> Self {
+        let config: tokio_postgres::Config = server_url().parse().expect("test URL parses");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            other => panic!("the listener gate needs a TCP host in the test URL, not {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let upstream = format!("{host}:{port}");
+        let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut url = format!(
+            "host=127.0.0.1 port={}",
+            proxy.local_addr().expect("addr").port()
+        );
+        if let Some(user) = config.get_user() {
+            url.push_str(&format!(" user={}", quote(user)));
+        }
+        if let Some(dbname) = config.get_dbname() {
+            url.push_str(&format!(" dbname={}", quote(dbname)));
+        }
+        if let Some(password) = config.get_password() {
+            let password = String::from_utf8(password.to_vec()).expect("UTF-8 password");
+            url.push_str(&format!(" password={}", quote(&password)));
+        }
+        let (open, open_rx) = watch::channel(false);
+        let held = Arc::new(AtomicUsize::new(0));
+        let counter = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = proxy.accept().await {
+                tokio::spawn(relay(
+                    client,
+                    upstream.clone(),
+                    open_rx.clone(),
+                    counter.clone(),
+                ));
+            }
+        });
+        ListenerGate { url, open, held }
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// One client connection: its startup packet read (an SSLRequest before it is declined),
+/// held while the gate is closed if it is the listener's, then relayed both ways.
+async fn relay(
+    mut client: TcpStream,
+    upstream: String,
+    mut open: watch::Receiver<bool>,
+    held: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    const SSL_REQUEST: u32 = 80_877_103;
+    let startup = loop {
+        let mut len = [0u8; 4];
+        client.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if !(8..=65_536).contains(&len) {
+            return Ok(());
+        }
+        let mut packet = vec![0u8; len];
+        packet[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        client.read_exact(&mut packet[4..]).await?;
+        if len == 8 && packet[4..8] == SSL_REQUEST.to_be_bytes() {
+            client.write_all(b"N").await?;
+            continue;
+        }
+        break packet;
+    };
+    let listener = b"application_name\0notifyscope-listener\0";
+    if startup.windows(listener.len()).any(|w| w == listener) && !*open.borrow() {
+        held.fetch_add(1, Ordering::Relaxed);
+        if open.wait_for(|o| *o).await.is_err() {
+            return Ok(());
+        }
+    }
+    let mut server = TcpStream::connect(&upstream).await?;
+    server.write_all(&startup).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    Ok(())
+}
+
+/// Each way the bot token could show up in text: as written, in the header or IDENTIFY
+/// field, and as a byte dump (`[77, 84, …]` as `Debug` prints bytes, hex, base64).
+fn token_leaks(text: &str) -> Vec<&'static str> {
+    let bytes = TOKEN.as_bytes();
+    let decimal = format!("{bytes:?}");
+    let decimal = decimal.trim_start_matches('[').trim_end_matches(']');
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let base64 = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+    let lower = text.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for (name, hit) in [
+        ("the token", text.contains(TOKEN)),
+        (
+            "its first part",
+            text.contains(TOKEN.split('.').next().unwrap_or(TOKEN)),
+        ),
+        (
+            "its secret part",
+            text.contains("fake-bot-token") || text.contains("do-not-print"),
+        ),
+        ("its bytes in decimal", text.contains(decimal)),
+        ("its bytes in hex", lower.contains(&hex)),
+        ("its base64", text.contains(&base64)),
+    ] {
+        if hit {
+            found.push(name);
+        }
+    }
+    found
 }
 
 fn id_of(v: &Value) -> Option<u64> {
@@ -45,7 +195,7 @@ async fn gateway_messages_are_filtered_published_and_ingested() {
     let mut fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
     let mut run = Running::start(bot_command(&t, &fake, &[]));
 
-    // Startup gate: the listener is up before the bot says anything to Discord.
+    // The startup gate has a test of its own (the_bot_connects_only_after_the_listener_is_up).
     run.until("listener up", |v| stage(v) == "listener_up")
         .await;
     let identify = fake.identified(1).await;
@@ -237,14 +387,157 @@ async fn identify_carries_the_configured_intents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autosharding_uses_the_recommended_shard_count() {
-    let t = TestSchema::new("bot_shards");
+async fn the_bot_connects_only_after_the_listener_is_up() {
+    let t = TestSchema::new("bot_gate");
+    let gate = ListenerGate::start().await;
     let mut fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
-    let mut run = Running::start(bot_command(&t, &fake, &["--shards", "auto"]));
-    let identify = fake.identified(1).await;
-    assert_eq!(identify["shard"], json!([0, 1]));
+    let mut run = Running::start(bot_command_on(&t, &fake, &gate.url, &[]));
+
+    // The listener cannot come up: the bot says it waits, and says nothing to Discord.
+    let mut early_up = false;
+    let waiting = run
+        .until("gateway waiting", |v| {
+            early_up |= stage(v) == "listener_up";
+            stage(v) == "gateway_waiting"
+        })
+        .await;
+    assert!(!early_up, "the listener came up through a closed gate");
+    assert_eq!(waiting["waiting_for"], "listener", "{waiting}");
+    tokio::time::timeout(WAIT, async {
+        while gate.held() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the listener tried to connect");
+    // Long enough for an ungated bot to check the token, connect and IDENTIFY many times
+    // over against a fake on 127.0.0.1.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        fake.identifies().is_empty(),
+        "IDENTIFY while the listener was held back"
+    );
+    assert_eq!(
+        fake.requests(),
+        Vec::<String>::new(),
+        "Discord asked before the listener was up"
+    );
+    assert_eq!(fake.connections(), 0);
+
+    let opened_at = Utc::now();
+    gate.open();
+    let up = run
+        .until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    let up_at: DateTime<Utc> = up["at"].as_str().and_then(|a| a.parse().ok()).expect("at");
+    fake.identified(1).await;
+    let (identified_at, identify) = fake.identifies().remove(0);
+    assert_eq!(identify["token"], format!("Bot {TOKEN}"));
+    assert!(
+        identified_at >= up_at && identified_at >= opened_at,
+        "IDENTIFY at {identified_at}, listener up at {up_at}, gate opened at {opened_at}"
+    );
     run.until("gateway ready", |v| stage(v) == "gateway_ready")
         .await;
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_never_printed_even_at_trace_level() {
+    let t = TestSchema::new("bot_secret");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = dir.path().join("run.jsonl");
+    let recording_arg = recording.to_str().expect("UTF-8 path");
+    let mut fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
+    let mut cmd = bot_command(&t, &fake, &["--log", "trace", "--record", recording_arg]);
+    cmd.env("RUST_LOG", "trace");
+    let mut run = Running::start(cmd);
+
+    // A successful start: the token went to Discord, so the process held it all along.
+    let identify = fake.identified(1).await;
+    assert_eq!(identify["token"], format!("Bot {TOKEN}"));
+    run.until("gateway ready", |v| stage(v) == "gateway_ready")
+        .await;
+    let id = 930_000_000_000_000_001;
+    fake.dispatch(
+        "MESSAGE_CREATE",
+        message_create(id, "a message at trace level", USER_ID, "ada"),
+    );
+    run.until("message ingested", |v| {
+        stage(v) == "ingested" && id_of(v) == Some(id)
+    })
+    .await;
+    let (status, stdout, stderr) = run.signal_and_exit(Signal::SIGTERM).await;
+    assert!(status.success(), "{status}");
+    let recorded = std::fs::read_to_string(&recording).expect("recording written");
+
+    // Trace logging was really on, and every output says what happened.
+    assert!(
+        stderr.contains("TRACE") && stderr.contains("serenity"),
+        "no trace-level logs on stderr"
+    );
+    for (name, text) in [("stdout", &stdout), ("the recording", &recorded)] {
+        assert!(
+            text.contains("\"stage\":\"gateway_ready\""),
+            "{name}: {text}"
+        );
+        for line in text.lines() {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("{name} has a line that is not JSON ({e}): {line}"));
+        }
+    }
+    for (name, text) in [
+        ("stdout (the JSON stream)", &stdout),
+        ("stderr", &stderr),
+        ("the recording", &recorded),
+    ] {
+        let leaks = token_leaks(text);
+        assert!(leaks.is_empty(), "{name} shows {leaks:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autosharding_uses_the_recommended_shard_count() {
+    let t = TestSchema::new("bot_shards");
+    let behaviour = Behaviour {
+        recommended_shards: 2,
+        ..Behaviour::default()
+    };
+    let total = behaviour.recommended_shards;
+    let mut fake = FakeDiscord::start(TOKEN, behaviour).await;
+    let mut run = Running::start(bot_command(&t, &fake, &["--shards", "auto"]));
+    // The shard count is asked for before any shard connects.
+    fake.identified(1).await;
+    assert_eq!(
+        fake.gateway_bot_calls(),
+        1,
+        "--shards auto must ask GET /gateway/bot; requests: {:?}",
+        fake.requests()
+    );
+    // serenity starts one shard every 5 s.
+    fake.identified(total as usize).await;
+    let mut shards: Vec<Value> = fake
+        .identifies()
+        .into_iter()
+        .map(|(_, d)| d["shard"].clone())
+        .collect();
+    shards.sort_by_key(|s| s[0].as_u64());
+    let expected: Vec<Value> = (0..total).map(|i| json!([i, total])).collect();
+    assert_eq!(shards, expected);
+    let mut ready = Vec::new();
+    run.until("every shard ready", |v| {
+        if stage(v) == "gateway_ready" {
+            ready.push((v["shard"].as_u64(), v["shards"].as_u64()));
+        }
+        ready.len() == total as usize
+    })
+    .await;
+    ready.sort();
+    let expected: Vec<_> = (0..total)
+        .map(|i| (Some(u64::from(i)), Some(u64::from(total))))
+        .collect();
+    assert_eq!(ready, expected);
     let status = run.signal_and_wait(Signal::SIGTERM).await;
     assert!(status.success(), "{status}");
 }
@@ -300,15 +593,16 @@ async fn close_4004_is_a_clear_error_without_the_token() {
         ..Behaviour::default()
     };
     let (status, stdout, stderr) = rejected_run(behaviour, TOKEN).await;
-    assert!(!status.success());
+    // README: headless, a rejected token exits 1.
+    assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Discord rejected the bot token (gateway close 4004"),
         "{stderr}"
     );
     assert!(stdout.contains("\"stage\":\"gateway_down\""), "{stdout}");
     assert!(stdout.contains("\"code\":4004"), "{stdout}");
-    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
-    assert!(!stdout.contains("do-not-print") && !stderr.contains("do-not-print"));
+    assert_eq!(token_leaks(&stdout), Vec::<&str>::new(), "stdout");
+    assert_eq!(token_leaks(&stderr), Vec::<&str>::new(), "stderr");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -316,7 +610,8 @@ async fn close_4004_is_a_clear_error_without_the_token() {
 async fn http_401_is_the_same_clear_error() {
     let wrong = "d3Jvbmc.wrong-token.do-not-print";
     let (status, stdout, stderr) = rejected_run(Behaviour::default(), wrong).await;
-    assert!(!status.success());
+    // README: headless, a rejected token exits 1.
+    assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Discord rejected the bot token (HTTP 401"),
         "{stderr}"

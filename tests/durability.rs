@@ -292,6 +292,16 @@ fn quick_retries() -> RetrySchedule {
     }
 }
 
+/// One failed attempt as traced: its number, whether it gave the row up, the error class,
+/// the next attempt, and when it was traced.
+type Attempt = (
+    i32,
+    bool,
+    Option<ErrorClass>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_after_five() {
     let PipelineRig {
@@ -342,13 +352,7 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
         let failures = |e: &TraceEvent| e.message_id == Some(id) && is_stage(e, "ingest_failed");
         seen.until_count("five attempts of a refused row", 5, failures)
             .await;
-        let attempts: Vec<(
-            i32,
-            bool,
-            Option<ErrorClass>,
-            Option<DateTime<Utc>>,
-            DateTime<Utc>,
-        )> = seen
+        let attempts: Vec<Attempt> = seen
             .events
             .iter()
             .filter(|e| failures(e))

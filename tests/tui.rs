@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use notifyscope::contract::Snowflake;
@@ -13,6 +14,7 @@ use notifyscope::pipeline::synthetic::SimKind;
 use notifyscope::screen::app::{App, AppEvent, Effect};
 use notifyscope::screen::detail::Overlay;
 use notifyscope::screen::draw;
+use notifyscope::screen::effects;
 use notifyscope::screen::keys::{Action, KeyMap};
 use notifyscope::screen::pane::PaneId;
 use notifyscope::screen::theme;
@@ -376,8 +378,18 @@ fn every_key_changes_state_as_it_says() {
         app.pane(PaneId::Received).and_then(|p| p.selected_index()),
         Some(2)
     );
-    press(&mut app, KeyCode::Home);
-    press(&mut app, KeyCode::End);
+    assert_eq!(press(&mut app, KeyCode::Home).0, Some(Action::Top));
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(0)
+    );
+    assert!(!app.pane(PaneId::Received).map(|p| p.tail).unwrap_or(true));
+    assert_eq!(press(&mut app, KeyCode::End).0, Some(Action::Bottom));
+    assert_eq!(
+        app.pane(PaneId::Received).and_then(|p| p.selected_index()),
+        Some(2)
+    );
+    assert!(app.pane(PaneId::Received).map(|p| p.tail).unwrap_or(false));
 
     press(&mut app, KeyCode::Char(' '));
     assert!(app.paused);
@@ -404,10 +416,40 @@ fn every_key_changes_state_as_it_says() {
     press(&mut app, KeyCode::Esc);
     assert!(app.filter_input.is_none());
 
-    assert!(matches!(
-        press(&mut app, KeyCode::Char('y')).1,
-        Some(Effect::Copy(_))
-    ));
+    // y copies the selected row (the newest message's receipt, as JSON) with OSC 52.
+    let copied = match press(&mut app, KeyCode::Char('y')).1 {
+        Some(Effect::Copy(text)) => text,
+        other => panic!("y gave {other:?}"),
+    };
+    assert!(
+        copied.contains(r#""message_id":"1575700000000000102""#)
+            && copied.contains(r#""stage":"received""#),
+        "{copied}"
+    );
+    let mut written = Vec::new();
+    effects::write_osc52(&mut written, &copied).expect("written");
+    let encoded = written
+        .strip_prefix(b"\x1b]52;c;")
+        .and_then(|rest| rest.strip_suffix(b"\x07"))
+        .unwrap_or_else(|| {
+            panic!(
+                "not ESC ] 52 ; c ; … BEL: {:?}",
+                String::from_utf8_lossy(&written)
+            )
+        });
+    assert!(
+        encoded
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b)),
+        "not standard base64: {:?}",
+        String::from_utf8_lossy(encoded)
+    );
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64"),
+        copied.as_bytes()
+    );
     match press(&mut app, KeyCode::Char('s')).1 {
         Some(Effect::Save(events)) => assert_eq!(events.len(), story().len() - 2),
         other => panic!("s gave {other:?}"),

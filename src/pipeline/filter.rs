@@ -97,10 +97,13 @@ impl Filter {
         if self.bot_user_id() == Some(msg.message.author_id) {
             return Err(SkipReason::OwnMessage);
         }
-        if msg.webhook_id.is_some() && !self.config.include_webhooks {
+        let webhook = msg.webhook_id.is_some();
+        if webhook && !self.config.include_webhooks {
             return Err(SkipReason::Webhook);
         }
-        if msg.message.author_is_bot && !self.config.include_bots {
+        // Discord marks every webhook message's author as a bot: one let through by the
+        // webhook rule is not the bot rule's to judge.
+        if msg.message.author_is_bot && !webhook && !self.config.include_bots {
             return Err(SkipReason::AuthorIsBot);
         }
         if msg.is_system && !self.config.include_system {
@@ -192,5 +195,122 @@ mod tests {
         // Even with bots included, the bot's own messages stay out.
         f.set_bot_user_id(Snowflake(40));
         assert_eq!(f.check(&ok), Err(SkipReason::OwnMessage));
+    }
+
+    /// One of each kind the filter skips by default, each with only its own trait: a bot's
+    /// message, a webhook's (whose author Discord marks as a bot), a system message and an
+    /// empty one.
+    fn bot() -> IncomingMessage {
+        let mut m = msg();
+        m.message.author_is_bot = true;
+        m
+    }
+
+    fn webhook() -> IncomingMessage {
+        let mut m = IncomingMessage {
+            webhook_id: Some(Snowflake(1)),
+            ..msg()
+        };
+        m.message.author_is_bot = true;
+        m
+    }
+
+    fn system() -> IncomingMessage {
+        IncomingMessage {
+            is_system: true,
+            ..msg()
+        }
+    }
+
+    fn empty() -> IncomingMessage {
+        let mut m = msg();
+        m.message.content = String::new();
+        m
+    }
+
+    /// What each kind gets from a filter with `config`.
+    fn verdicts(config: FilterConfig) -> [Result<(), SkipReason>; 4] {
+        let f = Filter::new(config);
+        [bot(), webhook(), system(), empty()].map(|m| f.check(&m))
+    }
+
+    #[test]
+    fn include_bots_alone_lets_only_bots_through() {
+        let config = FilterConfig {
+            include_bots: true,
+            ..FilterConfig::default()
+        };
+        assert_eq!(
+            verdicts(config),
+            [
+                Ok(()),
+                Err(SkipReason::Webhook),
+                Err(SkipReason::SystemMessage),
+                Err(SkipReason::EmptyContent),
+            ]
+        );
+    }
+
+    #[test]
+    fn include_webhooks_alone_lets_webhooks_through_despite_their_bot_flag() {
+        let config = FilterConfig {
+            include_webhooks: true,
+            ..FilterConfig::default()
+        };
+        assert_eq!(
+            verdicts(config.clone()),
+            [
+                Err(SkipReason::AuthorIsBot),
+                Ok(()),
+                Err(SkipReason::SystemMessage),
+                Err(SkipReason::EmptyContent),
+            ]
+        );
+        // The own-message rule still applies to a webhook message.
+        let f = Filter::new(config);
+        f.set_bot_user_id(Snowflake(40));
+        assert_eq!(f.check(&webhook()), Err(SkipReason::OwnMessage));
+        // And the rules after the bot rule still judge it.
+        let mut empty_hook = webhook();
+        empty_hook.message.content = String::new();
+        let f = Filter::new(FilterConfig {
+            include_webhooks: true,
+            ..FilterConfig::default()
+        });
+        assert_eq!(f.check(&empty_hook), Err(SkipReason::EmptyContent));
+    }
+
+    #[test]
+    fn include_system_alone_lets_only_system_messages_through() {
+        let config = FilterConfig {
+            include_system: true,
+            ..FilterConfig::default()
+        };
+        assert_eq!(
+            verdicts(config),
+            [
+                Err(SkipReason::AuthorIsBot),
+                Err(SkipReason::Webhook),
+                Ok(()),
+                Err(SkipReason::EmptyContent),
+            ]
+        );
+    }
+
+    #[test]
+    fn include_empty_alone_lets_only_empty_messages_through() {
+        let config = FilterConfig {
+            include_empty: true,
+            ..FilterConfig::default()
+        };
+        assert_eq!(
+            verdicts(config),
+            [
+                Err(SkipReason::AuthorIsBot),
+                Err(SkipReason::Webhook),
+                Err(SkipReason::SystemMessage),
+                Ok(()),
+            ]
+        );
     }
 }

@@ -149,8 +149,33 @@ fn describe_sent(
 
 /// OSC 52 puts text on the clipboard of the terminal the user sits at, also over ssh.
 fn copy_osc52(text: &str) -> std::io::Result<()> {
+    write_osc52(&mut std::io::stdout().lock(), text)
+}
+
+/// Writes the OSC 52 sequence that puts `text` on the clipboard: `ESC ] 52 ; c ;`, the text
+/// in standard base64 (with padding), then `BEL`; and flushes.
+pub fn write_osc52(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(text);
-    let mut out = std::io::stdout().lock();
     write!(out, "\x1b]52;c;{encoded}\x07")?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn osc52_bytes_are_exact() {
+        let written = |text: &str| {
+            let mut out = Vec::new();
+            write_osc52(&mut out, text).expect("written");
+            // Compared as text so that a mismatch shows the escapes; equal text is equal bytes.
+            String::from_utf8(out).expect("ASCII")
+        };
+        assert_eq!(
+            written("hello, wörld"),
+            "\x1b]52;c;aGVsbG8sIHfDtnJsZA==\x07"
+        );
+        assert_eq!(written(""), "\x1b]52;c;\x07");
+    }
 }

@@ -1,11 +1,14 @@
 //! A fake Discord on 127.0.0.1 for the real serenity client: the HTTP routes the bot calls
 //! (`/users/@me`, `/gateway`, `/gateway/bot`) and a WebSocket gateway speaking plain JSON text
-//! frames (HELLO, IDENTIFY, READY, dispatches, heartbeats, RESUME).
+//! frames (HELLO, IDENTIFY, READY, dispatches, heartbeats, RESUME). It records the HTTP
+//! paths asked for and when each IDENTIFY came, so that tests can tell what the bot did and
+//! in which order.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +30,9 @@ pub struct Behaviour {
     pub close_on_identify: Option<(u16, &'static str)>,
     /// The first connection never acknowledges heartbeats; later ones do.
     pub ignore_heartbeats_once: bool,
+    /// The shard count `/gateway/bot` recommends. More than one, so that a client that
+    /// follows it is told apart from one that starts the single default shard.
+    pub recommended_shards: u32,
 }
 
 impl Default for Behaviour {
@@ -35,6 +41,7 @@ impl Default for Behaviour {
             heartbeat_ms: 1000,
             close_on_identify: None,
             ignore_heartbeats_once: false,
+            recommended_shards: 2,
         }
     }
 }
@@ -43,7 +50,10 @@ struct State {
     token: String,
     ws_url: String,
     behaviour: Behaviour,
-    identifies: Mutex<Vec<Value>>,
+    /// Every IDENTIFY's `d`, with the time it arrived.
+    identifies: Mutex<Vec<(DateTime<Utc>, Value)>>,
+    /// The path of every HTTP request, in arrival order.
+    requests: Mutex<Vec<String>>,
     identified: watch::Sender<usize>,
     ready_sessions: Mutex<Vec<mpsc::UnboundedSender<(String, Value)>>>,
     connections: AtomicU64,
@@ -68,6 +78,7 @@ impl FakeDiscord {
             ws_url,
             behaviour,
             identifies: Mutex::default(),
+            requests: Mutex::default(),
             identified,
             ready_sessions: Mutex::default(),
             connections: AtomicU64::new(0),
@@ -103,8 +114,26 @@ impl FakeDiscord {
             .lock()
             .expect("lock")
             .last()
-            .cloned()
+            .map(|(_, d)| d.clone())
             .expect("an identify")
+    }
+
+    /// Every IDENTIFY received so far (`d`), with the time it arrived.
+    pub fn identifies(&self) -> Vec<(DateTime<Utc>, Value)> {
+        self.state.identifies.lock().expect("lock").clone()
+    }
+
+    /// The path of every HTTP request so far (`/api/v10/users/@me`, …).
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// How many times the shard count was asked for (`GET /gateway/bot`).
+    pub fn gateway_bot_calls(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|p| p.split('?').next() == Some("/api/v10/gateway/bot"))
+            .count()
     }
 
     pub fn connections(&self) -> u64 {
@@ -157,6 +186,7 @@ async fn serve_http(mut stream: TcpStream, state: Arc<State>) {
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    state.requests.lock().expect("lock").push(path.clone());
     let authorized = head.lines().any(|l| {
         let lower = l.to_ascii_lowercase();
         lower.starts_with("authorization:")
@@ -175,7 +205,7 @@ async fn serve_http(mut stream: TcpStream, state: Arc<State>) {
     } else if path.starts_with("/api/v10/gateway/bot") {
         http_response(
             "200 OK",
-            &json!({"url": state.ws_url, "shards": 1, "session_start_limit":
+            &json!({"url": state.ws_url, "shards": state.behaviour.recommended_shards, "session_start_limit":
                 {"remaining": 1000, "reset_after": 0, "total": 1000, "max_concurrency": 1}}),
         )
     } else if path.starts_with("/api/v10/gateway") {
@@ -218,7 +248,7 @@ async fn serve_gateway(stream: TcpStream, state: Arc<State>) {
                     Some(2) => {
                         let total = {
                             let mut ids = state.identifies.lock().expect("lock");
-                            ids.push(payload["d"].clone());
+                            ids.push((Utc::now(), payload["d"].clone()));
                             ids.len()
                         };
                         if let Some((code, reason)) = state.behaviour.close_on_identify {
@@ -237,6 +267,8 @@ async fn serve_gateway(stream: TcpStream, state: Arc<State>) {
                             "user": {"id": BOT_ID.to_string(), "username": "fakebot", "bot": true},
                             "guilds": [],
                             "session_id": format!("session-{connection}"),
+                            // As Discord does: the shard the session identified as.
+                            "shard": payload["d"]["shard"],
                             "resume_gateway_url": state.ws_url,
                             "application": {"id": BOT_ID.to_string(), "flags": 0},
                         }});

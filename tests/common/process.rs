@@ -11,11 +11,15 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use super::WAIT;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_notifyscope");
+/// The binary under test: NOTIFYSCOPE_BIN (CI points it at the release build) or the one
+/// cargo built for the tests.
+pub fn binary() -> String {
+    std::env::var("NOTIFYSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notifyscope").into())
+}
 
 /// The binary with none of the variables it reads inherited from the test's environment.
 pub fn notifyscope() -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary());
     cmd.env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("NOTIFYSCOPE_CHANNEL")
@@ -29,6 +33,11 @@ pub fn notifyscope() -> Command {
 
 /// `notifyscope run --headless --json` on the test's schema, channel and database.
 pub fn pipeline_command(t: &super::TestSchema) -> Command {
+    pipeline_command_on(t, &super::server_url())
+}
+
+/// [`pipeline_command`] with the database reached at `database_url` (e.g. through a proxy).
+pub fn pipeline_command_on(t: &super::TestSchema, database_url: &str) -> Command {
     let mut cmd = notifyscope();
     cmd.args([
         "run",
@@ -39,7 +48,7 @@ pub fn pipeline_command(t: &super::TestSchema) -> Command {
         "--channel",
         &t.name,
     ])
-    .args(["--database-url", &super::server_url()]);
+    .args(["--database-url", database_url]);
     cmd
 }
 
@@ -61,6 +70,7 @@ pub struct Running {
     /// Every stdout line read so far.
     pub stdout: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -74,7 +84,7 @@ impl Running {
         let mut stderr_pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stderr_pipe.read(&mut buf).await {
                 if n == 0 {
@@ -90,6 +100,7 @@ impl Running {
             lines: BufReader::new(stdout).lines(),
             stdout: Vec::new(),
             stderr,
+            stderr_reader,
         }
     }
 
@@ -132,14 +143,22 @@ impl Running {
         .expect("exit status");
         self.stdout.extend(rest);
         // The stderr reader finishes once the pipe closes.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let stderr = self.stderr();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.stderr_reader).await;
+        let stderr = self.stderr.lock().expect("lock").clone();
         (status, self.stdout.join("\n"), stderr)
     }
 
     pub async fn signal_and_wait(self, signal: Signal) -> std::process::ExitStatus {
+        self.signal_and_exit(signal).await.0
+    }
+
+    /// Sends `signal`, then waits as [`Running::exit`] does: status, all of stdout, stderr.
+    pub async fn signal_and_exit(
+        self,
+        signal: Signal,
+    ) -> (std::process::ExitStatus, String, String) {
         let pid = Pid::from_raw(self.child.id().expect("running") as i32);
         kill(pid, signal).expect("signal sent");
-        self.exit().await.0
+        self.exit().await
     }
 }
