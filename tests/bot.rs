@@ -11,6 +11,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use common::fake_discord::{message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID};
 use common::process::{notifyscope, pipeline_command_on, run_pipeline, stage, Running};
+use common::tmux::Tmux;
 use common::{server_url, TestSchema, WAIT};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -670,4 +671,55 @@ async fn selftest_passes_on_a_running_pipeline_and_fails_without_one() {
         "{text}"
     );
     assert!(text.contains("still unprocessed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_never_on_the_screen_even_at_trace_level() {
+    let t = TestSchema::new("bot_screen");
+    let fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let command = format!(
+        "env -u DATABASE_URL HOME={home} DISCORD_TOKEN='{TOKEN}' RUST_LOG=trace {bin} --log trace \
+         --database-url '{url}' --schema {s} --channel {s} --discord-api-url {api}; sleep 600",
+        home = dir.path().display(),
+        bin = common::binary(),
+        url = server_url(),
+        s = t.name,
+        api = fake.api_url,
+    );
+    let tmux = Tmux::start(&command, 200, 50);
+    // The screen polls in a blocking loop: off the runtime's worker, the fake Discord keeps
+    // answering.
+    tokio::task::block_in_place(|| {
+        tmux.wait("the gateway ready on the status bar", |s| {
+            s.iter().any(|l| l.contains("shard 0/1"))
+        })
+    });
+    let id: u64 = 930_000_000_000_000_077;
+    fake.dispatch(
+        "MESSAGE_CREATE",
+        message_create(id, "a message on the screen", USER_ID, "ada"),
+    );
+    let short = id.to_string()[11..].to_owned();
+    let mut screens = Vec::new();
+    tokio::task::block_in_place(|| {
+        screens.push(tmux.wait("the message ingested", |s| {
+            s.iter().any(|l| l.contains("inserted"))
+        }));
+        // Every pane focused in turn, the detail of the received message, the help.
+        for key in ["1", "Enter", "Escape", "2", "3", "4", "5", "6", "7", "?"] {
+            tmux.keys(key);
+            std::thread::sleep(Duration::from_millis(300));
+            screens.push(tmux.screen());
+        }
+    });
+    assert!(
+        screens.iter().any(|s| s.iter().any(|l| l.contains(&short))),
+        "the message is on the screen"
+    );
+    for (n, screen) in screens.iter().enumerate() {
+        let text = screen.join("\n");
+        let leaks = token_leaks(&text);
+        assert!(leaks.is_empty(), "screen {n} shows {leaks:?}:\n{text}");
+    }
 }

@@ -3,68 +3,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::{binary, Tmux};
 use common::{server_url, TestSchema};
-
-/// The binary under test: NOTIFYSCOPE_BIN (CI points it at the release build) or the one
-/// cargo built for the tests.
-fn binary() -> String {
-    std::env::var("NOTIFYSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notifyscope").into())
-}
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs (apt-get install tmux)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> Vec<String> {
-        self.run(&["capture-pane", "-p", "-t", "monitor"])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Polls the screen until `pred` holds; tmux has no way to announce a redraw.
-    fn wait(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; screen:\n{}",
-                    screen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn keys(&self, keys: &str) {
-        self.run(&["send-keys", "-t", "monitor", keys]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 /// The text of one 40-column stage pane (the wide layout at 200 columns).
 fn column(screen: &[String], index: usize) -> String {
@@ -77,17 +19,9 @@ fn column(screen: &[String], index: usize) -> String {
 
 #[test]
 fn a_message_flows_through_every_pane_in_a_real_terminal() {
-    let version = Command::new("tmux").arg("-V").output();
-    assert!(
-        version.is_ok_and(|o| o.status.success()),
-        "this test needs tmux (apt-get install tmux)"
-    );
     let t = TestSchema::new("terminal");
     let dir = tempfile::tempdir().expect("tempdir");
     let exit_file = dir.path().join("exit");
-    let tmux = Tmux {
-        socket: format!("notifyscope-test-{}", rand::random::<u32>()),
-    };
     let command = format!(
         "env -u DISCORD_TOKEN -u DATABASE_URL HOME={home} {bin} --database-url '{url}' --schema {s} --channel {s}; echo $? > {exit}; sleep 600",
         home = dir.path().display(),
@@ -96,17 +30,7 @@ fn a_message_flows_through_every_pane_in_a_real_terminal() {
         s = t.name,
         exit = exit_file.display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "monitor",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &command,
-    ]);
+    let tmux = Tmux::start(&command, 200, 50);
     tmux.wait("the listener to come up", |s| {
         s.iter().any(|l| l.contains("listener ● pid"))
     });

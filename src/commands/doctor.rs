@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DoctorArgs, SharedArgs};
 use crate::commands::wiring::pipeline_database;
 use crate::contract::{self, NotifyPayload, Snowflake};
-use crate::diagnose::{self, Check, CheckId};
+use crate::diagnose::{self, Check, CheckId, LockScope};
 use crate::pipeline::bot::Token;
 use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
@@ -81,14 +81,11 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     checks.push(version_check(&client, &database).await);
     let (schema_check, migrated) = schema_check(&client, &schema, database.role()).await;
     checks.push(schema_check);
-    let mut snapshot = diagnose::snapshot(&client, &channel, migrated, &[]).await;
-    let mut outbox_unread = None;
-    if migrated && snapshot.error.is_some() {
-        // The outbox may be what the role cannot read: keep its error, and judge the
-        // listeners and the queue without it.
-        outbox_unread = Some(snapshot.clone());
-        snapshot = diagnose::snapshot(&client, &channel, false, &[]).await;
-    }
+    let snapshot =
+        diagnose::snapshot(&client, &channel, migrated, &[], &LockScope::pipeline()).await;
+    // The outbox may be what the role cannot read (or what a lock holds): its error, while
+    // the listeners and the queue are judged without it.
+    let outbox_unread = snapshot.outbox_error.clone();
     checks.push(listener_check(&snapshot, &channel, migrated));
 
     if migrated {
@@ -111,8 +108,8 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         checks.push(unjudged(
             CheckId::Backlog,
             "event_outbox",
-            unread.error.as_deref().unwrap_or_default(),
-            unread.error_class,
+            &unread.error,
+            Some(unread.class),
             database.role(),
         ));
     }

@@ -11,7 +11,7 @@ use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::wiring::{
     forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
 };
-use crate::diagnose::{self, DiagnoseConfig};
+use crate::diagnose::{self, DiagnoseConfig, LockScope};
 use crate::pipeline::watched::{self, WatchedTable};
 use crate::screen::app::{App, Mode};
 use crate::screen::event_loop;
@@ -50,11 +50,21 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         },
     );
     let neighbours = diagnose::neighbours(&channel, &extra);
+    // Their backends are not ours by name: anyone waiting on their table (or the outbox)
+    // is watched.
+    let mut lock_tables = vec![table.table.clone()];
+    if has_outbox {
+        lock_tables.push(Identifier::new("table", "event_outbox")?);
+    }
     let tap = watched::spawn(
         &database, &channel, neighbours, table, start_id, &trace, &stop,
     );
     let mut config = DiagnoseConfig::new(channel.clone());
     config.watch_only = true;
+    config.locks = LockScope {
+        tables: lock_tables,
+        ours_only: false,
+    };
     let (checks, diagnosis) = diagnose::spawn(
         config,
         trace.subscribe(),

@@ -114,6 +114,10 @@ checks! {
         "end the transaction of the session named here; a listener inside an open transaction receives nothing and holds the queue",
         Some(rules::notify_queue),
         None;
+    LockWaits => "lock_waits", "nothing waits on a lock",
+        "end or commit the session holding the lock (usually a migration, a session idle in transaction or a long report); the confirmed cancel (pg_cancel_backend) or terminate (pg_terminate_backend) of that pid frees it",
+        Some(rules::lock_waits),
+        None;
     Backlog => "backlog", "outbox drained",
         "start or speed up ingestion; look at last_error of the oldest rows in event_outbox",
         Some(rules::backlog),

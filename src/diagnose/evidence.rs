@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::contract::Snowflake;
-use crate::diagnose::snapshot::Snapshot;
+use crate::diagnose::snapshot::{LockScope, LockWait, Snapshot};
 use crate::diagnose::window::{Pending, Recent};
 use crate::present::shorten;
 use crate::store::{ErrorClass, Identifier};
@@ -27,6 +27,10 @@ pub struct DiagnoseConfig {
     pub backlog_age: Duration,
     /// The database role the pipeline writes as, for the fix of a permission error.
     pub role: Option<String>,
+    /// Whose lock waits on which tables the lock check watches.
+    pub locks: LockScope,
+    /// A backend blocked this long is a warning, five times this a failure.
+    pub lock_wait: Duration,
 }
 
 impl DiagnoseConfig {
@@ -38,6 +42,8 @@ impl DiagnoseConfig {
             window: Duration::from_secs(60),
             backlog_age: Duration::from_secs(10),
             role: None,
+            locks: LockScope::pipeline(),
+            lock_wait: Duration::from_secs(2),
         }
     }
 }
@@ -66,8 +72,25 @@ pub struct Evidence {
     pub(super) refusals: Recent<Refusal>,
     /// The last write of each part that went through.
     pub(super) last_write: BTreeMap<WriteStage, DateTime<Utc>>,
+    /// Rows that appeared for a notified message: proof that someone ingests.
+    pub(super) notified_rows: u64,
+    /// Sessions that block watched backends, by pid: since when, last seen, and the wait.
+    pub(super) blockers: BTreeMap<i32, Blocked>,
     pub(super) snapshot: Snapshot,
 }
+
+/// A session seen blocking a watched backend. Retries of a statement that timed out on the
+/// lock come and go; the blocker is one and the same, so it is followed across them.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Blocked {
+    pub(super) since: DateTime<Utc>,
+    pub(super) last_seen: DateTime<Utc>,
+    pub(super) wait: LockWait,
+}
+
+/// How long a blocker is remembered after it was last seen blocking, so that the gaps
+/// between the retries of a blocked statement do not restart its clock.
+const BLOCKER_MEMORY: Duration = Duration::from_secs(10);
 
 /// A write the database refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +123,8 @@ impl Evidence {
             errors: BTreeMap::new(),
             refusals: Recent::default(),
             last_write: BTreeMap::new(),
+            notified_rows: 0,
+            blockers: BTreeMap::new(),
             snapshot: Snapshot::default(),
         }
     }
@@ -171,8 +196,15 @@ impl Evidence {
                 }
             }
             TraceKind::Ingested { .. } | TraceKind::RowObserved { .. } => {
-                if matches!(event.kind, TraceKind::Ingested { .. }) {
-                    self.last_write.insert(WriteStage::Ingest, at);
+                match event.kind {
+                    TraceKind::Ingested { .. } => {
+                        self.last_write.insert(WriteStage::Ingest, at);
+                    }
+                    TraceKind::RowObserved {
+                        latency_ms: Some(_),
+                        ..
+                    } => self.notified_rows += 1,
+                    _ => {}
                 }
                 if let Some(id) = event.message_id {
                     self.notified.done(id);
@@ -275,7 +307,39 @@ impl Evidence {
     }
 
     pub fn observe_snapshot(&mut self, snapshot: Snapshot) {
+        if let Some(at) = snapshot.at {
+            self.observe_lock_waits(at, &snapshot);
+        }
         self.snapshot = snapshot;
+    }
+
+    /// Follows the sessions that block watched backends. One is forgotten when it has not
+    /// been seen blocking for a while, or at once when ingestion went through since.
+    fn observe_lock_waits(&mut self, at: DateTime<Utc>, snapshot: &Snapshot) {
+        if snapshot.error.is_some() || snapshot.lock_error.is_some() {
+            return;
+        }
+        // A wait's own age counts too: a one-shot look (doctor) sees it only once.
+        for wait in &snapshot.lock_waits {
+            let began = at - delta(Duration::from_secs_f64(wait.waiting_s.max(0.0)));
+            let entry = self.blockers.entry(wait.blocker.pid).or_insert(Blocked {
+                since: began,
+                last_seen: at,
+                wait: wait.clone(),
+            });
+            entry.since = entry.since.min(began);
+            entry.last_seen = at;
+            entry.wait = wait.clone();
+        }
+        // Ingestion writes both tables in one statement: once a batch went through, the
+        // lock that held it is gone.
+        let last_write = self.last_write.get(&WriteStage::Ingest).copied();
+        let seen_now: Vec<i32> = snapshot.lock_waits.iter().map(|w| w.blocker.pid).collect();
+        self.blockers.retain(|pid, b| {
+            seen_now.contains(pid)
+                || (at - b.last_seen < delta(BLOCKER_MEMORY)
+                    && last_write.is_none_or(|w| w < b.last_seen))
+        });
     }
 
     /// The latest snapshot came back without an error.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use checks::{Check, CheckId};
 pub use evidence::DiagnoseConfig;
 pub use rules::Finding;
-pub use snapshot::{listens_on, snapshot, statement_shown, Backend, Snapshot};
+pub use snapshot::{listens_on, snapshot, statement_shown, Backend, LockScope, Snapshot};
 
 use crate::contract::Snowflake;
 use crate::diagnose::evidence::Evidence;
@@ -102,11 +102,16 @@ pub fn snapshot_checks(channel: &Identifier, snapshot: Snapshot) -> Vec<Check> {
     let mut diagnosis = Diagnosis::new(DiagnoseConfig::new(channel.clone()));
     diagnosis.observe_snapshot(snapshot);
     let now = Utc::now();
-    [CheckId::NotifyQueue, CheckId::Backlog, CheckId::Channel]
-        .into_iter()
-        .filter(|id| with_outbox || *id == CheckId::NotifyQueue)
-        .filter_map(|id| diagnosis.check(id, now))
-        .collect()
+    [
+        CheckId::NotifyQueue,
+        CheckId::LockWaits,
+        CheckId::Backlog,
+        CheckId::Channel,
+    ]
+    .into_iter()
+    .filter(|id| with_outbox || matches!(id, CheckId::NotifyQueue | CheckId::LockWaits))
+    .filter_map(|id| diagnosis.check(id, now))
+    .collect()
 }
 
 /// Channels people publish to by mistake instead of `channel`: its other spellings (LISTEN
@@ -138,6 +143,9 @@ pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier>
     out
 }
 
+/// The longest one tick's queries may take, past the timeouts of their parts.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// What the diagnosis reports each second.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -160,6 +168,7 @@ pub fn spawn(
     let (tx, rx) = watch::channel(Arc::new(Report::default()));
     let task = tokio::spawn(async move {
         let channel = config.channel.clone();
+        let locks = config.locks.clone();
         let mut diagnosis = Diagnosis::new(config);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -176,13 +185,18 @@ pub fn spawn(
                     let failed = |error: String| Snapshot { at: Some(Utc::now()), error: Some(error), ..Snapshot::default() };
                     let query = async {
                         let client = pool.get().await.map_err(|e| error_chain(&e))?;
-                        Ok::<_, String>(snapshot(&client, &channel, with_outbox, &overdue).await)
+                        Ok::<_, String>(snapshot(&client, &channel, with_outbox, &overdue, &locks).await)
                     };
-                    // A hung query must not stop the diagnosis from reading the trace.
-                    let snap = match tokio::time::timeout(Duration::from_secs(3), query).await {
+                    // Each part gives up on a lock or a slow statement by itself; a query
+                    // that hangs past all of them means the server does not answer, and must
+                    // not stop the diagnosis from reading the trace.
+                    let snap = match tokio::time::timeout(SNAPSHOT_TIMEOUT, query).await {
                         Ok(Ok(snap)) => snap,
                         Ok(Err(error)) => failed(error),
-                        Err(_) => failed("the diagnosis query took over 3 s".into()),
+                        Err(_) => failed(format!(
+                            "the diagnosis queries took over {} s",
+                            SNAPSHOT_TIMEOUT.as_secs()
+                        )),
                     };
                     diagnosis.found_in_table(&snap.found);
                     let backlog = snap.backlog;

@@ -126,6 +126,15 @@ pub(super) fn malformed(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
 
 pub(super) fn database(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     if let Some(error) = &e.snapshot.error {
+        if e.snapshot.error_class == Some(ErrorClass::Timeout) {
+            // pg_stat_activity takes no table lock: a timeout there is a slow server.
+            return found(
+                Status::Warn,
+                format!("the database is slow to answer: {}", shorten(error, 120)),
+                vec![error.clone()],
+                vec![],
+            );
+        }
         return found(
             Status::Fail,
             format!("the database does not answer: {}", shorten(error, 120)),
@@ -438,6 +447,12 @@ pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
     if !e.snapshot_ok() {
         return unknown("not queried yet");
     }
+    if let Some(failed) = &e.snapshot.outbox_error {
+        return unknown(&format!(
+            "the outbox could not be read: {}",
+            shorten(&failed.describe(), 160)
+        ));
+    }
     let Some(count) = e.snapshot.backlog else {
         return unknown("no event_outbox to look at");
     };
@@ -450,6 +465,60 @@ pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
         found(Status::Warn, summary, vec![], vec![])
     } else {
         found(Status::Fail, summary, vec![], vec![])
+    }
+}
+
+/// Backends of the pipeline waiting for a lock on its tables, named with the session that
+/// holds the lock: warn after `lock_wait`, fail after five times that.
+pub(super) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if !e.snapshot_ok() {
+        return unknown("not queried yet");
+    }
+    if let Some(failed) = &e.snapshot.lock_error {
+        return unknown(&format!(
+            "a backend waits on a lock, but who holds it could not be read: {}",
+            shorten(&failed.describe(), 160)
+        ));
+    }
+    let limit = delta(e.config.lock_wait);
+    let Some(longest) = e.blockers.values().min_by_key(|b| b.since) else {
+        return ok("nothing waits on a lock".into());
+    };
+    let blocked_for = now - longest.since;
+    let status = if blocked_for >= limit * 5 {
+        Status::Fail
+    } else if blocked_for >= limit {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    let describe = |b: &crate::diagnose::evidence::Blocked| {
+        let w = &b.wait;
+        let k = &w.blocker;
+        format!(
+            "pid {} ({}) waits for {} on {} for {:.0} s, blocked by pid {} ({}, user {}, {} for {:.0} s, statement {})",
+            w.pid,
+            or_none(&w.application_name),
+            w.mode,
+            w.relation,
+            (now - b.since).num_milliseconds() as f64 / 1e3,
+            k.pid,
+            or_none(&k.application_name),
+            or_none(&k.user),
+            or_none(&k.state),
+            k.seconds,
+            if k.statement.is_empty() { "unknown" } else { &k.statement },
+        )
+    };
+    let evidence: Vec<String> = e.blockers.values().take(SAMPLE).map(describe).collect();
+    found(status, describe(longest), evidence, vec![])
+}
+
+fn or_none(text: &str) -> &str {
+    if text.is_empty() {
+        "none"
+    } else {
+        text
     }
 }
 
@@ -547,7 +616,8 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
          rows appearing for notified messages are the proof"
             .into(),
     );
-    if e.notified.order.is_empty() {
+    let lost = e.notified.overdue(now - delta(e.config.deadline));
+    if e.notified.order.is_empty() && e.notified_rows == 0 {
         return found(
             Status::Warn,
             format!("no backend in pg_stat_activity shows LISTEN {channel} as its last query"),
@@ -555,11 +625,24 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
             vec![],
         );
     }
-    let lost = e.notified.overdue(now - delta(e.config.deadline));
     if lost.is_empty() {
+        // Ok only with the proof: a notified message whose row appeared.
+        if e.notified_rows == 0 {
+            return found(
+                Status::Unknown,
+                format!(
+                    "no backend shows LISTEN {channel}; a message was notified, its row is not in the table yet"
+                ),
+                evidence,
+                vec![],
+            );
+        }
         found(
             Status::Ok,
-            format!("notified messages reach the table, though no backend shows LISTEN {channel}"),
+            format!(
+                "{} notified message(s) reached the table, though no backend shows LISTEN {channel}",
+                e.notified_rows
+            ),
             evidence,
             vec![],
         )

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::Notification;
 use tokio_util::sync::CancellationToken;
@@ -68,12 +69,13 @@ pub fn spawn(
     stop: &CancellationToken,
 ) -> [JoinHandle<()>; 2] {
     let notified = Arc::new(Mutex::new(Notified::default()));
+    let row_awaited = Arc::new(Notify::new());
     let listening = tokio::spawn(listen_loop(
         database.clone(),
         channel.clone(),
         neighbours,
         trace.clone(),
-        notified.clone(),
+        (notified.clone(), row_awaited.clone()),
         stop.clone(),
     ));
     let polling = tokio::spawn(poll_rows(
@@ -81,7 +83,7 @@ pub fn spawn(
         watched,
         start_id,
         trace.clone(),
-        notified,
+        (notified, row_awaited),
         stop.clone(),
     ));
     [listening, polling]
@@ -90,11 +92,22 @@ pub fn spawn(
 /// Notified ids remembered for latency, at most.
 const REMEMBER: usize = 100_000;
 
-/// When each message id was notified, to time the row's arrival.
+/// How long after its NOTIFY a row is looked for promptly.
+const PROMPT_FOR: Duration = Duration::from_secs(5);
+/// The first prompt look follows the NOTIFY after this, the next ones at most
+/// [`PROMPT_MAX_GAP`] apart, so a row is timed within a few milliseconds.
+const PROMPT_FIRST_GAP: Duration = Duration::from_millis(1);
+const PROMPT_MAX_GAP: Duration = Duration::from_millis(5);
+/// With no row awaited, new rows are looked for this often.
+const IDLE_GAP: Duration = Duration::from_millis(500);
+
+/// When each message id was notified, to time the row's arrival, and the notified ids whose
+/// row has not appeared yet.
 #[derive(Default)]
 struct Notified {
     at: HashMap<Snowflake, DateTime<Utc>>,
     order: VecDeque<Snowflake>,
+    awaited: HashMap<Snowflake, DateTime<Utc>>,
 }
 
 impl Notified {
@@ -106,7 +119,15 @@ impl Notified {
         }
         if self.at.insert(id, at).is_none() {
             self.order.push_back(id);
+            self.awaited.insert(id, at);
         }
+    }
+
+    /// Whether a notified row is still awaited (forgetting those awaited too long).
+    fn awaiting(&mut self, now: DateTime<Utc>) -> bool {
+        let limit = chrono::TimeDelta::from_std(PROMPT_FOR).unwrap_or(chrono::TimeDelta::MAX);
+        self.awaited.retain(|_, at| now - *at < limit);
+        !self.awaited.is_empty()
     }
 }
 
@@ -134,12 +155,15 @@ fn message_id_of(payload: &str) -> Result<(Option<Snowflake>, Option<NotifyPaylo
     }
 }
 
+/// The notified ids, and the wake-up of the row poll when one is new.
+type NotifiedShared = (Arc<Mutex<Notified>>, Arc<Notify>);
+
 async fn listen_loop(
     database: Database,
     channel: Identifier,
     neighbours: Vec<Identifier>,
     trace: Trace,
-    notified: Arc<Mutex<Notified>>,
+    (notified, row_awaited): NotifiedShared,
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(500);
@@ -157,7 +181,9 @@ async fn listen_loop(
             );
             while let Some(item) = conn.notifications.recv().await {
                 let n = item.map_err(|ConnectionLost(cause)| cause)?;
-                handle(&n, &channel, &trace, &notified);
+                if handle(&n, &channel, &trace, &notified) {
+                    row_awaited.notify_one();
+                }
             }
             Err::<(), String>("connection closed".into())
         };
@@ -178,7 +204,13 @@ async fn listen_loop(
     }
 }
 
-fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mutex<Notified>) {
+/// Traces the notification; true when it announced a message whose row is now awaited.
+fn handle(
+    n: &Notification,
+    channel: &Identifier,
+    trace: &Trace,
+    notified: &Mutex<Notified>,
+) -> bool {
     let payload = n.payload();
     if n.channel() != channel.as_str() {
         trace.emit(
@@ -190,14 +222,18 @@ fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mute
                 payload: shorten(payload, 1024),
             },
         );
-        return;
+        return false;
     }
     match message_id_of(payload) {
-        Ok((_, Some(NotifyPayload::Probe { .. }))) => {}
+        Ok((_, Some(NotifyPayload::Probe { .. }))) => false,
         Ok((id, parsed)) => {
-            if let (Some(id), Ok(mut map)) = (id, notified.lock()) {
-                map.insert(id, Utc::now());
-            }
+            let awaited = match (id, notified.lock()) {
+                (Some(id), Ok(mut map)) => {
+                    map.insert(id, Utc::now());
+                    true
+                }
+                _ => false,
+            };
             trace.emit(
                 id,
                 TraceKind::Notified {
@@ -209,16 +245,20 @@ fn handle(n: &Notification, channel: &Identifier, trace: &Trace, notified: &Mute
                     payload: payload.to_owned(),
                 },
             );
+            awaited
         }
-        Err(error) => trace.emit(
-            None,
-            TraceKind::NotifyRejected {
-                channel: n.channel().to_owned(),
-                sender_pid: n.process_id(),
-                error,
-                payload: shorten(payload, 1024),
-            },
-        ),
+        Err(error) => {
+            trace.emit(
+                None,
+                TraceKind::NotifyRejected {
+                    channel: n.channel().to_owned(),
+                    sender_pid: n.process_id(),
+                    error,
+                    payload: shorten(payload, 1024),
+                },
+            );
+            false
+        }
     }
 }
 
@@ -228,13 +268,16 @@ const LATE_ROWS: i64 = 30_000 << 22;
 /// Rows a poll reads per query; more pages follow while they come full.
 const PAGE: i64 = 1000;
 
-/// New rows of the table, twice a second, reconnecting when the connection is lost.
+/// New rows of the table, reconnecting when the connection is lost: twice a second while no
+/// row is awaited, and after a NOTIFY promptly (1 ms, then every few ms) until its row
+/// appears or [`PROMPT_FOR`] passed, so that `row_observed` times the row within a few
+/// milliseconds without loading an idle database.
 async fn poll_rows(
     database: Database,
     watched: WatchedTable,
     start: i64,
     trace: Trace,
-    notified: Arc<Mutex<Notified>>,
+    (notified, row_awaited): NotifiedShared,
     stop: CancellationToken,
 ) {
     let WatchedTable { table, id_column } = watched;
@@ -246,11 +289,14 @@ async fn poll_rows(
     let mut highest = start;
     let mut seen: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     let mut client: Option<tokio_postgres::Client> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut gap = IDLE_GAP;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(gap) => {}
+            () = row_awaited.notified(), if gap == IDLE_GAP => {
+                tokio::time::sleep(PROMPT_FIRST_GAP).await;
+            }
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             match database.connect_plain(APP_NAME).await {
@@ -284,7 +330,12 @@ async fn poll_rows(
                 }
                 let message_id = Snowflake::from_i64(id);
                 let latency_ms = message_id
-                    .and_then(|m| notified.lock().ok().and_then(|map| map.at.get(&m).copied()))
+                    .and_then(|m| {
+                        notified.lock().ok().and_then(|mut map| {
+                            map.awaited.remove(&m);
+                            map.at.get(&m).copied()
+                        })
+                    })
                     .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
                 trace.emit(
                     message_id,
@@ -298,6 +349,15 @@ async fn poll_rows(
                 break;
             }
         }
+        let awaiting = notified
+            .lock()
+            .map(|mut map| map.awaiting(Utc::now()))
+            .unwrap_or(false);
+        gap = match (awaiting, gap) {
+            (false, _) => IDLE_GAP,
+            (true, IDLE_GAP) => PROMPT_FIRST_GAP,
+            (true, gap) => (gap * 2).min(PROMPT_MAX_GAP),
+        };
     }
 }
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::contract::Snowflake;
-use crate::diagnose::Check;
+use crate::diagnose::{Check, CheckId};
 use crate::pipeline::synthetic::SimKind;
 use crate::screen::detail::{self, copy_text, scroll, Overlay};
 use crate::screen::keys::{Action, KeyMap};
 use crate::screen::logs;
 use crate::screen::pane::{Pane, PaneId};
 use crate::screen::search::Search;
-use crate::trace::{TraceEvent, TraceKind};
+use crate::trace::{Status, TraceEvent, TraceKind};
 
 /// Rows a pane keeps by default (`--history`).
 pub const DEFAULT_HISTORY: usize = 10_000;
@@ -192,6 +192,24 @@ impl App {
             }
             AppEvent::Health(mut checks) => {
                 checks.sort_by_key(|c| std::cmp::Reverse(c.status));
+                if self.mode == Mode::Watch {
+                    // Someone else's listener sends no listener events: the status bar says
+                    // what the listener check found, so the two never disagree.
+                    if let Some(c) = checks.iter().find(|c| c.id == CheckId::Listener) {
+                        let listener = Connection {
+                            up: match c.status {
+                                Status::Ok => Some(true),
+                                Status::Fail => Some(false),
+                                Status::Warn | Status::Unknown => None,
+                            },
+                            text: c.summary.clone(),
+                        };
+                        if listener != self.status.listener {
+                            self.status.listener = listener;
+                            self.dirty = true;
+                        }
+                    }
+                }
                 if checks != self.health {
                     self.health = checks;
                     self.health_selected = self

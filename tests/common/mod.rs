@@ -7,6 +7,7 @@
 pub mod diagnosis;
 pub mod fake_discord;
 pub mod process;
+pub mod tmux;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,12 @@ use notifyscope::store::{Database, Identifier};
 use notifyscope::trace::{TraceEvent, TraceKind, TraceReceiver};
 
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The binary under test: NOTIFYSCOPE_BIN (CI points it at the release build) or the one
+/// cargo built for the tests.
+pub fn binary() -> String {
+    std::env::var("NOTIFYSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notifyscope").into())
+}
 
 pub fn server_url() -> String {
     std::env::var("NOTIFYSCOPE_TEST_DATABASE_URL")

@@ -9,13 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::WAIT;
-
-/// The binary under test: NOTIFYSCOPE_BIN (CI points it at the release build) or the one
-/// cargo built for the tests.
-pub fn binary() -> String {
-    std::env::var("NOTIFYSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notifyscope").into())
-}
+use super::{binary, WAIT};
 
 /// The binary with none of the variables it reads inherited from the test's environment.
 pub fn notifyscope() -> Command {
