@@ -214,6 +214,15 @@ pub struct WatchArgs {
     /// Also LISTEN on this channel as a possible wrong channel (repeatable).
     #[arg(long = "watch-channel", value_name = "NAME")]
     pub watch_channels: Vec<String>,
+    /// Observe their bot with its token, read from this environment variable: a gateway
+    /// session of its own (message intents only; it sends nothing) shows what Discord
+    /// delivers, so that messages received but never published are seen too. Each start
+    /// uses one IDENTIFY of the bot's daily allowance.
+    #[arg(long, value_name = "NAME")]
+    pub discord_token_env: Option<String>,
+    /// Base of the Discord API for the observer, as for `run`.
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    pub discord_api_url: Option<String>,
     #[command(flatten)]
     pub screen: ScreenArgs,
 }

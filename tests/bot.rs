@@ -723,3 +723,151 @@ async fn the_token_is_never_on_the_screen_even_at_trace_level() {
         assert!(leaks.is_empty(), "screen {n} shows {leaks:?}:\n{text}");
     }
 }
+
+/// `watch` of a pipeline that is not ours (plain SQL: its own payload shape, its own table),
+/// with an observer session on their bot's token at the fake Discord; the observer is ready.
+async fn observed_foreign_pipeline(
+    t: &TestSchema,
+    fake: &FakeDiscord,
+) -> (tokio_postgres::Client, Running) {
+    let sql = t.client().await;
+    sql.batch_execute(&format!(
+        "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".messages (id BIGINT PRIMARY KEY, body TEXT)",
+        s = t.name
+    ))
+    .await
+    .expect("their table");
+    let mut cmd = notifyscope();
+    cmd.env("THEIR_BOT_TOKEN", TOKEN)
+        .args(["watch", "--headless", "--json", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &server_url()])
+        .args(["--table", "messages", "--id-column", "id"])
+        .args(["--discord-token-env", "THEIR_BOT_TOKEN"])
+        .args(["--discord-api-url", &fake.api_url]);
+    let mut run = Running::start(cmd);
+    run.until("the observer ready", |v| stage(v) == "gateway_ready")
+        .await;
+    (sql, run)
+}
+
+/// Their pipeline handles message `id`: a NOTIFY in their own shape, then their row.
+async fn their_pipeline_handles(sql: &tokio_postgres::Client, t: &TestSchema, id: u64) {
+    sql.execute(
+        "SELECT pg_notify($1, json_build_object('kind', 'msg', 'id', $2::text)::text)",
+        &[&t.name, &id.to_string()],
+    )
+    .await
+    .expect("their NOTIFY");
+    sql.execute(
+        "INSERT INTO messages (id, body) VALUES ($1, 'theirs')",
+        &[&(id as i64)],
+    )
+    .await
+    .expect("their row");
+}
+
+fn health_of<'a>(v: &'a Value, check: &str) -> Option<&'a str> {
+    (stage(v) == "health_changed" && v["check"] == check)
+        .then(|| v["status"].as_str().unwrap_or(""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_with_the_bots_token_names_the_messages_a_foreign_pipeline_drops() {
+    let t = TestSchema::new("bot_observe_some");
+    let mut fake = FakeDiscord::start(
+        TOKEN,
+        Behaviour {
+            recommended_shards: 1,
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let (sql, mut run) = observed_foreign_pipeline(&t, &fake).await;
+    let (kept, dropped) = (940_000_000_000_000_001_u64, 940_000_000_000_000_002_u64);
+    for id in [kept, dropped] {
+        fake.dispatch(
+            "MESSAGE_CREATE",
+            message_create(id, "for their pipeline", USER_ID, "ada"),
+        );
+        run.until("received", |v| {
+            stage(v) == "received" && id_of(v) == Some(id)
+        })
+        .await;
+    }
+    their_pipeline_handles(&sql, &t, kept).await;
+    run.until("their row for the kept message", |v| {
+        stage(v) == "row_observed" && id_of(v) == Some(kept)
+    })
+    .await;
+    let unhandled = run
+        .until("the dropped message named", |v| {
+            health_of(v, "async_context").is_some_and(|s| s != "ok")
+        })
+        .await;
+    let summary = unhandled["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("1 message(s) their bot received"),
+        "{unhandled}"
+    );
+    assert!(
+        summary.contains(&format!("message {dropped}")),
+        "{unhandled}"
+    );
+
+    // A guild message without content, as without the MESSAGE_CONTENT intent.
+    fake.dispatch(
+        "MESSAGE_CREATE",
+        message_create(940_000_000_000_000_003, "", USER_ID, "ada"),
+    );
+    run.until("missing content named", |v| {
+        health_of(v, "content_intent") == Some("fail")
+    })
+    .await;
+    assert!(run.signal_and_wait(Signal::SIGTERM).await.success());
+    // The observer asked for the message intents only.
+    let identify = fake.identified(1).await;
+    let intents = identify["intents"].as_u64().expect("intents");
+    assert_eq!(
+        intents,
+        (1 << 9) | (1 << 12) | (1 << 15),
+        "guild and direct messages, content"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_with_the_bots_token_names_a_foreign_filter_that_drops_everything() {
+    let t = TestSchema::new("bot_observe_all");
+    let fake = FakeDiscord::start(
+        TOKEN,
+        Behaviour {
+            recommended_shards: 1,
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let (_sql, mut run) = observed_foreign_pipeline(&t, &fake).await;
+    for i in 0..3 {
+        let id = 941_000_000_000_000_001 + i;
+        fake.dispatch(
+            "MESSAGE_CREATE",
+            message_create(id, "dropped by their filter", USER_ID, "ada"),
+        );
+        run.until("received", |v| {
+            stage(v) == "received" && id_of(v) == Some(id)
+        })
+        .await;
+    }
+    let filter = run
+        .until("the filter named", |v| {
+            health_of(v, "self_filter") == Some("fail")
+        })
+        .await;
+    assert!(
+        filter["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("received 3 message(s) and published none"),
+        "{filter}"
+    );
+    assert!(run.signal_and_wait(Signal::SIGTERM).await.success());
+}

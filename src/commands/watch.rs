@@ -7,11 +7,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use std::sync::Arc;
+
+use serenity::all::GatewayIntents;
+
 use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::wiring::{
     forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
 };
 use crate::diagnose::{self, DiagnoseConfig, LockScope};
+use crate::pipeline::bot::{run_bot, BotConfig, Shards, Token};
+use crate::pipeline::bot_path::BotPath;
 use crate::pipeline::watched::{self, WatchedTable};
 use crate::screen::app::{App, Mode};
 use crate::screen::event_loop;
@@ -59,8 +65,10 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     let tap = watched::spawn(
         &database, &channel, neighbours, table, start_id, &trace, &stop,
     );
+    let observer = start_observer(&args, &trace, &stop)?;
     let mut config = DiagnoseConfig::new(channel.clone());
     config.watch_only = true;
+    config.observer = observer.is_some();
     config.locks = LockScope {
         tables: lock_tables,
         ours_only: false,
@@ -90,6 +98,43 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     stop.cancel();
     let [listening, polling] = tap;
     let _ = tokio::join!(listening, polling, diagnosis);
+    if let Some(observer) = observer {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), observer).await;
+    }
     outputs.finish().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--discord-token-env`, a gateway session of its own with their bot's token: it only
+/// traces what Discord delivers (received, missing content) and sends nothing, asking for
+/// the message intents only. A token Discord rejects is said once and watching goes on.
+fn start_observer(
+    args: &WatchArgs,
+    trace: &crate::trace::Trace,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(name) = &args.discord_token_env else {
+        return Ok(None);
+    };
+    let token = std::env::var(name)
+        .ok()
+        .and_then(Token::new)
+        .ok_or_else(|| anyhow::anyhow!("--discord-token-env {name}: ${name} holds no token"))?;
+    let config = BotConfig {
+        token,
+        api_url: args.discord_api_url.clone(),
+        intents: GatewayIntents::GUILD_MESSAGES
+            | GatewayIntents::DIRECT_MESSAGES
+            | GatewayIntents::MESSAGE_CONTENT,
+        shards: Shards::Auto,
+    };
+    let path = Arc::new(BotPath::observer(trace.clone()));
+    let stop = stop.clone();
+    tracing::info!("observing the bot's gateway with the token in ${name} (read-only)");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = run_bot(config, path, stop).await {
+            tracing::error!(error = %e, "the observer's gateway session stopped");
+            eprintln!("notifyscope: watch: the observer's gateway session stopped: {e}");
+        }
+    })))
 }

@@ -138,9 +138,18 @@ impl CheckId {
     pub fn evaluate(self, evidence: &mut Evidence, now: DateTime<Utc>) -> Option<Finding> {
         let rule = self.rule()?;
         Some(match self.needs_our_pipeline() {
+            Some(_) if evidence.config.observer && self.observable() => rule(evidence, now),
             Some(unseen) if evidence.config.watch_only => rules::unknown(unseen),
             _ => rule(evidence, now),
         })
+    }
+
+    /// Checks of the bot's side that an observer of someone else's bot can judge.
+    fn observable(self) -> bool {
+        matches!(
+            self,
+            CheckId::AsyncContext | CheckId::SelfFilter | CheckId::ContentIntent
+        )
     }
 }
 

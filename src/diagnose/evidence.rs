@@ -19,6 +19,9 @@ pub struct DiagnoseConfig {
     pub channel: Identifier,
     /// Watching someone else's pipeline: no bot, no own listener, no outbox of ours.
     pub watch_only: bool,
+    /// In watch, an observer session shows what Discord delivers to their bot: received
+    /// messages are followed to their NOTIFY.
+    pub observer: bool,
     /// A received message must be skipped or published within this, a notified one ingested.
     pub deadline: Duration,
     /// How far back "recent" looks.
@@ -38,6 +41,7 @@ impl DiagnoseConfig {
         DiagnoseConfig {
             channel,
             watch_only: false,
+            observer: false,
             deadline: Duration::from_secs(5),
             window: Duration::from_secs(60),
             backlog_age: Duration::from_secs(10),
@@ -53,6 +57,7 @@ pub struct Evidence {
     pub(super) config: DiagnoseConfig,
     pub(super) started: DateTime<Utc>,
     pub(super) received: Pending,
+    pub(super) received_recent: Recent<Snowflake>,
     pub(super) notified: Pending,
     pub(super) runtime_errors: Recent<String>,
     pub(super) rejected: Recent<String>,
@@ -106,6 +111,7 @@ impl Evidence {
             config,
             started: Utc::now(),
             received: Pending::default(),
+            received_recent: Recent::default(),
             notified: Pending::default(),
             runtime_errors: Recent::default(),
             rejected: Recent::default(),
@@ -153,6 +159,7 @@ impl Evidence {
             TraceKind::Received { .. } => {
                 if let Some(id) = event.message_id {
                     self.received.start(at, id);
+                    self.received_recent.push(at, id);
                 }
             }
             TraceKind::Skipped { reason, .. } => {
@@ -185,6 +192,13 @@ impl Evidence {
             TraceKind::Notified { .. } => {
                 if let Some(id) = event.message_id {
                     self.notified.start(at, id);
+                    if self.config.watch_only {
+                        // Someone else's bot published what it received: handled.
+                        if self.received.is_open(id) {
+                            self.handled.push(at, None);
+                        }
+                        self.received.done(id);
+                    }
                 }
             }
             TraceKind::NotifyRejected { error, payload, .. } => {
@@ -361,6 +375,7 @@ impl Evidence {
         }
         self.refusals.prune(window_start);
         self.handled.prune(window_start);
+        self.received_recent.prune(window_start);
         self.skipped_ids.prune(window_start);
         self.published_while_down.prune(window_start);
         self.content_missing.prune(window_start);

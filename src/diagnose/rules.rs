@@ -70,6 +70,25 @@ pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         ))
     } else {
         let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
+        if e.config.watch_only {
+            // Someone else's bot: a message without NOTIFY may be one their filter skips,
+            // or one whose publish was never awaited; which, only their code knows.
+            return found(
+                Status::Warn,
+                format!(
+                    "{} message(s) their bot received were not published within {} s (first: message {}): skipped by their filter, or the publish never awaited",
+                    ids.len(),
+                    e.config.deadline.as_secs(),
+                    ids[0]
+                ),
+                overdue
+                    .iter()
+                    .take(SAMPLE)
+                    .map(|(at, id)| format!("message {id} received {}, no NOTIFY since", ago(now, *at)))
+                    .collect(),
+                ids.into_iter().take(20).collect(),
+            );
+        }
         // While the database is away, refuses the outbox or the queue is full, publishing
         // is slow, not forgotten.
         let slowed = e.database_down.is_some()
@@ -308,7 +327,34 @@ pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     }
 }
 
-pub(super) fn self_filter(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
+/// Someone else's bot, seen by the observer: everything received and nothing published is
+/// a filter that drops everything.
+fn foreign_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let received = e.received_recent.len();
+    let published = e.handled.len();
+    let unpublished = e.received.overdue(now - delta(e.config.deadline));
+    let summary = format!(
+        "{published} of {received} message(s) their bot received in the last {} s published",
+        e.config.window.as_secs()
+    );
+    if published == 0 && unpublished.len() >= 3 {
+        found(
+            Status::Fail,
+            format!(
+                "their bot received {received} message(s) and published none: its filter drops everything (an over-eager self-message rule?)"
+            ),
+            vec![summary],
+            unpublished.iter().map(|(_, id)| *id).take(20).collect(),
+        )
+    } else {
+        ok(summary)
+    }
+}
+
+pub(super) fn self_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return foreign_filter(e, now);
+    }
     let total = e.handled.len();
     let skipped: Vec<SkipReason> = e.handled.items.iter().filter_map(|(_, r)| *r).collect();
     let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();

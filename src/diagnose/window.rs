@@ -105,6 +105,10 @@ impl Pending {
         }
     }
 
+    pub(super) fn is_open(&self, id: Snowflake) -> bool {
+        self.open.contains(&id)
+    }
+
     pub(super) fn done(&mut self, id: Snowflake) {
         self.open.remove(&id);
         if self.finished_set.insert(id) {

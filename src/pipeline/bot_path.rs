@@ -13,6 +13,8 @@ use crate::trace::{SkipReason, Trace, TraceKind};
 pub enum Handled {
     Published(PublishReceipt),
     Skipped(SkipReason),
+    /// Only traced: an observer of someone else's bot publishes nothing.
+    Observed,
 }
 
 /// The bot path, shared by the gateway handler and the simulated source: trace the message,
@@ -20,7 +22,8 @@ pub enum Handled {
 pub struct BotPath {
     trace: Trace,
     filter: Arc<Filter>,
-    publisher: PublisherHandle,
+    /// `None`: an observer, which traces what Discord delivers and does nothing else.
+    publisher: Option<PublisherHandle>,
     /// Guild messages without text that did not mention the bot (missing-intent evidence).
     empty_guild_messages: AtomicU64,
 }
@@ -30,7 +33,19 @@ impl BotPath {
         BotPath {
             trace,
             filter,
-            publisher,
+            publisher: Some(publisher),
+            empty_guild_messages: AtomicU64::new(0),
+        }
+    }
+
+    /// The path of an observer: a gateway session with someone else's bot token that shows
+    /// what Discord delivers to their bot (received, missing content), and neither filters
+    /// nor publishes anything.
+    pub fn observer(trace: Trace) -> Self {
+        BotPath {
+            trace,
+            filter: Arc::new(Filter::new(Default::default())),
+            publisher: None,
             empty_guild_messages: AtomicU64::new(0),
         }
     }
@@ -60,6 +75,9 @@ impl BotPath {
                 },
             );
         }
+        let Some(publisher) = &self.publisher else {
+            return Ok(Handled::Observed);
+        };
         if let Err(reason) = self.filter.check(&msg) {
             tracing::debug!(
                 message_id = %msg.message.message_id, channel_id = %msg.message.channel_id,
@@ -76,7 +94,7 @@ impl BotPath {
             );
             return Ok(Handled::Skipped(reason));
         }
-        publish::publish_event_safe(&self.publisher, msg.to_record())
+        publish::publish_event_safe(publisher, msg.to_record())
             .await
             .map(Handled::Published)
     }

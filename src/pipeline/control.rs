@@ -209,6 +209,8 @@ fn reply_payload(
         match result {
             Ok(Handled::Published(_)) => reply.published.push(*id),
             Ok(Handled::Skipped(reason)) => reply.skipped.push((*id, *reason)),
+            // The control channel feeds our own bot path, which always publishes or skips.
+            Ok(Handled::Observed) => {}
             Err(e) => reply.failed.push((*id, e.to_string())),
         }
     }

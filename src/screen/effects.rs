@@ -121,6 +121,7 @@ fn describe_sent(
                 if r.by_ref { ", by reference" } else { "" }
             ),
             Ok(Handled::Skipped(reason)) => format!("{key}: {label} {id} skipped: {reason}"),
+            Ok(Handled::Observed) => format!("{key}: {label} {id} observed"),
             Err(e) => format!("{key}: {label} {id} failed: {e}"),
         };
     }

@@ -336,6 +336,8 @@ async fn send_one(
     msg.message.created_at = Utc::now();
     match bot_path.handle(msg).await {
         Ok(Handled::Published(_)) => counts.published.fetch_add(1, Ordering::Relaxed),
-        Ok(Handled::Skipped(_)) | Err(_) => counts.not_published.fetch_add(1, Ordering::Relaxed),
+        Ok(Handled::Skipped(_) | Handled::Observed) | Err(_) => {
+            counts.not_published.fetch_add(1, Ordering::Relaxed)
+        }
     };
 }
