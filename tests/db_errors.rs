@@ -5,19 +5,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::diagnosis::{failing, Rig};
+use common::faults::{all_arrived_once, keep_sending, turned};
 use common::process::notifyscope;
 use common::{is_inserted, server_url, Seen, TestSchema, WAIT};
-use notifyscope::contract::Snowflake;
-use notifyscope::pipeline::publish::PublisherHandle;
 use notifyscope::pipeline::synthetic;
 use notifyscope::pipeline::Undrained;
 use notifyscope::store::Database;
-use notifyscope::trace::{Status, TraceEvent, TraceKind};
-use tokio::task::JoinHandle;
+use notifyscope::trace::{Status, TraceKind};
 use tokio_util::sync::CancellationToken;
 
 /// A login role that owns the test's schema, dropped with everything it owns at the end.
@@ -79,70 +76,6 @@ impl Drop for TestRole {
         })
         .join();
     }
-}
-
-/// Publishes a message every 20 ms until stopped; the ids of those committed to the outbox.
-fn keep_sending(publisher: PublisherHandle, stop: CancellationToken) -> JoinHandle<Vec<Snowflake>> {
-    tokio::spawn(async move {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        while !stop.is_cancelled() {
-            let record = synthetic::message("sent while the database refuses").to_record();
-            let id = record.message_id;
-            if publisher.publish(record).await.is_ok() {
-                sent.lock().expect("lock").push(id);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let ids = sent.lock().expect("lock").clone();
-        ids
-    })
-}
-
-fn turned(e: &TraceEvent, check: &str, to: Status) -> bool {
-    matches!(&e.kind, TraceKind::HealthChanged { check: c, status, .. } if c == check && *status == to)
-}
-
-/// Every message of `ids` ingested exactly once, and no row given up.
-async fn all_arrived_once(t: &TestSchema, seen: &mut Seen, ids: &[Snowflake]) {
-    let wanted: std::collections::HashSet<Snowflake> = ids.iter().copied().collect();
-    seen.until("every message sent ingested", |evs| {
-        let ingested: std::collections::HashSet<Snowflake> = evs
-            .iter()
-            .filter(|e| is_inserted(e))
-            .filter_map(|e| e.message_id)
-            .collect();
-        wanted.is_subset(&ingested)
-    })
-    .await;
-    let raw: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
-    let client = t.client().await;
-    let rows: i64 = client
-        .query_one(
-            "SELECT count(*) FROM discord_messages WHERE message_id = ANY($1)",
-            &[&raw],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(rows as usize, ids.len(), "one row per message");
-    let dead: i64 = client
-        .query_one(
-            "SELECT count(*) FROM event_outbox WHERE dead_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(dead, 0, "a passing fault makes no dead letter");
-    let pending: i64 = client
-        .query_one(
-            "SELECT count(*) FROM event_outbox WHERE processed_at IS NULL",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(pending, 0, "the outbox is drained without a manual retry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

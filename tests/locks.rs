@@ -7,22 +7,17 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::diagnosis::{warning_or_worse, Rig};
+use common::faults::{all_arrived_once, keep_sending, turned};
 use common::process::{notifyscope, stage, Running};
 use common::{is_inserted, server_url, Seen, TestSchema};
 use nix::sys::signal::Signal;
 use notifyscope::contract::Snowflake;
-use notifyscope::pipeline::synthetic;
-use notifyscope::trace::{Status, TraceEvent, TraceKind};
+use notifyscope::trace::Status;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-fn turned(e: &TraceEvent, check: &str, to: Status) -> bool {
-    matches!(&e.kind, TraceKind::HealthChanged { check: c, status, .. } if c == check && *status == to)
-}
 
 /// Holds `mode` on `table` of the test's schema in a transaction left open; the blocker's pid.
 async fn hold_lock(t: &TestSchema, table: &str, mode: &str) -> (tokio_postgres::Client, i32) {
@@ -49,25 +44,10 @@ async fn lock_while_messages_flow(test: &str, table: &str) {
     let mut rig = Rig::test(&t, true).await;
     let mut seen = Seen::new(rig.trace.subscribe());
     rig.until("lock_waits", |s| s == Status::Ok).await;
-    let publisher = rig.pipeline().publisher().clone();
     let stop = CancellationToken::new();
-    let sending = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            while !stop.is_cancelled() {
-                let record = synthetic::message("sent under a lock").to_record();
-                let id = record.message_id;
-                // Under a lock on the outbox the publish waits; it is retried and lands once
-                // the lock is gone.
-                if publisher.publish(record).await.is_ok() {
-                    ids.push(id);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            ids
-        })
-    };
+    // Under a lock on the outbox a publish waits; it is retried and lands once the lock is
+    // gone.
+    let sending = keep_sending(rig.pipeline().publisher().clone(), stop.clone());
     seen.until_count("messages flowing", 3, is_inserted).await;
 
     let (locker, blocker) = hold_lock(&t, table, "ACCESS EXCLUSIVE").await;
@@ -114,28 +94,7 @@ async fn lock_while_messages_flow(test: &str, table: &str) {
     locker.batch_execute("COMMIT").await.expect("released");
     stop.cancel();
     let ids: Vec<Snowflake> = sending.await.expect("sender");
-    let wanted: HashSet<Snowflake> = ids.iter().copied().collect();
-    seen.until("every message ingested after the lock", |evs| {
-        let ingested: HashSet<Snowflake> = evs
-            .iter()
-            .filter(|e| is_inserted(e))
-            .filter_map(|e| e.message_id)
-            .collect();
-        wanted.is_subset(&ingested)
-    })
-    .await;
-    let raw: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
-    let rows: i64 = t
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM discord_messages WHERE message_id = ANY($1)",
-            &[&raw],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(rows as usize, ids.len(), "nothing lost or doubled");
+    all_arrived_once(&t, &mut seen, &ids).await;
     rig.until("lock_waits", |s| s == Status::Ok).await;
     seen.drain();
     assert_eq!(
@@ -294,7 +253,8 @@ async fn watch_times_a_foreign_row_within_milliseconds() {
             .get(0);
         let row = run
             .until("the row observed", |v| {
-                stage(v) == "row_observed" && v["message_id"] == id.to_string()
+                stage(v) == "row_observed"
+                    && v["message_id"].as_str() == Some(id.to_string().as_str())
             })
             .await;
         let latency = row["latency_ms"].as_f64().expect("timed from its NOTIFY");

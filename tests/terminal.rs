@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::tmux::{binary, Tmux};
-use common::{server_url, TestSchema};
+use common::tmux::Tmux;
+use common::{binary, server_url, TestSchema};
 
 /// The text of one 40-column stage pane (the wide layout at 200 columns).
 fn column(screen: &[String], index: usize) -> String {

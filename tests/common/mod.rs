@@ -6,6 +6,7 @@
 
 pub mod diagnosis;
 pub mod fake_discord;
+pub mod faults;
 pub mod process;
 pub mod tmux;
 

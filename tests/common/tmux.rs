@@ -4,8 +4,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use super::binary;
-
 /// Fails the test with a clear word when tmux is missing.
 pub fn require_tmux() {
     let version = Command::new("tmux").arg("-V").output();
