@@ -380,7 +380,8 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
             let wait = (next - *at).num_milliseconds();
             let expected = quick_retries().delay_after(*n).as_millis() as i64;
             assert!(
-                (expected - 20..=expected + 50).contains(&wait),
+                // The database set the time; the trace, a moment later, stamped the attempt.
+                (expected - 40..=expected + 10).contains(&wait),
                 "attempt {n}: next one {wait} ms later, the schedule says {expected} ms"
             );
         }
@@ -388,7 +389,7 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
         for pair in attempts.windows(2) {
             let next = pair[0].3.expect("set above");
             assert!(
-                pair[1].4 >= next - chrono::TimeDelta::milliseconds(2),
+                pair[1].4 >= next - chrono::TimeDelta::milliseconds(20),
                 "attempt {} at {}, before its time {next}",
                 pair[1].0,
                 pair[1].4

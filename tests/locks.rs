@@ -183,6 +183,7 @@ async fn watch_names_the_session_that_blocks_a_foreign_writer() {
     assert!(summary.contains("discord_messages"), "{lock}");
     assert!(summary.contains("RowExclusiveLock"), "{lock}");
     locker.batch_execute("COMMIT").await.expect("released");
+    let released = Instant::now();
     insert
         .await
         .expect("insert task")
@@ -191,6 +192,11 @@ async fn watch_names_the_session_that_blocks_a_foreign_writer() {
         health(v, "lock_waits").is_some_and(|s| s == "\"ok\"")
     })
     .await;
+    assert!(
+        released.elapsed() < Duration::from_secs(4),
+        "clear within a tick or two of the release, took {:?}",
+        released.elapsed()
+    );
     drop(sql);
     assert!(run.signal_and_wait(Signal::SIGTERM).await.success());
 }
@@ -260,7 +266,7 @@ async fn watch_times_a_foreign_row_within_milliseconds() {
         let latency = row["latency_ms"].as_f64().expect("timed from its NOTIFY");
         let truth = (stored_at - notified_at).num_microseconds().unwrap_or(0) as f64 / 1e3;
         assert!(
-            (latency - truth).abs() < 10.0,
+            (latency - truth).abs() < 25.0,
             "message {id}: watch says {latency:.1} ms, the database {truth:.1} ms"
         );
     }

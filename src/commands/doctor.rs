@@ -503,7 +503,10 @@ async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
 fn print(checks: &[Check], database: &Database, channel: &Identifier, json: bool) {
     if json {
         let report = Report {
-            healthy: !checks.iter().any(|c| c.status == Status::Fail),
+            // Healthy exactly when the exit code is 0: nothing failed, nothing unjudged.
+            healthy: !checks
+                .iter()
+                .any(|c| matches!(c.status, Status::Fail | Status::Unknown)),
             database: database.redacted(),
             channel: channel.as_str(),
             checks,

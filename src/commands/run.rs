@@ -101,6 +101,7 @@ async fn start_pipeline(
 ) -> anyhow::Result<Running> {
     let mut diagnose_config = DiagnoseConfig::new(channel.clone());
     diagnose_config.role = database.role().map(str::to_owned);
+    let diagnosis_pool = database.pool(1)?;
     let mut config = PipelineConfig::new(database, channel.clone());
     config.filter = args.filter.to_config();
     config.workers = usize::from(args.workers);
@@ -121,7 +122,7 @@ async fn start_pipeline(
         diagnose_config,
         diagnosis_events,
         trace.clone(),
-        pipeline.pool().clone(),
+        diagnosis_pool,
         true,
         stop_diagnosis.clone(),
     );

@@ -65,7 +65,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     let tap = watched::spawn(
         &database, &channel, neighbours, table, start_id, &trace, &stop,
     );
-    let observer = start_observer(&args, &trace, &stop)?;
+    let observer = start_observer(&args, &trace, &stop, screen.is_none())?;
     let mut config = DiagnoseConfig::new(channel.clone());
     config.watch_only = true;
     config.observer = observer.is_some();
@@ -112,6 +112,7 @@ fn start_observer(
     args: &WatchArgs,
     trace: &crate::trace::Trace,
     stop: &CancellationToken,
+    headless: bool,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(name) = &args.discord_token_env else {
         return Ok(None);
@@ -133,8 +134,12 @@ fn start_observer(
     tracing::info!("observing the bot's gateway with the token in ${name} (read-only)");
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = run_bot(config, path, stop).await {
+            // On the screen the log line is in the Logs pane; headless it is said on stderr
+            // as well, where a user looks first.
             tracing::error!(error = %e, "the observer's gateway session stopped");
-            eprintln!("notifyscope: watch: the observer's gateway session stopped: {e}");
+            if headless {
+                eprintln!("notifyscope: watch: the observer's gateway session stopped: {e}");
+            }
         }
     })))
 }

@@ -138,7 +138,13 @@ impl CheckId {
     pub fn evaluate(self, evidence: &mut Evidence, now: DateTime<Utc>) -> Option<Finding> {
         let rule = self.rule()?;
         Some(match self.needs_our_pipeline() {
-            Some(_) if evidence.config.observer && self.observable() => rule(evidence, now),
+            Some(_) if evidence.config.observer && self.observable() => {
+                if evidence.observer_saw_nothing() {
+                    rules::unknown("the observer has received no message in the window yet")
+                } else {
+                    rule(evidence, now)
+                }
+            }
             Some(unseen) if evidence.config.watch_only => rules::unknown(unseen),
             _ => rule(evidence, now),
         })

@@ -135,6 +135,11 @@ impl Evidence {
         }
     }
 
+    /// In watch, nothing came through the observer lately: its checks have no evidence.
+    pub(super) fn observer_saw_nothing(&self) -> bool {
+        self.received_recent.items.is_empty()
+    }
+
     pub(super) fn listener_is_up(&self) -> bool {
         match (&self.listener_up, &self.listener_down) {
             (Some((up, _)), Some((down, _))) => up > down,
@@ -158,8 +163,13 @@ impl Evidence {
         match &event.kind {
             TraceKind::Received { .. } => {
                 if let Some(id) = event.message_id {
-                    self.received.start(at, id);
                     self.received_recent.push(at, id);
+                    if self.config.watch_only && self.notified.has_seen(id) {
+                        // Their bot's NOTIFY came before our observer's copy of the message.
+                        self.handled.push(at, None);
+                    } else {
+                        self.received.start(at, id);
+                    }
                 }
             }
             TraceKind::Skipped { reason, .. } => {
@@ -291,14 +301,19 @@ impl Evidence {
 
     /// The latest refusal of each part that no write of that part went through after, as of
     /// the window: what the database refuses now.
-    pub(super) fn refused_now(&self) -> Vec<(DateTime<Utc>, Refusal)> {
+    pub(super) fn refused_now(&self, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, Refusal)> {
         let mut latest: BTreeMap<WriteStage, (DateTime<Utc>, Refusal)> = BTreeMap::new();
         for (at, r) in &self.refusals.items {
             latest.insert(r.part, (*at, r.clone()));
         }
         latest
             .into_values()
-            .filter(|(at, r)| self.last_write.get(&r.part).is_none_or(|ok| ok < at))
+            .filter(|(at, r)| match r.part {
+                // Dead letters are written only when a payload is rejected: with no later
+                // write to show the fault gone, a refusal counts as now for a deadline.
+                WriteStage::DeadLetters => now - *at < delta(self.config.deadline),
+                part => self.last_write.get(&part).is_none_or(|ok| ok < at),
+            })
             .collect()
     }
 
@@ -349,10 +364,16 @@ impl Evidence {
         // lock that held it is gone.
         let last_write = self.last_write.get(&WriteStage::Ingest).copied();
         let seen_now: Vec<i32> = snapshot.lock_waits.iter().map(|w| w.blocker.pid).collect();
+        // Someone else's pipeline shows no write of its own to tell a lock gone: a blocker
+        // counts while it is seen.
+        let memory = if self.config.watch_only {
+            Duration::ZERO
+        } else {
+            BLOCKER_MEMORY
+        };
         self.blockers.retain(|pid, b| {
             seen_now.contains(pid)
-                || (at - b.last_seen < delta(BLOCKER_MEMORY)
-                    && last_write.is_none_or(|w| w < b.last_seen))
+                || (at - b.last_seen < delta(memory) && last_write.is_none_or(|w| w < b.last_seen))
         });
     }
 

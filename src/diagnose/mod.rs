@@ -143,8 +143,48 @@ pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier>
     out
 }
 
-/// The longest one tick's queries may take, past the timeouts of their parts.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(8);
+/// The longest one tick's queries may take, past the timeouts of their parts (four parts of
+/// at most 2 s each).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One tick's snapshot. Each part gives up on a lock or a slow statement by itself; queries
+/// that hang past all of them mean the server does not answer, and must not stop the
+/// diagnosis from reading the trace. A connection given up on that way may still be inside
+/// a part's transaction, so it is closed, never handed back to the pool.
+async fn tick_snapshot(
+    pool: &Pool,
+    channel: &Identifier,
+    with_outbox: bool,
+    overdue: &[Snowflake],
+    locks: &LockScope,
+) -> Snapshot {
+    let failed = |error: String| Snapshot {
+        at: Some(Utc::now()),
+        error: Some(error),
+        ..Snapshot::default()
+    };
+    let client = match tokio::time::timeout(SNAPSHOT_TIMEOUT, pool.get()).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return failed(error_chain(&e)),
+        Err(_) => {
+            return failed(format!(
+                "no connection within {} s",
+                SNAPSHOT_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let query = snapshot(&client, channel, with_outbox, overdue, locks);
+    match tokio::time::timeout(SNAPSHOT_TIMEOUT, query).await {
+        Ok(snap) => snap,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            failed(format!(
+                "the diagnosis queries took over {} s",
+                SNAPSHOT_TIMEOUT.as_secs()
+            ))
+        }
+    }
+}
 
 /// What the diagnosis reports each second.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -155,8 +195,9 @@ pub struct Report {
 }
 
 /// Runs the diagnosis on `events` (subscribe before the pipeline starts, so that its first
-/// events count) and a query a second; the latest checks are in the returned watch. Status
-/// changes are traced on `trace` as `health_changed`.
+/// events count) and its queries each second, on a `pool` of its own (a connection given up
+/// on is closed, and none of the pipeline's may be); the latest checks are in the returned
+/// watch. Status changes are traced on `trace` as `health_changed`.
 pub fn spawn(
     config: DiagnoseConfig,
     mut events: TraceReceiver,
@@ -182,22 +223,7 @@ pub fn spawn(
                 },
                 _ = tick.tick() => {
                     let overdue = diagnosis.overdue_notified(Utc::now());
-                    let failed = |error: String| Snapshot { at: Some(Utc::now()), error: Some(error), ..Snapshot::default() };
-                    let query = async {
-                        let client = pool.get().await.map_err(|e| error_chain(&e))?;
-                        Ok::<_, String>(snapshot(&client, &channel, with_outbox, &overdue, &locks).await)
-                    };
-                    // Each part gives up on a lock or a slow statement by itself; a query
-                    // that hangs past all of them means the server does not answer, and must
-                    // not stop the diagnosis from reading the trace.
-                    let snap = match tokio::time::timeout(SNAPSHOT_TIMEOUT, query).await {
-                        Ok(Ok(snap)) => snap,
-                        Ok(Err(error)) => failed(error),
-                        Err(_) => failed(format!(
-                            "the diagnosis queries took over {} s",
-                            SNAPSHOT_TIMEOUT.as_secs()
-                        )),
-                    };
+                    let snap = tick_snapshot(&pool, &channel, with_outbox, &overdue, &locks).await;
                     diagnosis.found_in_table(&snap.found);
                     let backlog = snap.backlog;
                     diagnosis.observe_snapshot(snap);

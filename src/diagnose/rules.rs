@@ -93,7 +93,7 @@ pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         // is slow, not forgotten.
         let slowed = e.database_down.is_some()
             || !e.publish_errors.items.is_empty()
-            || e.refused_now()
+            || e.refused_now(now)
                 .iter()
                 .any(|(_, r)| r.part == WriteStage::Publish);
         found(
@@ -204,7 +204,7 @@ pub(super) fn writes(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         .take(SAMPLE)
         .map(|(at, r)| format!("{} {}: {}: {}", r.part, ago(now, *at), r.class, r.error))
         .collect();
-    let refused_now = e.refused_now();
+    let refused_now = e.refused_now(now);
     // What is refused now, a fault of the database before a fault of one row.
     if let Some((at, r)) = refused_now
         .iter()
@@ -290,7 +290,7 @@ pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         // Ingestion refused as a whole, or the database gone, is reported: the messages wait
         // in the outbox, they are not lost in silence.
         let reported = e.database_down.is_some()
-            || e.refused_now()
+            || e.refused_now(now)
                 .iter()
                 .any(|(_, r)| r.part == WriteStage::Ingest);
         return found(
@@ -517,6 +517,12 @@ pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
 /// Backends of the pipeline waiting for a lock on its tables, named with the session that
 /// holds the lock: warn after `lock_wait`, fail after five times that.
 pub(super) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if let Some(error) = &e.snapshot.error {
+        return unknown(&format!(
+            "the sessions could not be read: {}",
+            shorten(error, 160)
+        ));
+    }
     if !e.snapshot_ok() {
         return unknown("not queried yet");
     }

@@ -35,6 +35,9 @@ pub struct Backend {
 pub struct PartError {
     pub class: ErrorClass,
     pub error: String,
+    /// It waited on a lock past the part's `lock_timeout` (55P03), as opposed to running past
+    /// its statement timeout: either way the database answers.
+    pub lock_wait: bool,
 }
 
 impl PartError {
@@ -42,18 +45,17 @@ impl PartError {
         PartError {
             class: ErrorClass::of(e),
             error: error_chain(e),
+            lock_wait: e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
         }
     }
 
-    /// The part waited on a lock (or ran past its statement timeout): the database answers.
-    pub fn is_lock_wait(&self) -> bool {
-        self.class == ErrorClass::Timeout
-    }
-
-    /// For a check that could not be judged: `waited on a lock: …` or the error.
+    /// For a check that could not be judged: `waited on a lock: …`, `timed out: …` or the
+    /// error.
     pub fn describe(&self) -> String {
-        if self.is_lock_wait() {
+        if self.lock_wait {
             format!("waited on a lock: {}", self.error)
+        } else if self.class == ErrorClass::Timeout {
+            format!("timed out: {}", self.error)
         } else {
             self.error.clone()
         }
@@ -69,7 +71,7 @@ pub struct LockWait {
     /// The lock mode it asks for, e.g. `RowExclusiveLock`.
     pub mode: String,
     pub relation: String,
-    /// Since its statement started.
+    /// How long it has waited for the lock.
     pub waiting_s: f64,
     pub blocker: Blocker,
 }
@@ -184,19 +186,23 @@ const BACKENDS: &str = "SELECT pg_notification_queue_usage(), \
      WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
        AND (NOT $2 OR application_name = ANY($3::text[])))";
 
-/// Who blocks the waiting backends `$1`, for their ungranted locks on the tables `$2`.
+/// Who blocks the waiting backends `$1`, for their ungranted lock on one of the tables `$2`,
+/// or (`$3`, our own backends) on a row (a `transactionid` lock: another session writes or
+/// locks the same row). `waitstart` is when the wait began (PostgreSQL 14 and later).
 const BLOCKERS: &str = "SELECT w.pid, coalesce(w.application_name, ''), l.mode, \
-        l.relation::regclass::text, \
-        coalesce(extract(epoch FROM now() - coalesce(w.query_start, w.state_change)), 0)::float8, \
+        coalesce(l.relation::regclass::text, 'a row'), \
+        coalesce(extract(epoch FROM now() - coalesce(l.waitstart, w.query_start)), 0)::float8, \
         b.pid, coalesce(b.application_name, ''), coalesce(b.usename::text, ''), \
         coalesce(b.state, ''), coalesce(b.query, ''), \
         coalesce(extract(epoch FROM now() - coalesce(b.xact_start, b.state_change)), 0)::float8 \
-    FROM pg_locks l \
-    JOIN pg_stat_activity w ON w.pid = l.pid \
-    CROSS JOIN LATERAL unnest(pg_blocking_pids(l.pid)) AS bp(pid) \
+    FROM unnest($1::int4[]) AS wp(pid) \
+    JOIN pg_stat_activity w ON w.pid = wp.pid \
+    JOIN LATERAL (SELECT locktype, mode, relation, waitstart FROM pg_locks \
+                  WHERE pid = wp.pid AND NOT granted LIMIT 1) AS l ON true \
+    CROSS JOIN LATERAL unnest(pg_blocking_pids(wp.pid)) AS bp(pid) \
     JOIN pg_stat_activity b ON b.pid = bp.pid \
-    WHERE NOT l.granted AND l.locktype = 'relation' AND l.pid = ANY($1) \
-      AND l.relation = ANY(ARRAY(SELECT to_regclass(t)::oid FROM unnest($2::text[]) AS t)) \
+    WHERE l.relation = ANY(ARRAY(SELECT to_regclass(t)::oid FROM unnest($2::text[]) AS t)) \
+       OR ($3 AND l.locktype = 'transactionid') \
     ORDER BY w.pid, b.pid";
 
 /// Runs `query` in a transaction of its own with the part's lock and statement timeouts, so
@@ -324,7 +330,11 @@ async fn blockers(
     locks: &LockScope,
 ) -> Result<Vec<LockWait>, tokio_postgres::Error> {
     let tables: Vec<String> = locks.tables.iter().map(|t| t.quoted()).collect();
-    let rows = part(client, client.query(BLOCKERS, &[&waiting, &tables])).await?;
+    let rows = part(
+        client,
+        client.query(BLOCKERS, &[&waiting, &tables, &locks.ours_only]),
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| LockWait {

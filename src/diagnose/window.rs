@@ -109,6 +109,11 @@ impl Pending {
         self.open.contains(&id)
     }
 
+    /// Started, whether still open or done since.
+    pub(super) fn has_seen(&self, id: Snowflake) -> bool {
+        self.open.contains(&id) || self.finished_set.contains(&id)
+    }
+
     pub(super) fn done(&mut self, id: Snowflake) {
         self.open.remove(&id);
         if self.finished_set.insert(id) {

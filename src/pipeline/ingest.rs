@@ -27,8 +27,9 @@ use crate::trace::{IngestOutcome, Trace, TraceKind, WriteStage};
 pub const DEFAULT_BATCH: usize = 500;
 /// How often workers look for rows whose NOTIFY never came.
 pub const DEFAULT_SWEEP: Duration = Duration::from_secs(1);
-/// A worker whose claim the database refuses waits this long at first, doubling up to
-/// [`MAX_PAUSE`], instead of trying again at every NOTIFY.
+/// A worker whose batch failed as a whole (the claim, the commit, or recording the failure
+/// refused) waits this long at first, doubling up to [`MAX_PAUSE`], instead of trying again
+/// at every NOTIFY.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
@@ -607,15 +608,21 @@ async fn record_failure(
     let first_s = schedule.first_delay.as_secs_f64();
     let max_s = schedule.max_delay.as_secs_f64();
     // `attempts` on the right is the count before this failure, so the wait after the n-th
-    // failure is first · 2^(n-1), as RetrySchedule::delay_after says.
+    // failure is first · 2^(n-1), as RetrySchedule::delay_after says. The claim's transaction
+    // is over, so another worker may have claimed (or even ingested) a row since: only rows
+    // still pending and free are charged.
     let rows = client
         .query(
-            "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2, error_class = $3, \
-               next_attempt_at = CASE WHEN attempts + 1 >= $4 THEN NULL \
-                 ELSE clock_timestamp() + make_interval(secs => \
-                   least($6::float8, $5::float8 * power(2, least(attempts, 30)))) END, \
-               dead_at = CASE WHEN attempts + 1 >= $4 THEN clock_timestamp() END \
-             WHERE id = ANY($1) RETURNING id, attempts, message_id, next_attempt_at",
+            &format!(
+                "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2, error_class = $3, \
+                   next_attempt_at = CASE WHEN attempts + 1 >= $4 THEN NULL \
+                     ELSE clock_timestamp() + make_interval(secs => \
+                       least($6::float8, $5::float8 * power(2, least(attempts, 30)))) END, \
+                   dead_at = CASE WHEN attempts + 1 >= $4 THEN clock_timestamp() END \
+                 WHERE id IN (SELECT id FROM event_outbox WHERE id = ANY($1) AND {PENDING} \
+                              FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, attempts, message_id, next_attempt_at"
+            ),
             &[
                 &outbox_ids,
                 &error,

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::contract::{self, NotifyPayload, Snowflake};
 use crate::pipeline::listen::{ConnectionLost, ListeningConnection};
 use crate::present::shorten;
-use crate::store::{error_chain, Database, Identifier, StoreError, APP_NAME};
+use crate::store::{error_chain, Database, ErrorClass, Identifier, StoreError, APP_NAME};
 use crate::trace::{Trace, TraceKind};
 
 /// The table their ingestion writes, and its message-id column (BIGINT).
@@ -98,6 +98,8 @@ const PROMPT_FOR: Duration = Duration::from_secs(5);
 /// [`PROMPT_MAX_GAP`] apart, so a row is timed within a few milliseconds.
 const PROMPT_FIRST_GAP: Duration = Duration::from_millis(1);
 const PROMPT_MAX_GAP: Duration = Duration::from_millis(5);
+/// How long the looks stay that close together; after that they back off.
+const PROMPT_FAST_FOR: Duration = Duration::from_secs(1);
 /// With no row awaited, new rows are looked for this often.
 const IDLE_GAP: Duration = Duration::from_millis(500);
 
@@ -290,33 +292,48 @@ async fn poll_rows(
     let mut seen: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     let mut client: Option<tokio_postgres::Client> = None;
     let mut gap = IDLE_GAP;
+    let mut prompting_since: Option<Instant> = None;
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(gap) => {}
-            () = row_awaited.notified(), if gap == IDLE_GAP => {
+            // A new NOTIFY while the looks are slow (idle, or backing off from a row that
+            // did not come) makes them prompt again.
+            () = row_awaited.notified(), if gap > PROMPT_MAX_GAP => {
                 tokio::time::sleep(PROMPT_FIRST_GAP).await;
+                prompting_since = Some(Instant::now());
             }
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             match database.connect_plain(APP_NAME).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
-                    database_down(&trace, error_chain(&e));
+                    poll_failed(&trace, &mut failing, e.class(), error_chain(&e));
+                    gap = IDLE_GAP;
                     continue;
                 }
             }
         }
         let Some(c) = client.as_ref() else { continue };
-        let lower = start.max(highest.saturating_sub(LATE_ROWS));
-        seen = seen.split_off(&lower);
-        let mut from = lower;
+        // A prompt look asks only for rows above the highest seen; the rows that commit out
+        // of id order, below it, are found by the next idle look.
+        let prompt = prompting_since.is_some();
+        let mut from = if prompt {
+            highest
+        } else {
+            let lower = start.max(highest.saturating_sub(LATE_ROWS));
+            seen = seen.split_off(&lower);
+            lower
+        };
         let now = Utc::now();
+        let mut ok = true;
         for _ in 0..20 {
             let rows = match c.query(&sql, &[&from]).await {
                 Ok(rows) => rows,
                 Err(e) => {
-                    database_down(&trace, error_chain(&e));
+                    poll_failed(&trace, &mut failing, ErrorClass::of(&e), error_chain(&e));
+                    ok = false;
                     break;
                 }
             };
@@ -349,15 +366,39 @@ async fn poll_rows(
                 break;
             }
         }
-        let awaiting = notified
-            .lock()
-            .map(|mut map| map.awaiting(Utc::now()))
-            .unwrap_or(false);
-        gap = match (awaiting, gap) {
-            (false, _) => IDLE_GAP,
-            (true, IDLE_GAP) => PROMPT_FIRST_GAP,
-            (true, gap) => (gap * 2).min(PROMPT_MAX_GAP),
+        if ok {
+            failing = false;
+        }
+        let awaiting = ok
+            && notified
+                .lock()
+                .map(|mut map| map.awaiting(Utc::now()))
+                .unwrap_or(false);
+        // Every few milliseconds for the first second after a NOTIFY, then backing off
+        // toward the idle pace: a row that does not come costs little.
+        gap = match (awaiting, prompting_since) {
+            (false, _) | (true, None) => IDLE_GAP,
+            (true, Some(since)) if since.elapsed() < PROMPT_FAST_FOR => {
+                (gap * 2).min(PROMPT_MAX_GAP)
+            }
+            (true, Some(_)) => (gap * 2).min(IDLE_GAP),
         };
+        if gap == IDLE_GAP {
+            prompting_since = None;
+        }
+    }
+}
+
+/// A look for rows failed: a lost connection is said once per outage, as `database_down`;
+/// any other refusal (no SELECT on their table, a lock) is a log line, once until it passes.
+fn poll_failed(trace: &Trace, failing: &mut bool, class: ErrorClass, error: String) {
+    if std::mem::replace(failing, true) {
+        return;
+    }
+    if class == ErrorClass::Connection {
+        database_down(trace, error);
+    } else {
+        tracing::warn!(%class, %error, "watch cannot read the watched table");
     }
 }
 

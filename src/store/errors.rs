@@ -12,7 +12,10 @@ use crate::store::StoreError;
 pub enum ErrorClass {
     /// 08…, 57P…, or no answer at all: the server is unreachable, restarting or shut down.
     Connection,
-    /// 42501 (and 28…: the login itself was refused).
+    /// 28…, 3D000: the server refused the login (user, password, pg_hba.conf) or has no such
+    /// database.
+    Login,
+    /// 42501: the role may not do this to that table.
     Permission,
     /// 42P01, 42703, 42883, 3F000: a table, column, function or schema is not there.
     MissingObject,
@@ -35,10 +38,11 @@ impl ErrorClass {
     pub fn of_sqlstate(code: &str) -> Self {
         match code {
             "42501" => ErrorClass::Permission,
-            "42P01" | "42703" | "42883" | "3F000" | "3D000" => ErrorClass::MissingObject,
+            "42P01" | "42703" | "42883" | "3F000" => ErrorClass::MissingObject,
+            "3D000" => ErrorClass::Login,
             "55P03" | "57014" => ErrorClass::Timeout,
             _ if code.starts_with("08") || code.starts_with("57P") => ErrorClass::Connection,
-            _ if code.starts_with("28") => ErrorClass::Permission,
+            _ if code.starts_with("28") => ErrorClass::Login,
             _ if code.starts_with("23") => ErrorClass::Constraint,
             _ if code.starts_with("22") => ErrorClass::BadData,
             _ if code.starts_with("40") => ErrorClass::Conflict,
@@ -62,9 +66,8 @@ impl ErrorClass {
     pub fn of_store(e: &StoreError) -> Self {
         match e {
             StoreError::Connect { source, .. } => match ErrorClass::of(source) {
-                // A login refused or a database missing is not cured by waiting either, but
-                // it is what the person must fix, so keep its class.
-                ErrorClass::Permission | ErrorClass::MissingObject => ErrorClass::of(source),
+                // A login refused is what the person must fix, so it keeps its class.
+                ErrorClass::Login => ErrorClass::Login,
                 _ => ErrorClass::Connection,
             },
             StoreError::Pool(_) => ErrorClass::Connection,
@@ -77,7 +80,8 @@ impl ErrorClass {
 
     /// Whether the same statement may succeed later without anything about the row
     /// changing. Permissions and missing objects count: people fix those while the
-    /// pipeline runs. Constraints, bad data and unknown errors are the row's own.
+    /// pipeline runs (a login too: a password rotated, pg_hba.conf edited). Constraints, bad
+    /// data and unknown errors are the row's own.
     pub fn is_transient(self) -> bool {
         !matches!(
             self,
@@ -89,6 +93,7 @@ impl ErrorClass {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Connection => "connection",
+            ErrorClass::Login => "login",
             ErrorClass::Permission => "permission",
             ErrorClass::MissingObject => "missing_object",
             ErrorClass::Constraint => "constraint",
@@ -104,6 +109,7 @@ impl ErrorClass {
     pub fn describe(self) -> &'static str {
         match self {
             ErrorClass::Connection => "the database cannot be reached",
+            ErrorClass::Login => "the server refused the login",
             ErrorClass::Permission => "permission denied",
             ErrorClass::MissingObject => "a table or column is missing",
             ErrorClass::Constraint => "a row breaks a constraint",
@@ -126,6 +132,10 @@ impl ErrorClass {
                  pipeline reconnects by itself"
                     .into()
             }
+            ErrorClass::Login => format!(
+                "check the user and password of {role}, the database name, and that \
+                 pg_hba.conf lets this host in"
+            ),
             ErrorClass::Permission => format!(
                 "GRANT SELECT, INSERT, UPDATE ON {table} TO {role} (a grant forgotten in a \
                  migration); the rows wait in the outbox and go through once it is back"
@@ -181,7 +191,8 @@ mod tests {
             ("08006", ErrorClass::Connection),
             ("57P01", ErrorClass::Connection),
             ("42501", ErrorClass::Permission),
-            ("28P01", ErrorClass::Permission),
+            ("28P01", ErrorClass::Login),
+            ("3D000", ErrorClass::Login),
             ("42P01", ErrorClass::MissingObject),
             ("42703", ErrorClass::MissingObject),
             ("23505", ErrorClass::Constraint),

@@ -196,10 +196,10 @@ pub enum TraceKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next_attempt_at: Option<DateTime<Utc>>,
     },
-    /// The database refused a statement of a part of the pipeline (`publish`, `ingest`,
-    /// `dead_letters`)
-    /// for a reason of its own, not of one message: a lock, a permission, a missing table,
-    /// no resources. What it carried is kept and tried again after `retry_in_ms`.
+    /// The database refused a statement of a part of the pipeline for a reason of its own,
+    /// not of one message: a lock, a permission, a missing table, no resources. The publisher
+    /// and ingestion keep what it carried and try again after `retry_in_ms`; dead letters
+    /// that could not be written are lost from `dead_letters` (their rejection is traced).
     DatabaseRefused {
         part: WriteStage,
         class: ErrorClass,

@@ -10,3 +10,9 @@ ALTER TABLE event_outbox
 -- Rows given up before this column existed: five attempts was the limit.
 UPDATE event_outbox SET dead_at = clock_timestamp()
 WHERE processed_at IS NULL AND attempts >= 5;
+
+-- Claims, the backlog and the diagnosis read pending rows only: keep the given-up ones out of
+-- the index they walk.
+DROP INDEX event_outbox_pending;
+CREATE INDEX event_outbox_pending ON event_outbox (channel, id)
+    WHERE processed_at IS NULL AND dead_at IS NULL;
