@@ -201,6 +201,12 @@ impl Evidence {
             }
             TraceKind::Notified { .. } => {
                 if let Some(id) = event.message_id {
+                    let row_first = self.notified.has_seen(id) && !self.notified.is_open(id);
+                    if self.config.watch_only && row_first {
+                        // Their row was seen before its NOTIFY was read (a trigger commits
+                        // both at once): proof all the same.
+                        self.notified_rows += 1;
+                    }
                     self.notified.start(at, id);
                     if self.config.watch_only {
                         // Someone else's bot published what it received: handled.

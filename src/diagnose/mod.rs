@@ -339,4 +339,37 @@ mod tests {
         assert_eq!(status(&checks, "self_filter"), Status::Fail);
         assert_eq!(checks[0].status, Status::Fail, "worst first");
     }
+
+    #[test]
+    fn in_watch_a_row_seen_before_its_notify_proves_the_listener() {
+        let mut config = DiagnoseConfig::new(Identifier::fixed("events"));
+        config.watch_only = true;
+        let mut d = Diagnosis::new(config);
+        d.observe(&event(
+            0,
+            Some(7),
+            TraceKind::RowObserved {
+                table: "discord_messages".into(),
+                latency_ms: None,
+            },
+        ));
+        d.observe(&event(
+            1,
+            Some(7),
+            TraceKind::Notified {
+                channel: "events".into(),
+                sender_pid: 1,
+                outbox_id: None,
+                by_ref: false,
+                bytes: 2,
+                payload: "{}".into(),
+            },
+        ));
+        d.observe_snapshot(Snapshot {
+            at: Some(Utc::now()),
+            ..Snapshot::default()
+        });
+        let checks = d.checks(Utc::now());
+        assert_eq!(status(&checks, "listener"), Status::Ok, "{checks:#?}");
+    }
 }
