@@ -55,26 +55,10 @@ impl TestRole {
 
 impl Drop for TestRole {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&server_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!(
-                            "DROP OWNED BY \"{name}\" CASCADE; DROP ROLE IF EXISTS \"{name}\""
-                        ))
-                        .await;
-                }
-            });
-        })
-        .join();
+        common::clean_up(format!(
+            "DROP OWNED BY \"{name}\" CASCADE; DROP ROLE IF EXISTS \"{name}\"",
+            name = self.name
+        ));
     }
 }
 

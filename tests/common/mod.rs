@@ -74,26 +74,28 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; a thread of its own may block.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&server_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        clean_up(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
     }
+}
+
+/// Runs `sql` on the test server from a thread of its own, ignoring the outcome: for the
+/// clean-up in `Drop`, which runs inside the test's runtime and may not block it.
+pub fn clean_up(sql: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok((client, conn)) =
+                tokio_postgres::connect(&server_url(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(conn);
+                let _ = client.batch_execute(&sql).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Reads a trace stream and keeps everything it saw.
