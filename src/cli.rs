@@ -134,6 +134,13 @@ pub struct RunArgs {
     /// Seconds to let queued and unprocessed events finish at shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
+    /// How long ingested outbox rows are kept: `forever`, or e.g. `0` (none), `30m`, `24h`,
+    /// `7d`. Rows still waiting for ingestion and discord_messages are never deleted.
+    #[arg(long, default_value = "24h", value_name = "AGE")]
+    pub outbox_retention: crate::pipeline::retention::Retention,
+    /// How long dead letters (rejected notifications, outbox rows given up) are kept.
+    #[arg(long, default_value = "7d", value_name = "AGE")]
+    pub dead_letter_retention: crate::pipeline::retention::Retention,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]

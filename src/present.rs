@@ -126,6 +126,12 @@ fn system_detail(kind: &TraceKind) -> String {
     match kind {
         TraceKind::DatabaseUp { url, embedded } => format!("{url}{}", flag(*embedded, " (embedded)")),
         TraceKind::DatabaseDown { error } => format!("error={error}"),
+        TraceKind::Pruned {
+            table,
+            what,
+            rows,
+            older_than_s,
+        } => format!("table={table} rows={rows} older_than={older_than_s}s ({what})"),
         TraceKind::DatabaseRefused {
             part,
             class,

@@ -106,6 +106,8 @@ async fn start_pipeline(
     config.filter = args.filter.to_config();
     config.workers = usize::from(args.workers);
     config.queue_capacity = args.queue_capacity;
+    config.retention.outbox = args.outbox_retention;
+    config.retention.dead_letters = args.dead_letter_retention;
     config.embedded = embedded;
     let extra: Vec<Identifier> = args
         .watch_channels

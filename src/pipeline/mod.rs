@@ -9,6 +9,7 @@ pub mod filter;
 pub mod ingest;
 pub mod listen;
 pub mod publish;
+pub mod retention;
 pub mod retry;
 pub mod synthetic;
 pub mod test_events;
@@ -29,6 +30,7 @@ use crate::pipeline::listen::{
     ControlRoute, ListenerConfig, ListenerError, ListenerHandle, ListenerState,
 };
 use crate::pipeline::publish::{PublishError, PublisherHandle};
+use crate::pipeline::retention::RetentionConfig;
 use crate::pipeline::retry::RetrySchedule;
 use crate::pipeline::test_events::TestEvents;
 use crate::store::{self, Database, Identifier, StoreError};
@@ -64,6 +66,8 @@ pub struct PipelineConfig {
     /// database refuses it (`lock_timeout`): a table locked by a migration or a forgotten
     /// transaction then shows as a named, retried error instead of a silent stall.
     pub lock_timeout: Duration,
+    /// How long processed outbox rows and dead letters are kept.
+    pub retention: RetentionConfig,
 }
 
 /// The default [`PipelineConfig::lock_timeout`].
@@ -86,6 +90,7 @@ impl PipelineConfig {
             ingest_sweep: ingest::DEFAULT_SWEEP,
             retry: RetrySchedule::default(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Pipeline {
     stop_consumers: CancellationToken,
     publisher_task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    pruner: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -144,6 +150,13 @@ impl Pipeline {
             Arc::new(filter),
             publisher.clone(),
         ));
+        let pruner = retention::spawn_pruner(
+            pool.clone(),
+            config.channel.clone(),
+            config.retention.clone(),
+            trace.clone(),
+            stop_consumers.clone(),
+        );
         let simulated = SimulatedSource::new(bot_path.clone());
         let listener_config = listener_config(&config, &database, &pool, &simulated);
         let listener = listen::spawn_listener(
@@ -167,6 +180,7 @@ impl Pipeline {
             stop_consumers,
             publisher_task,
             workers,
+            pruner,
         })
     }
 
@@ -260,6 +274,12 @@ impl Pipeline {
         }
         if let Err(e) = self.listener.join().await {
             report.crashed.push(format!("the listener: {e}"));
+        }
+        if let Some(Err(e)) = match self.pruner {
+            Some(pruner) => Some(pruner.await),
+            None => None,
+        } {
+            report.crashed.push(format!("the pruner: {e}"));
         }
         self.pool.close();
         report.log();

@@ -83,3 +83,63 @@ pub async fn unprocessed(
         })
         .collect())
 }
+
+/// What the pruner deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneTarget {
+    /// Outbox rows ingested (`processed_at`).
+    ProcessedOutbox,
+    /// Outbox rows given up (`dead_at`).
+    DeadOutbox,
+    /// Rejected notifications (`received_at`).
+    DeadLetters,
+}
+
+impl PruneTarget {
+    pub fn table(self) -> &'static str {
+        match self {
+            PruneTarget::ProcessedOutbox | PruneTarget::DeadOutbox => "event_outbox",
+            PruneTarget::DeadLetters => "dead_letters",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            PruneTarget::ProcessedOutbox => "processed outbox rows",
+            PruneTarget::DeadOutbox => "outbox rows given up",
+            PruneTarget::DeadLetters => "dead letters",
+        }
+    }
+}
+
+/// Deletes at most `batch` rows of `target` older than `older_than` (of `channel` for the
+/// outbox), oldest first; how many. A row still waiting for ingestion is never one of them.
+pub async fn prune(
+    client: &Client,
+    channel: &Identifier,
+    target: PruneTarget,
+    older_than: std::time::Duration,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let seconds = older_than.as_secs_f64();
+    let sql = match target {
+        PruneTarget::ProcessedOutbox => {
+            "DELETE FROM event_outbox WHERE id IN (SELECT id FROM event_outbox \
+               WHERE channel = $1 AND processed_at < now() - make_interval(secs => $2) \
+               ORDER BY processed_at LIMIT $3)"
+        }
+        PruneTarget::DeadOutbox => {
+            "DELETE FROM event_outbox WHERE id IN (SELECT id FROM event_outbox \
+               WHERE channel = $1 AND processed_at IS NULL AND dead_at < now() - make_interval(secs => $2) \
+               ORDER BY dead_at LIMIT $3)"
+        }
+        PruneTarget::DeadLetters => {
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters \
+               WHERE channel = $1 AND received_at < now() - make_interval(secs => $2) \
+               ORDER BY received_at LIMIT $3)"
+        }
+    };
+    Ok(client
+        .execute(sql, &[&channel.as_str(), &seconds, &batch])
+        .await?)
+}

@@ -286,6 +286,13 @@ pub enum TraceKind {
         status: Status,
         summary: String,
     },
+    /// Rows past their retention were deleted: `what` of `table`, older than `older_than_s`.
+    Pruned {
+        table: String,
+        what: String,
+        rows: u64,
+        older_than_s: u64,
+    },
     /// The publish queue is full: publishers wait.
     Backpressure {
         queued: usize,
@@ -323,6 +330,7 @@ impl TraceKind {
             TraceKind::NeighbourNotified { .. } => "neighbour_notified",
             TraceKind::RowObserved { .. } => "row_observed",
             TraceKind::HealthChanged { .. } => "health_changed",
+            TraceKind::Pruned { .. } => "pruned",
             TraceKind::Backpressure { .. } => "backpressure",
             TraceKind::Lagged { .. } => "lagged",
         }

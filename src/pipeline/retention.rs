@@ -1,0 +1,212 @@
+//! Retention: processed outbox rows and dead letters are deleted once they are older than
+//! their retention, so that a pipeline left running keeps a bounded outbox (about rate ×
+//! retention). Deletes go in small batches, each its own short transaction (no long lock, no
+//! table rewrite), and never touch a row still waiting for ingestion or `discord_messages`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::outbox::{prune, PruneTarget};
+use crate::store::{error_chain, Identifier};
+use crate::trace::{Trace, TraceKind};
+
+/// How long rows of a kind are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// Never deleted.
+    #[default]
+    Forever,
+    /// Deleted once older than this; zero keeps none.
+    For(Duration),
+}
+
+impl FromStr for Retention {
+    type Err = String;
+
+    /// `forever`, or a number with a unit: `0`, `90s`, `30m`, `24h`, `7d` (a bare number is
+    /// seconds).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("forever") {
+            return Ok(Retention::Forever);
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let n: u64 = number.parse().map_err(|_| {
+            format!(
+                "{s:?} is not a retention: use `forever` or e.g. `0`, `90s`, `30m`, `24h`, `7d`"
+            )
+        })?;
+        let seconds = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown unit {other:?}; use s, m, h or d, or `forever`"
+                ))
+            }
+        };
+        Ok(Retention::For(Duration::from_secs(
+            n.saturating_mul(seconds),
+        )))
+    }
+}
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Retention::Forever => f.write_str("forever"),
+            Retention::For(d) => write!(f, "{} s", d.as_secs()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    /// Processed outbox rows.
+    pub outbox: Retention,
+    /// Rejected notifications (`dead_letters`) and outbox rows given up (`dead_at`).
+    pub dead_letters: Retention,
+    /// How often the pruner looks.
+    pub every: Duration,
+    /// Rows one delete takes at most.
+    pub batch: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            outbox: Retention::For(Duration::from_secs(24 * 3600)),
+            dead_letters: Retention::For(Duration::from_secs(7 * 24 * 3600)),
+            every: Duration::from_secs(60),
+            batch: 1000,
+        }
+    }
+}
+
+/// Deletes in one look at most this many batches, so that one look stays short; the rest
+/// waits for the next.
+const MAX_BATCHES: usize = 200;
+
+/// Starts the pruner; nothing runs when both retentions are `forever`.
+pub fn spawn_pruner(
+    pool: Pool,
+    channel: Identifier,
+    config: RetentionConfig,
+    trace: Trace,
+    stop: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let targets: Vec<(PruneTarget, Duration)> = [
+        (PruneTarget::ProcessedOutbox, config.outbox),
+        (PruneTarget::DeadOutbox, config.dead_letters),
+        (PruneTarget::DeadLetters, config.dead_letters),
+    ]
+    .into_iter()
+    .filter_map(|(target, retention)| match retention {
+        Retention::Forever => None,
+        Retention::For(d) => Some((target, d)),
+    })
+    .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(config.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (target, older_than) in &targets {
+                prune_target(
+                    &pool,
+                    &channel,
+                    *target,
+                    *older_than,
+                    config.batch,
+                    &trace,
+                    &stop,
+                )
+                .await;
+            }
+        }
+    }))
+}
+
+async fn prune_target(
+    pool: &Pool,
+    channel: &Identifier,
+    target: PruneTarget,
+    older_than: Duration,
+    batch: i64,
+    trace: &Trace,
+    stop: &CancellationToken,
+) {
+    let mut rows = 0u64;
+    for _ in 0..MAX_BATCHES {
+        if stop.is_cancelled() {
+            break;
+        }
+        let deleted = match pool.get().await {
+            Ok(client) => prune(&client, channel, target, older_than, batch).await,
+            Err(e) => Err(e.into()),
+        };
+        match deleted {
+            Ok(n) => {
+                rows += n;
+                if (n as i64) < batch {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(table = target.table(), error = %error_chain(&e), "pruning failed; trying again later");
+                break;
+            }
+        }
+    }
+    if rows > 0 {
+        tracing::info!(
+            table = target.table(),
+            rows,
+            "pruned {} older than {} s",
+            target.describe(),
+            older_than.as_secs()
+        );
+        trace.emit(
+            None,
+            TraceKind::Pruned {
+                table: target.table().to_owned(),
+                what: target.describe().to_owned(),
+                rows,
+                older_than_s: older_than.as_secs(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retentions_parse() {
+        let secs = |n| Ok(Retention::For(Duration::from_secs(n)));
+        assert_eq!("forever".parse(), Ok(Retention::Forever));
+        assert_eq!("0".parse(), secs(0));
+        assert_eq!("90s".parse(), secs(90));
+        assert_eq!("30m".parse(), secs(1800));
+        assert_eq!("24h".parse(), secs(86_400));
+        assert_eq!("7d".parse(), secs(604_800));
+        assert!("soon".parse::<Retention>().is_err());
+        assert!("5w".parse::<Retention>().is_err());
+        assert!("-1".parse::<Retention>().is_err());
+    }
+}
