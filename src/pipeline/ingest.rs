@@ -285,6 +285,8 @@ enum Failure {
 
 struct Claimed {
     outbox_id: i64,
+    /// Failed attempts when claimed: a failure is charged only while it still holds.
+    attempts: i32,
     published_at: DateTime<Utc>,
     envelope: Result<Envelope, ContractError>,
 }
@@ -317,7 +319,7 @@ impl Statements {
     async fn prepare(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
         let claim = client
             .prepare_cached(&format!(
-                "SELECT id, payload::text, published_at FROM event_outbox \
+                "SELECT id, payload::text, published_at, attempts FROM event_outbox \
                      WHERE channel = $1 AND {PENDING} \
                        AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
                        AND id <> ALL($3::int8[]) \
@@ -450,6 +452,7 @@ async fn claim(
             let payload: String = row.get(1);
             Claimed {
                 outbox_id: row.get(0),
+                attempts: row.get(3),
                 published_at: row.get(2),
                 envelope: Envelope::from_json(&payload),
             }
@@ -518,13 +521,12 @@ async fn insert_failed(
     let error = error_chain(e);
     let class = ErrorClass::of(e);
     if class.is_transient() {
-        let ids: Vec<i64> = claimed.iter().map(|c| c.outbox_id).collect();
         tracing::error!(
-            channel = %config.channel, rows = ids.len(), %class, %error,
+            channel = %config.channel, rows = claimed.len(), %class, %error,
             "the database refused ingestion: {}; the rows wait for their next attempt",
             class.describe()
         );
-        record_failure(client, trace, &config.retry, &ids, &error, class).await?;
+        record_failure(client, trace, &config.retry, claimed, &error, class).await?;
         return Ok(Failure::Rescheduled);
     }
     Ok(match claimed {
@@ -533,7 +535,7 @@ async fn insert_failed(
                 client,
                 trace,
                 &config.retry,
-                &[only.outbox_id],
+                std::slice::from_ref(only),
                 &error,
                 class,
             )
@@ -600,17 +602,20 @@ async fn record_failure(
     client: &tokio_postgres::Client,
     trace: &Trace,
     schedule: &RetrySchedule,
-    outbox_ids: &[i64],
+    failed: &[Claimed],
     error: &str,
     class: ErrorClass,
 ) -> Result<(), StoreError> {
+    let outbox_ids: Vec<i64> = failed.iter().map(|c| c.outbox_id).collect();
+    let attempts_seen: Vec<i32> = failed.iter().map(|c| c.attempts).collect();
     let limit = schedule.attempts_for(Some(class));
     let first_s = schedule.first_delay.as_secs_f64();
     let max_s = schedule.max_delay.as_secs_f64();
     // `attempts` on the right is the count before this failure, so the wait after the n-th
     // failure is first · 2^(n-1), as RetrySchedule::delay_after says. The claim's transaction
-    // is over, so another worker may have claimed (or even ingested) a row since: only rows
-    // still pending and free are charged.
+    // is over, so another worker may have claimed the row since, failed too and charged it,
+    // or even ingested it: a row is charged only while still pending, free, and with the
+    // attempts it was claimed with, so one round of attempts is charged once.
     let rows = client
         .query(
             &format!(
@@ -619,8 +624,10 @@ async fn record_failure(
                      ELSE clock_timestamp() + make_interval(secs => \
                        least($6::float8, $5::float8 * power(2, least(attempts, 30)))) END, \
                    dead_at = CASE WHEN attempts + 1 >= $4 THEN clock_timestamp() END \
-                 WHERE id IN (SELECT id FROM event_outbox WHERE id = ANY($1) AND {PENDING} \
-                              FOR UPDATE SKIP LOCKED) \
+                 WHERE id IN (SELECT o.id FROM event_outbox o \
+                              JOIN UNNEST($1::int8[], $7::int4[]) AS u(id, seen) ON o.id = u.id \
+                              WHERE o.attempts = u.seen AND {PENDING} \
+                              FOR UPDATE OF o SKIP LOCKED) \
                  RETURNING id, attempts, message_id, next_attempt_at"
             ),
             &[
@@ -630,6 +637,7 @@ async fn record_failure(
                 &limit,
                 &first_s,
                 &max_s,
+                &attempts_seen,
             ],
         )
         .await?;
