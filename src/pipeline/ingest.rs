@@ -105,8 +105,8 @@ async fn worker(
     let mut pause = None;
     loop {
         if let Some(pause) = pause {
-            // The database refused the last claim: wait it out rather than ask again at
-            // every NOTIFY.
+            // The database refused the last batch as a whole: wait it out rather than ask
+            // again at every NOTIFY.
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
@@ -606,38 +606,49 @@ async fn record_failure(
     error: &str,
     class: ErrorClass,
 ) -> Result<(), StoreError> {
+    // What this failure means for each row, by the schedule: the wait before its next
+    // attempt, or that it is given up.
+    let limit = schedule.attempts_for(Some(class));
     let outbox_ids: Vec<i64> = failed.iter().map(|c| c.outbox_id).collect();
     let attempts_seen: Vec<i32> = failed.iter().map(|c| c.attempts).collect();
-    let limit = schedule.attempts_for(Some(class));
-    let first_s = schedule.first_delay.as_secs_f64();
-    let max_s = schedule.max_delay.as_secs_f64();
-    // `attempts` on the right is the count before this failure, so the wait after the n-th
-    // failure is first · 2^(n-1), as RetrySchedule::delay_after says. The claim's transaction
-    // is over, so another worker may have claimed the row since, failed too and charged it,
-    // or even ingested it: a row is charged only while still pending, free, and with the
-    // attempts it was claimed with, so one round of attempts is charged once.
+    let waits_s: Vec<f64> = failed
+        .iter()
+        .map(|c| {
+            schedule
+                .delay_after(c.attempts.saturating_add(1))
+                .as_secs_f64()
+        })
+        .collect();
+    let given_up: Vec<bool> = failed
+        .iter()
+        .map(|c| c.attempts.saturating_add(1) >= limit)
+        .collect();
+    // The claim's transaction is over, so another worker may have claimed the row since,
+    // failed too and charged it, or even ingested it: a row is charged only while still
+    // pending, free, and with the attempts it was claimed with, so one round of attempts is
+    // charged once.
     let rows = client
         .query(
             &format!(
-                "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2, error_class = $3, \
-                   next_attempt_at = CASE WHEN attempts + 1 >= $4 THEN NULL \
-                     ELSE clock_timestamp() + make_interval(secs => \
-                       least($6::float8, $5::float8 * power(2, least(attempts, 30)))) END, \
-                   dead_at = CASE WHEN attempts + 1 >= $4 THEN clock_timestamp() END \
-                 WHERE id IN (SELECT o.id FROM event_outbox o \
-                              JOIN UNNEST($1::int8[], $7::int4[]) AS u(id, seen) ON o.id = u.id \
-                              WHERE o.attempts = u.seen AND {PENDING} \
-                              FOR UPDATE OF o SKIP LOCKED) \
-                 RETURNING id, attempts, message_id, next_attempt_at"
+                "UPDATE event_outbox o SET attempts = o.attempts + 1, last_error = $2, \
+                   error_class = $3, \
+                   next_attempt_at = CASE WHEN u.given_up THEN NULL \
+                     ELSE clock_timestamp() + make_interval(secs => u.wait_s) END, \
+                   dead_at = CASE WHEN u.given_up THEN clock_timestamp() END \
+                 FROM UNNEST($1::int8[], $4::int4[], $5::float8[], $6::bool[]) \
+                   AS u(id, seen, wait_s, given_up) \
+                 WHERE o.id = u.id AND o.attempts = u.seen \
+                   AND o.id IN (SELECT id FROM event_outbox WHERE id = ANY($1) AND {PENDING} \
+                                FOR UPDATE SKIP LOCKED) \
+                 RETURNING o.id, o.attempts, o.message_id, o.next_attempt_at"
             ),
             &[
                 &outbox_ids,
                 &error,
                 &class.as_str(),
-                &limit,
-                &first_s,
-                &max_s,
                 &attempts_seen,
+                &waits_s,
+                &given_up,
             ],
         )
         .await?;

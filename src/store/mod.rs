@@ -47,12 +47,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The database could not be reached (as opposed to refusing one statement).
-    pub fn is_connection_lost(&self) -> bool {
-        matches!(self, StoreError::Connect { .. })
-            || ErrorClass::of_store(self) == ErrorClass::Connection
-    }
-
     /// What kind of error this is (see [`ErrorClass`]).
     pub fn class(&self) -> ErrorClass {
         ErrorClass::of_store(self)
