@@ -280,3 +280,66 @@ async fn a_bad_log_filter_is_an_error_naming_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_list_shows_each_rows_schedule() {
+    let t = TestSchema::new("e_outbox_list");
+    t.database().migrate().await.expect("migrated");
+    t.client()
+        .await
+        .execute(
+            "INSERT INTO event_outbox (event_id, event_type, channel, message_id, payload, \
+                                       attempts, next_attempt_at, error_class, last_error, dead_at) \
+             VALUES (gen_random_uuid(), 'discord.message_created', $1, 101, '{}', 0, NULL, NULL, NULL, NULL), \
+                    (gen_random_uuid(), 'discord.message_created', $1, 102, '{}', 3, \
+                     now() + interval '1 hour', 'permission', 'permission denied for table discord_messages', NULL), \
+                    (gen_random_uuid(), 'discord.message_created', $1, 103, '{}', 5, NULL, \
+                     'constraint', 'violates check constraint', now())",
+            &[&t.name],
+        )
+        .await
+        .expect("rows");
+    let list = |json: bool| {
+        let mut cmd = notifyscope();
+        cmd.args(["outbox", "list", "--schema", &t.name, "--channel", &t.name])
+            .args(["--database-url", &server_url()]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output()
+    };
+    let out = list(true).await.expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let listing: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let rows = listing["rows"].as_array().expect("rows");
+    let state = |i: usize| rows[i]["state"].as_str().unwrap_or_default();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (state(0), state(1), state(2)),
+        ("waiting", "retrying", "dead")
+    );
+    assert_eq!(rows[1]["message_id"], "102");
+    assert_eq!(rows[1]["attempts"], 3);
+    assert_eq!(rows[1]["error_class"], "permission");
+    assert!(rows[1]["next_attempt_at"].is_string());
+    assert!(rows[2]["dead_at"].is_string());
+
+    let out = list(false).await.expect("runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let retrying = table
+        .lines()
+        .find(|l| l.contains("102"))
+        .expect("the retrying row");
+    assert!(
+        retrying.contains("retrying")
+            && (retrying.contains("in 3600 s") || retrying.contains("in 3599 s")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("103") && l.contains("never")),
+        "{table}"
+    );
+}
