@@ -153,7 +153,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub demo_rate: Option<u32>,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub screen: ScreenArgs,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Args, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187): counters per
+    /// stage, skip reason and error, stage latencies, backlog, NOTIFY queue, gateway, and
+    /// one gauge per health check.
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// Options of the interactive screen.
@@ -231,6 +243,8 @@ pub struct WatchArgs {
     #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
     pub discord_api_url: Option<String>,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub screen: ScreenArgs,
 }
 
@@ -255,9 +269,15 @@ pub struct DiscordArgs {
     /// Gateway intents: names separated by commas, or a number.
     #[arg(long, default_value = crate::pipeline::bot::DEFAULT_INTENTS, value_parser = crate::pipeline::bot::parse_intents)]
     pub intents: Option<serenity::all::GatewayIntents>,
-    /// Shards: `auto` (as many as Discord recommends) or a number.
+    /// Shards: `auto` (as many as Discord recommends) or a number (with --shard-range: the
+    /// total over all processes).
     #[arg(long, default_value = "1")]
     pub shards: Option<crate::pipeline::bot::Shards>,
+    /// Run only these shards (FIRST..END, END not included), so that several processes on
+    /// several machines share one bot; they all publish to one outbox, and their ingestion
+    /// workers share it.
+    #[arg(long, value_name = "FIRST..END")]
+    pub shard_range: Option<crate::pipeline::bot::ShardRange>,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -314,6 +334,16 @@ pub enum SendCommand {
     },
 }
 
+/// A length of time such as `90s`, `10m` or `1h`, above zero.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<crate::pipeline::retention::Retention>() {
+        Ok(crate::pipeline::retention::Retention::For(d)) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a length of time above zero, such as 90s, 10m or 1h"
+        )),
+    }
+}
+
 fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
     Snowflake::parse(s).ok_or_else(|| format!("{s:?} is not a Discord id (a positive integer)"))
 }
@@ -339,6 +369,18 @@ pub struct BenchArgs {
     /// batch (the wake-up only; ingestion reads the rows).
     #[arg(long, value_enum, default_value_t = BenchNotify::PerEvent)]
     pub notify: BenchNotify,
+    /// A soak run: send at --rate for this long (e.g. `10m`) instead of --messages, and
+    /// report throughput, latency, RSS, CPU and outbox size per window; exit 1 when RSS or
+    /// p99 drift beyond their bounds.
+    #[arg(long, value_name = "AGE", value_parser = parse_duration, requires = "rate")]
+    pub duration: Option<std::time::Duration>,
+    /// With --duration: the length of one window of the report.
+    #[arg(long, value_name = "AGE", default_value = "1m", value_parser = parse_duration)]
+    pub report_every: std::time::Duration,
+    /// With --duration: how long ingested outbox rows are kept (as `run --outbox-retention`),
+    /// so that a soak shows the outbox staying bounded.
+    #[arg(long, value_name = "AGE", default_value = "24h")]
+    pub outbox_retention: crate::pipeline::retention::Retention,
     /// Give up waiting for ingestion after this many seconds without progress.
     #[arg(long, default_value_t = 30, value_name = "S")]
     pub stall_timeout: u64,

@@ -110,6 +110,89 @@ async fn bench_command_prints_one_json_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_reports_every_window_and_judges_drift() {
+    let out = notifyscope()
+        .args([
+            "bench",
+            "--duration",
+            "4s",
+            "--report-every",
+            "1s",
+            "--rate",
+            "150",
+        ])
+        .args(["--outbox-retention", "0", "--publishers", "16", "--json"])
+        .args(["--database-url", &server_url()])
+        .output()
+        .await
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {}: {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["mode"], "soak");
+    let windows = v["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 4, "{v:#}");
+    let sent: u64 = windows.iter().filter_map(|w| w["sent"].as_u64()).sum();
+    assert!(
+        (500..=700).contains(&sent),
+        "about 150 a second for 4 s, not {sent}"
+    );
+    for w in windows {
+        for key in [
+            "per_s",
+            "p50_ms",
+            "p99_ms",
+            "rss_mib",
+            "cpu_percent",
+            "outbox_mib",
+        ] {
+            assert!(w[key].is_number(), "{key} in {w}");
+        }
+        assert!(w["outbox_rows"].as_i64().is_some_and(|n| n > 0), "{w}");
+    }
+    // Every message sent arrived, once.
+    assert_eq!(v["rows"], v["sent"]);
+    assert_eq!(
+        (v["lost"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(
+        v["drift"]["failures"].as_array().is_some_and(Vec::is_empty),
+        "{v:#}"
+    );
+    assert!(v["drift"]["rss_allowed_mib"].is_number(), "{v:#}");
+    let schema = v["schema"].as_str().expect("schema named");
+    assert!(!schema_exists(schema).await, "schema left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_needs_a_rate_and_a_real_duration() {
+    for args in [
+        vec!["bench", "--duration", "10m"],
+        vec!["bench", "--duration", "0", "--rate", "10"],
+        vec!["bench", "--duration", "soon", "--rate", "10"],
+    ] {
+        let out = notifyscope()
+            .args(&args)
+            .args(["--database-url", &server_url()])
+            .output()
+            .await
+            .expect("bench runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--rate") || stderr.contains("length of time"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_refuses_a_rate_that_is_not_positive() {
     let mut options = BenchOptions::new(10);
     options.rate = Some(0.0);

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use common::fake_discord::{message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID};
+use common::fake_discord::{
+    guild_on_shard, message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID,
+};
 use common::process::{notifyscope, pipeline_command_on, run_pipeline, stage, Running};
 use common::tmux::Tmux;
 use common::{server_url, TestSchema, WAIT};
@@ -541,6 +543,179 @@ async fn autosharding_uses_the_recommended_shard_count() {
     assert_eq!(ready, expected);
     let status = run.signal_and_wait(Signal::SIGTERM).await;
     assert!(status.success(), "{status}");
+}
+
+/// `stage` events of one process's stdout, by message id.
+fn ids_with_stage(stdout: &str, wanted: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| stage(v) == wanted)
+        .filter_map(|v| id_of(&v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_shards_of_one_bot_and_deliver_every_message_once() {
+    let t = TestSchema::new("bot_range");
+    let fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
+    let mut first = Running::start(bot_command(
+        &t,
+        &fake,
+        &["--shards", "2", "--shard-range", "0..1"],
+    ));
+    let mut second = Running::start(bot_command(
+        &t,
+        &fake,
+        &["--shards", "2", "--shard-range", "1..=1"],
+    ));
+    let ready = first
+        .until("first process ready", |v| stage(v) == "gateway_ready")
+        .await;
+    assert_eq!(
+        (ready["shard"].as_u64(), ready["shards"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let ready = second
+        .until("second process ready", |v| stage(v) == "gateway_ready")
+        .await;
+    assert_eq!(
+        (ready["shard"].as_u64(), ready["shards"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let mut shards: Vec<Value> = fake
+        .identifies()
+        .into_iter()
+        .map(|(_, d)| d["shard"].clone())
+        .collect();
+    shards.sort_by_key(|s| s[0].as_u64());
+    assert_eq!(
+        shards,
+        vec![json!([0, 2]), json!([1, 2])],
+        "one IDENTIFY per shard, no more"
+    );
+    assert_eq!(
+        fake.gateway_bot_calls(),
+        0,
+        "the total was given: nothing to ask Discord"
+    );
+
+    // Messages of guilds on both shards; Discord sends each to its shard's session only.
+    let mut by_shard: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..40u64 {
+        let shard = i % 2;
+        let guild = guild_on_shard(shard, 2, i / 2 % 3);
+        let id = 910_000_000_000_000_000 + i;
+        let mut m = message_create(id, &format!("sharded message {i}"), USER_ID, "ada");
+        m["guild_id"] = json!(guild.to_string());
+        assert!(
+            fake.dispatch_to_guild(guild, "MESSAGE_CREATE", m),
+            "no session holds the shard of guild {guild}"
+        );
+        by_shard[shard as usize].push(id);
+    }
+    let all: Vec<u64> = by_shard.concat();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while row_count(&t, &all).await < all.len() as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} messages arrived",
+            row_count(&t, &all).await,
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Either process shows the other in pg_stat_activity, by its shard range.
+    let doctor = notifyscope()
+        .args([
+            "doctor",
+            "--json",
+            "--schema",
+            &t.name,
+            "--channel",
+            &t.name,
+        ])
+        .args(["--database-url", &server_url()])
+        .output()
+        .await
+        .expect("doctor runs");
+    let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor prints JSON");
+    for name in ["shards 0..1 of 2", "shards 1..2 of 2"] {
+        let instance = report["instances"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["instance"] == name))
+            .unwrap_or_else(|| panic!("doctor does not list {name}: {report:#}"));
+        assert_eq!(
+            instance["listener_pids"].as_array().map(Vec::len),
+            Some(1),
+            "{instance}"
+        );
+    }
+
+    let (status, first_out, _) = first.signal_and_exit(Signal::SIGTERM).await;
+    assert!(status.success(), "{status}");
+    let (status, second_out, _) = second.signal_and_exit(Signal::SIGTERM).await;
+    assert!(status.success(), "{status}");
+
+    // Each process received exactly the messages of its own shard.
+    let mut received = ids_with_stage(&first_out, "received");
+    received.sort_unstable();
+    assert_eq!(received, by_shard[0]);
+    let mut received = ids_with_stage(&second_out, "received");
+    received.sort_unstable();
+    assert_eq!(received, by_shard[1]);
+    // Both ingest from the one outbox: every message ingested once, by one of them.
+    let mut ingested = ids_with_stage(&first_out, "ingested");
+    ingested.extend(ids_with_stage(&second_out, "ingested"));
+    // The doctor's round trip was ingested too; it is not a Discord message.
+    ingested.retain(|id| all.contains(id));
+    ingested.sort_unstable();
+    let mut expected = all.clone();
+    expected.sort_unstable();
+    assert_eq!(ingested, expected, "every message ingested exactly once");
+    let ids: Vec<i64> = all.iter().map(|i| *i as i64).collect();
+    let outbox = t
+        .client()
+        .await
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT message_id) FROM \"{}\".event_outbox \
+                 WHERE message_id = ANY($1)",
+                t.name
+            ),
+            &[&ids],
+        )
+        .await
+        .expect("outbox count");
+    assert_eq!(
+        (outbox.get::<_, i64>(0), outbox.get::<_, i64>(1)),
+        (40, 40),
+        "one outbox row per message"
+    );
+    assert_eq!(row_count(&t, &all).await, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_range_outside_the_total_is_refused() {
+    let t = TestSchema::new("bot_range_bad");
+    let fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
+    for (args, says) in [
+        (
+            ["--shards", "2", "--shard-range", "1..3"],
+            "does not fit in --shards 2",
+        ),
+        (
+            ["--shards", "auto", "--shard-range", "0..1"],
+            "needs --shards N",
+        ),
+    ] {
+        let out = bot_command(&t, &fake, &args).output().await.expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(fake.identifies().is_empty(), "nothing connected to Discord");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,22 @@ use common::process::{notifyscope, run_pipeline, stage, Running};
 use common::{server_url, TestSchema};
 use nix::sys::signal::Signal;
 
+#[test]
+fn without_a_server_the_tests_say_what_to_do_in_one_line() {
+    let line = common::server_check("host=127.0.0.1 port=1 user=postgres dbname=test")
+        .expect_err("nothing listens on port 1");
+    assert_eq!(line.lines().count(), 1, "{line}");
+    for part in [
+        "NOTIFYSCOPE_TEST_DATABASE_URL",
+        common::DEFAULT_SERVER,
+        ".ci/run",
+        "port=1",
+    ] {
+        assert!(line.contains(part), "{part:?} missing from: {line}");
+    }
+    assert!(common::server_check(&server_url()).is_ok());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_json_prints_one_ingested_line_per_sent_message() {
     let t = TestSchema::new("cli_json");

@@ -18,7 +18,7 @@ use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
 use crate::pipeline::synthetic;
 use crate::store::errors::table_named;
-use crate::store::{error_chain, Database, ErrorClass, Identifier, APP_NAME};
+use crate::store::{error_chain, Database, ErrorClass, Identifier, APP_NAME, LISTENER_APP_NAME};
 use crate::trace::{Status, Trace, TraceKind};
 
 #[derive(Serialize)]
@@ -27,6 +27,85 @@ struct Report<'a> {
     database: &'a str,
     channel: &'a str,
     checks: &'a [Check],
+    instances: &'a [Instance],
+}
+
+/// One notifyscope process on the database, as `pg_stat_activity` shows it: its sessions
+/// share an instance name (`shards 0..2 of 4` with --shard-range, empty without).
+#[derive(Debug, Serialize)]
+struct Instance {
+    instance: String,
+    /// Its LISTEN sessions (one per running pipeline).
+    listener_pids: Vec<i32>,
+    sessions: i64,
+    /// Client addresses (`local` for a Unix socket): the machines it runs on.
+    clients: Vec<String>,
+    /// Seconds since its oldest session started.
+    up_s: f64,
+}
+
+/// Every instance of notifyscope connected to the database, other than this doctor.
+const INSTANCES: &str = "SELECT \
+        trim(substr(application_name, length(split_part(application_name, ' ', 1)) + 1)), \
+        coalesce(array_agg(pid ORDER BY pid) FILTER (WHERE split_part(application_name, ' ', 1) = $1 \
+                 AND query ILIKE 'listen%'), '{}'), \
+        count(*), \
+        array_agg(DISTINCT coalesce(host(client_addr), 'local')), \
+        coalesce(extract(epoch FROM now() - min(backend_start)), 0)::float8 \
+    FROM pg_stat_activity \
+    WHERE datname = current_database() AND pid <> pg_backend_pid() \
+      AND split_part(application_name, ' ', 1) = ANY($2::text[]) \
+    GROUP BY 1 ORDER BY 1";
+
+async fn instances(client: &tokio_postgres::Client) -> Result<Vec<Instance>, String> {
+    let ours = vec![APP_NAME, LISTENER_APP_NAME];
+    let rows = client
+        .query(INSTANCES, &[&LISTENER_APP_NAME, &ours])
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Instance {
+            instance: r.get(0),
+            listener_pids: r.get(1),
+            sessions: r.get(2),
+            clients: r.get(3),
+            up_s: r.get(4),
+        })
+        .collect())
+}
+
+fn uptime(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
+}
+
+fn instance_line(i: &Instance) -> String {
+    let name = if i.instance.is_empty() {
+        "without a shard range"
+    } else {
+        &i.instance
+    };
+    let listener = match i.listener_pids.as_slice() {
+        [] => "no listener".to_owned(),
+        pids => format!(
+            "listener pid {}",
+            pids.iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "  {name}: {listener}, {} session(s) from {}, up {}",
+        i.sessions,
+        i.clients.join(", "),
+        uptime(i.up_s)
+    )
 }
 
 fn check(id: CheckId, status: Status, summary: String, hint: &str) -> Check {
@@ -74,7 +153,7 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
                 ),
                 &class.fix(database.role(), None),
             ));
-            print(&checks, &database, &channel, args.json);
+            print(&checks, &[], &database, &channel, args.json);
             return Ok(ExitCode::from(2));
         }
     };
@@ -116,7 +195,14 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
 
     checks.push(config_check(&channel, &args).await);
 
-    print(&checks, &database, &channel, args.json);
+    let seen = match instances(&client).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the instances in pg_stat_activity");
+            Vec::new()
+        }
+    };
+    print(&checks, &seen, &database, &channel, args.json);
     Ok(exit_code(&checks))
 }
 
@@ -500,7 +586,13 @@ async fn config_check(channel: &Identifier, args: &DoctorArgs) -> Check {
     }
 }
 
-fn print(checks: &[Check], database: &Database, channel: &Identifier, json: bool) {
+fn print(
+    checks: &[Check],
+    instances: &[Instance],
+    database: &Database,
+    channel: &Identifier,
+    json: bool,
+) {
     if json {
         let report = Report {
             // Healthy exactly when the exit code is 0: nothing failed, nothing unjudged.
@@ -510,6 +602,7 @@ fn print(checks: &[Check], database: &Database, channel: &Identifier, json: bool
             database: database.redacted(),
             channel: channel.as_str(),
             checks,
+            instances,
         };
         println!(
             "{}",
@@ -528,6 +621,12 @@ fn print(checks: &[Check], database: &Database, channel: &Identifier, json: bool
                 c.summary,
                 c.hint
             );
+        }
+    }
+    if !instances.is_empty() {
+        println!("instances of notifyscope on this database:");
+        for i in instances {
+            println!("{}", instance_line(i));
         }
     }
 }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SharedArgs};
 use crate::commands::wiring::{
-    channel_and_schema, forward_checks, screen_settings, wait_for_signal, Outputs, ScreenSettings,
+    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_signal, Outputs,
+    ScreenSettings,
 };
 use crate::diagnose::{self, DiagnoseConfig, Report};
 use crate::pipeline::bot::{
@@ -29,14 +30,36 @@ type BotTask = JoinHandle<Result<(), BotError>>;
 
 pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (channel, schema) = channel_and_schema(&shared)?;
+    let instance = match shard_instance(&args) {
+        Ok(instance) => instance,
+        Err(e) => {
+            eprintln!("notifyscope: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let Some(screen) = screen_settings(args.headless, &args.screen)? else {
         return Ok(ExitCode::from(2));
     };
+    let exporter = match bind_metrics(&args.metrics).await {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("notifyscope: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let (embedded, url) = open_database(&shared, &args).await?;
-    let database = Database::new(&url, schema)?;
+    let mut database = Database::new(&url, schema)?;
+    if let Some(instance) = &instance {
+        tracing::info!("this process runs {instance} of the bot");
+        database = database.with_instance(instance);
+    }
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
     let trace = outputs.trace.clone();
+    let metrics_events = trace.subscribe();
     let mut running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
+    let stop_metrics = CancellationToken::new();
+    let metrics =
+        exporter.map(|e| e.spawn(metrics_events, running.checks.clone(), stop_metrics.clone()));
     let stop_sources = CancellationToken::new();
     let mut bot = start_sources(&args, &mut running.pipeline, &trace, &stop_sources).await;
 
@@ -50,6 +73,10 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
 
     stop_sources.cancel();
     let report = shut_down(running, bot, !args.headless, args.drain_timeout).await;
+    stop_metrics.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     outputs.finish().await;
     if let Some(pg) = embedded {
         pg.stop().await;
@@ -63,6 +90,16 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::from(1)
     })
+}
+
+/// With `--shard-range`, the instance this process is among those sharing the bot, as its
+/// connections name it in `pg_stat_activity`; or why the range does not fit.
+fn shard_instance(args: &RunArgs) -> Result<Option<String>, String> {
+    let Some(range) = args.discord.shard_range else {
+        return Ok(None);
+    };
+    let total = range.check(args.discord.shards.unwrap_or(Shards::Count(1)))?;
+    Ok(Some(range.instance(total)))
 }
 
 /// `--database-url`, or a private embedded cluster started for this run.
@@ -161,6 +198,7 @@ async fn start_sources(
                     .intents
                     .unwrap_or_else(|| parse_intents(DEFAULT_INTENTS).unwrap_or_default()),
                 shards: args.discord.shards.unwrap_or(Shards::Count(1)),
+                shard_range: args.discord.shard_range,
             };
             Some(spawn_gated_bot(
                 config,

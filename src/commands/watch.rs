@@ -13,7 +13,7 @@ use serenity::all::GatewayIntents;
 
 use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::wiring::{
-    forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
+    bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
 };
 use crate::diagnose::{self, DiagnoseConfig, LockScope};
 use crate::pipeline::bot::{run_bot, BotConfig, Shards, Token};
@@ -36,6 +36,13 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     let Some(screen) = screen_settings(args.headless, &args.screen)? else {
         return Ok(ExitCode::from(2));
     };
+    let exporter = match bind_metrics(&args.metrics).await {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("notifyscope: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let extra: Vec<Identifier> = args
         .watch_channels
         .iter()
@@ -47,6 +54,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
 
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
     let trace = outputs.trace.clone();
+    let metrics_events = trace.subscribe();
     let stop = CancellationToken::new();
     trace.emit(
         None,
@@ -81,6 +89,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         has_outbox,
         stop.clone(),
     );
+    let metrics = exporter.map(|e| e.spawn(metrics_events, checks.clone(), stop.clone()));
 
     match (screen, outputs.screen.take()) {
         (Some(screen), Some(rx)) => {
@@ -98,6 +107,9 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     stop.cancel();
     let [listening, polling] = tap;
     let _ = tokio::join!(listening, polling, diagnosis);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     if let Some(observer) = observer {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), observer).await;
     }
@@ -128,6 +140,7 @@ fn start_observer(
             | GatewayIntents::DIRECT_MESSAGES
             | GatewayIntents::MESSAGE_CONTENT,
         shards: Shards::Auto,
+        shard_range: None,
     };
     let path = Arc::new(BotPath::observer(trace.clone()));
     let stop = stop.clone();

@@ -8,8 +8,9 @@ use anyhow::{anyhow, Context};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ScreenArgs, SharedArgs};
+use crate::cli::{MetricsArgs, ScreenArgs, SharedArgs};
 use crate::diagnose;
+use crate::metrics::{Exporter, MetricsError};
 use crate::recording::writer;
 use crate::screen::app::AppEvent;
 use crate::screen::config;
@@ -125,6 +126,15 @@ fn spawn_writers(
         )));
     }
     Ok(writers)
+}
+
+/// `--metrics`: the endpoint, bound before anything starts so that a taken port is said at
+/// once.
+pub async fn bind_metrics(args: &MetricsArgs) -> Result<Option<Exporter>, MetricsError> {
+    match args.addr {
+        Some(addr) => Exporter::bind(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Hands every new diagnosis report to the screen.

@@ -192,6 +192,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Unprocessed outbox rows of the channel, when there is an outbox.
     pub backlog: Option<i64>,
+    /// `pg_notification_queue_usage()`, 0 to 1, when the server answered.
+    pub queue_usage: Option<f64>,
 }
 
 /// Runs the diagnosis on `events` (subscribe before the pipeline starts, so that its first
@@ -226,6 +228,7 @@ pub fn spawn(
                     let snap = tick_snapshot(&pool, &channel, with_outbox, &overdue, &locks).await;
                     diagnosis.found_in_table(&snap.found);
                     let backlog = snap.backlog;
+                    let queue_usage = snap.error.is_none().then_some(snap.queue_usage);
                     diagnosis.observe_snapshot(snap);
                     let checks = diagnosis.checks(Utc::now());
                     for c in &checks {
@@ -240,7 +243,7 @@ pub fn spawn(
                             last.insert(c.id, c.status);
                         }
                     }
-                    tx.send_replace(Arc::new(Report { checks, backlog }));
+                    tx.send_replace(Arc::new(Report { checks, backlog, queue_usage }));
                 }
             }
         }

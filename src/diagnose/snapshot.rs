@@ -14,7 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::Snowflake;
-use crate::store::{error_chain, ErrorClass, Identifier, APP_NAME, LISTENER_APP_NAME, PENDING};
+use crate::store::{
+    base_application_name, error_chain, ErrorClass, Identifier, APP_NAME, LISTENER_APP_NAME,
+    PENDING,
+};
 
 /// How long a part waits for a lock, and how long it may run.
 pub const PART_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -181,10 +184,10 @@ const BACKENDS: &str = "SELECT pg_notification_queue_usage(), \
         coalesce(extract(epoch FROM now() - state_change), 0)::float8)), '[]') \
      FROM pg_stat_activity \
      WHERE datname = current_database() AND pid <> pg_backend_pid() \
-       AND (application_name = $1 OR query ILIKE 'listen%' OR state LIKE 'idle in transaction%'))::text, \
+       AND (split_part(application_name, ' ', 1) = $1 OR query ILIKE 'listen%' OR state LIKE 'idle in transaction%'))::text, \
     (SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity \
      WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
-       AND (NOT $2 OR application_name = ANY($3::text[])))";
+       AND (NOT $2 OR split_part(application_name, ' ', 1) = ANY($3::text[])))";
 
 /// Who blocks the waiting backends `$1`, for their ungranted lock on one of the tables `$2`,
 /// or (`$3`, our own backends) on a row (a `transactionid` lock: another session writes or
@@ -373,7 +376,7 @@ fn sort_backends(snap: &mut Snapshot, json: &str, channel: &Identifier) {
         }
         if listens_on(&b.query, channel.as_str()) {
             snap.listeners.push(b);
-        } else if b.application_name == LISTENER_APP_NAME {
+        } else if base_application_name(&b.application_name) == LISTENER_APP_NAME {
             snap.other_listeners.push(b);
         }
     }

@@ -22,6 +22,22 @@ pub const APP_NAME: &str = "notifyscope";
 /// Application name of the dedicated LISTEN connection.
 pub const LISTENER_APP_NAME: &str = "notifyscope-listener";
 
+/// PostgreSQL keeps at most this many bytes of an `application_name`.
+const APPLICATION_NAME_MAX: usize = 63;
+
+/// The part of an application name before the instance that follows it
+/// (`notifyscope-listener shards 0..2 of 4` → `notifyscope-listener`).
+pub fn base_application_name(name: &str) -> &str {
+    name.split(' ').next().unwrap_or(name)
+}
+
+/// The instance an application name of ours carries after its base, if any.
+pub fn instance_of_application_name(name: &str) -> Option<&str> {
+    name.split_once(' ')
+        .map(|(_, rest)| rest.trim())
+        .filter(|r| !r.is_empty())
+}
+
 mod embedded_migrations {
     refinery::embed_migrations!("src/store/migrations");
 }
@@ -144,6 +160,9 @@ pub struct Database {
     config: Config,
     schema: Identifier,
     redacted: String,
+    /// Which process of several this is (e.g. `shards 0..2 of 4`); it follows the base of
+    /// every application name, so that `pg_stat_activity` tells the instances apart.
+    instance: Option<String>,
 }
 
 impl fmt::Debug for Database {
@@ -186,11 +205,37 @@ impl Database {
             config,
             schema,
             redacted,
+            instance: None,
         })
     }
 
     pub fn schema(&self) -> &Identifier {
         &self.schema
+    }
+
+    /// Every connection's application name carries `instance` after its base.
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        let instance = instance.trim();
+        self.instance = (!instance.is_empty()).then(|| instance.to_owned());
+        let pooled = self.application_name(APP_NAME);
+        self.config.application_name(pooled);
+        self
+    }
+
+    /// `base` followed by this process's instance, cut to what PostgreSQL keeps.
+    pub fn application_name(&self, base: &str) -> String {
+        let mut name = match &self.instance {
+            Some(instance) => format!("{base} {instance}"),
+            None => base.to_owned(),
+        };
+        if name.len() > APPLICATION_NAME_MAX {
+            let mut end = APPLICATION_NAME_MAX;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+        }
+        name
     }
 
     /// Every connection refuses writes (`default_transaction_read_only`): for watching a
@@ -226,7 +271,7 @@ impl Database {
         StoreError,
     > {
         let mut config = self.config.clone();
-        config.application_name(application_name);
+        config.application_name(self.application_name(application_name));
         config
             .connect(NoTls)
             .await
@@ -386,6 +431,32 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_follows_every_application_name() {
+        let plain = Database::new("host=h user=u", Identifier::fixed("public")).expect("parses");
+        assert_eq!(plain.application_name(LISTENER_APP_NAME), LISTENER_APP_NAME);
+        let sharded = plain.with_instance("shards 0..2 of 4");
+        assert_eq!(
+            sharded.application_name(LISTENER_APP_NAME),
+            "notifyscope-listener shards 0..2 of 4"
+        );
+        assert_eq!(
+            sharded.config().get_application_name(),
+            Some("notifyscope shards 0..2 of 4")
+        );
+        assert_eq!(
+            base_application_name("notifyscope-listener shards 0..2 of 4"),
+            LISTENER_APP_NAME
+        );
+        assert_eq!(
+            instance_of_application_name("notifyscope shards 0..2 of 4"),
+            Some("shards 0..2 of 4")
+        );
+        assert_eq!(instance_of_application_name("notifyscope"), None);
+        let long = sharded.with_instance(&"x".repeat(80));
+        assert_eq!(long.application_name(APP_NAME).len(), 63);
+    }
 
     #[test]
     fn identifiers() {

@@ -22,6 +22,15 @@ pub enum IngestOutcome {
     Duplicate,
 }
 
+impl IngestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestOutcome::Inserted => "inserted",
+            IngestOutcome::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// Why the filter did not publish a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

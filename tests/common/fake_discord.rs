@@ -46,6 +46,9 @@ impl Default for Behaviour {
     }
 }
 
+/// The shard a session identified as (`[id, total]`), and where its dispatches go.
+type ReadySession = (Option<(u64, u64)>, mpsc::UnboundedSender<(String, Value)>);
+
 struct State {
     token: String,
     ws_url: String,
@@ -55,7 +58,9 @@ struct State {
     /// The path of every HTTP request, in arrival order.
     requests: Mutex<Vec<String>>,
     identified: watch::Sender<usize>,
-    ready_sessions: Mutex<Vec<mpsc::UnboundedSender<(String, Value)>>>,
+    /// Sessions that got READY (or RESUMED), with the shard they identified as
+    /// (`[id, total]`).
+    ready_sessions: Mutex<Vec<ReadySession>>,
     connections: AtomicU64,
     ignored_once: AtomicBool,
 }
@@ -143,8 +148,37 @@ impl FakeDiscord {
     /// Sends a dispatch to every session that got READY.
     pub fn dispatch(&self, event: &str, data: Value) {
         let mut sessions = self.state.ready_sessions.lock().expect("lock");
-        sessions.retain(|s| s.send((event.to_owned(), data.clone())).is_ok());
+        sessions.retain(|(_, s)| s.send((event.to_owned(), data.clone())).is_ok());
     }
+
+    /// Sends a guild's dispatch as Discord does: only to the session of the shard the guild
+    /// belongs to, `(guild_id >> 22) % total`. False when no session holds that shard.
+    pub fn dispatch_to_guild(&self, guild_id: u64, event: &str, data: Value) -> bool {
+        let mut sessions = self.state.ready_sessions.lock().expect("lock");
+        let mut sent = false;
+        sessions.retain(|(shard, s)| {
+            let ours = shard.is_some_and(|(id, total)| (guild_id >> 22) % total.max(1) == id);
+            if !ours {
+                return true;
+            }
+            let alive = s.send((event.to_owned(), data.clone())).is_ok();
+            sent |= alive;
+            alive
+        });
+        sent
+    }
+
+    /// How many sessions are ready for dispatches.
+    pub fn ready_sessions(&self) -> usize {
+        self.state.ready_sessions.lock().expect("lock").len()
+    }
+}
+
+/// A guild id that Discord routes to shard `shard` of `total` (`n` picks among them).
+pub fn guild_on_shard(shard: u64, total: u64, n: u64) -> u64 {
+    let base = GUILD_ID >> 22;
+    let first = base + (shard + total - base % total) % total;
+    (first + n * total) << 22
 }
 
 /// A MESSAGE_CREATE body as Discord sends it, with the fields serenity requires.
@@ -165,6 +199,14 @@ pub fn message_create(id: u64, content: &str, author_id: u64, author_name: &str)
         "pinned": false,
         "type": 0
     })
+}
+
+/// The `[id, total]` an IDENTIFY names; `[0, 1]` when it names none.
+fn shard_of(identify: &Value) -> Option<(u64, u64)> {
+    match identify.get("shard") {
+        Some(shard) => Some((shard[0].as_u64()?, shard[1].as_u64()?)),
+        None => Some((0, 1)),
+    }
 }
 
 fn http_response(status: &str, body: &Value) -> String {
@@ -276,7 +318,7 @@ async fn serve_gateway(stream: TcpStream, state: Arc<State>) {
                             break;
                         }
                         if let Some(tx) = tx.take() {
-                            state.ready_sessions.lock().expect("lock").push(tx);
+                            state.ready_sessions.lock().expect("lock").push((shard_of(&payload["d"]), tx));
                         }
                         state.identified.send_replace(total);
                     }
@@ -292,7 +334,7 @@ async fn serve_gateway(stream: TcpStream, state: Arc<State>) {
                             break;
                         }
                         if let Some(tx) = tx.take() {
-                            state.ready_sessions.lock().expect("lock").push(tx);
+                            state.ready_sessions.lock().expect("lock").push((None, tx));
                         }
                     }
                     _ => {}

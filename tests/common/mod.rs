@@ -24,9 +24,68 @@ pub fn binary() -> String {
     std::env::var("NOTIFYSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_notifyscope").into())
 }
 
+/// The variable naming the test server, and the server used without it.
+pub const SERVER_VARIABLE: &str = "NOTIFYSCOPE_TEST_DATABASE_URL";
+pub const DEFAULT_SERVER: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+/// The test server's URL. The first call checks that it answers; when it does not, the test
+/// binary stops at once with one line that says what to do, instead of every test panicking
+/// with a connection error.
 pub fn server_url() -> String {
-    std::env::var("NOTIFYSCOPE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+    let url = std::env::var(SERVER_VARIABLE).unwrap_or_else(|_| DEFAULT_SERVER.into());
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let checked = CHECKED.get_or_init(|| {
+        let url = url.clone();
+        std::thread::spawn(move || server_check(&url))
+            .join()
+            .unwrap_or_else(|_| Err("the server check panicked".into()))
+    });
+    if let Err(line) = checked {
+        SAID.call_once(|| {
+            use std::io::Write;
+            // Straight to stderr: the test harness would swallow a captured print.
+            let _ = writeln!(std::io::stderr(), "\n{line}\n");
+            std::process::exit(1);
+        });
+    }
+    url
+}
+
+/// Connects to `url` and asks `SELECT 1`; the line to show when that fails.
+pub fn server_check(url: &str) -> Result<(), String> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| say_no_server(url, &format!("the URL does not parse: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let connect = async {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.query_one("SELECT 1", &[]).await.map(|_| ())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), connect).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(say_no_server(url, &notifyscope::store::error_chain(&e))),
+            Err(_) => Err(say_no_server(url, "no answer within 10 s")),
+        }
+    })
+}
+
+fn say_no_server(url: &str, error: &str) -> String {
+    let shown = if url.contains("password") {
+        "(a URL with a password, not shown)"
+    } else {
+        url
+    };
+    format!(
+        "notifyscope tests: no PostgreSQL answers at {SERVER_VARIABLE}={shown:?} ({error}); \
+         the tests need one (by default {DEFAULT_SERVER:?}, trust authentication): start it, \
+         point {SERVER_VARIABLE} at one, or run .ci/run, which starts or installs PostgreSQL"
+    )
 }
 
 /// A schema named after the test plus a random suffix, dropped when the value is dropped. Its

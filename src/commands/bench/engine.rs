@@ -82,18 +82,35 @@ pub async fn run(
             )));
         }
     }
+    let (mut report, name) = in_fresh_schema(url, |database, channel| {
+        run_in_schema(database, channel, options, progress, cancel)
+    })
+    .await?;
+    report.schema = name;
+    Ok(report)
+}
+
+/// Runs `body` on a schema made for it (its name is the channel too) on the server at
+/// `url`, and drops the schema afterwards, whatever happened; the result and the name.
+pub(super) async fn in_fresh_schema<T, F, Fut>(
+    url: &str,
+    body: F,
+) -> Result<(T, String), BenchError>
+where
+    F: FnOnce(Database, Identifier) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BenchError>>,
+{
     let name = format!("notifyscope_bench_{:016x}", rand::random::<u64>());
     let schema = Identifier::schema(&name).map_err(StoreError::from)?;
     // The schema's name is the channel too: NOTIFY is database-wide, and nobody else listens
     // on this one.
     let channel = Identifier::channel(&name).map_err(StoreError::from)?;
     let database = Database::new(url, schema)?;
-    let result = run_in_schema(database.clone(), channel, options, progress, cancel).await;
+    let result = body(database.clone(), channel).await;
     let cleanup = drop_schema(&database).await;
-    let mut report = result?;
+    let value = result?;
     cleanup?;
-    report.schema = name;
-    Ok(report)
+    Ok((value, name))
 }
 
 async fn drop_schema(database: &Database) -> Result<(), BenchError> {

@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod report;
 mod seen;
+pub mod soak;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ use crate::store::embedded::EmbeddedPostgres;
 
 /// `notifyscope bench`: against --database-url, or a private embedded cluster without one.
 pub async fn command(shared: SharedArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(duration) = args.duration {
+        return soak_command(shared, args, duration).await;
+    }
     let options = BenchOptions {
         messages: args.messages,
         rate: args.rate,
@@ -32,29 +36,13 @@ pub async fn command(shared: SharedArgs, args: BenchArgs) -> anyhow::Result<Exit
         notify: args.notify.into(),
         stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
     };
-    let (embedded, url) = match shared.database_url {
-        Some(url) => (None, url),
-        None => {
-            let pg = EmbeddedPostgres::start(None)
-                .await
-                .context("starting the embedded PostgreSQL")?;
-            let url = pg.url().to_owned();
-            (Some(pg), url)
-        }
-    };
+    let (embedded, url) = bench_database(&shared).await?;
     let progress = if args.json {
         ProgressBar::hidden()
     } else {
         progress_bar(args.messages)
     };
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let signal_task = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping the bench and dropping its schema");
-            on_signal.cancel();
-        }
-    });
+    let (cancel, signal_task) = cancel_on_interrupt();
     let result = run(&url, options, progress.clone(), cancel).await;
     signal_task.abort();
     progress.finish_and_clear();
@@ -66,6 +54,90 @@ pub async fn command(shared: SharedArgs, args: BenchArgs) -> anyhow::Result<Exit
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `--database-url`, or a private embedded cluster.
+async fn bench_database(shared: &SharedArgs) -> anyhow::Result<(Option<EmbeddedPostgres>, String)> {
+    Ok(match &shared.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let pg = EmbeddedPostgres::start(None)
+                .await
+                .context("starting the embedded PostgreSQL")?;
+            let url = pg.url().to_owned();
+            (Some(pg), url)
+        }
+    })
+}
+
+/// A token Ctrl-C cancels, and the task that waits for it.
+fn cancel_on_interrupt() -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let task = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: stopping the bench and dropping its schema");
+            on_signal.cancel();
+        }
+    });
+    (cancel, task)
+}
+
+/// `bench --duration D --rate R`: the soak run, a line per window as it ends (without
+/// `--json`), then the summary and the drift verdict; exit 1 on drift, loss or duplicates.
+async fn soak_command(
+    shared: SharedArgs,
+    args: BenchArgs,
+    duration: Duration,
+) -> anyhow::Result<ExitCode> {
+    let rate = args.rate.unwrap_or(1000.0);
+    if !(rate.is_finite() && rate > 0.0) {
+        anyhow::bail!("--rate must be a positive number of messages a second, not {rate}");
+    }
+    let options = soak::SoakOptions {
+        duration,
+        rate,
+        window: args.report_every.min(duration),
+        publishers: usize::try_from(args.publishers).unwrap_or(1),
+        workers: usize::from(args.workers),
+        outbox_retention: args.outbox_retention,
+        stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+    };
+    let (embedded, url) = bench_database(&shared).await?;
+    let (cancel, signal_task) = cancel_on_interrupt();
+    let json = args.json;
+    if !json {
+        println!(
+            "soak: {} s at {rate} msg/s, a line every {} s",
+            duration.as_secs(),
+            options.window.as_secs()
+        );
+        print!("{}", soak::window_header());
+    }
+    let result = engine::in_fresh_schema(&url, |database, channel| {
+        soak::run_in_schema(database, channel, options, cancel, |w| {
+            if !json {
+                print!("{}", soak::window_line(w));
+            }
+        })
+    })
+    .await;
+    signal_task.abort();
+    if let Some(pg) = embedded {
+        pg.stop().await;
+    }
+    let (mut report, schema) = result?;
+    report.schema = schema;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("\n{}", report.summary_text());
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

@@ -68,6 +68,72 @@ impl std::str::FromStr for Shards {
     }
 }
 
+/// The shards one process runs when several processes share a bot: ids `start` up to, not
+/// including, `end` (`--shard-range 0..2`; `0..=1` is the same range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl std::str::FromStr for ShardRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a shard range: write FIRST..END (END not included, e.g. 0..2) \
+                 or FIRST..=LAST"
+            )
+        };
+        let (first, rest) = s.trim().split_once("..").ok_or_else(bad)?;
+        let (inclusive, last) = match rest.strip_prefix('=') {
+            Some(last) => (true, last),
+            None => (false, rest),
+        };
+        let start: u32 = first.trim().parse().map_err(|_| bad())?;
+        let last: u32 = last.trim().parse().map_err(|_| bad())?;
+        let end = if inclusive {
+            last.checked_add(1).ok_or_else(bad)?
+        } else {
+            last
+        };
+        if end <= start {
+            return Err(format!("the shard range {s:?} holds no shard"));
+        }
+        Ok(ShardRange { start, end })
+    }
+}
+
+impl ShardRange {
+    /// The range against the total: it must be a number (every process must agree on it, so
+    /// not `auto`) and hold the range.
+    pub fn check(&self, shards: Shards) -> Result<u32, String> {
+        match shards {
+            Shards::Auto => Err(
+                "--shard-range needs --shards N, the total over all processes (not auto: each \
+                 process must use the same total)"
+                    .into(),
+            ),
+            Shards::Count(total) if self.end > total => Err(format!(
+                "--shard-range {self} does not fit in --shards {total} (shard ids are 0..{total})"
+            )),
+            Shards::Count(total) => Ok(total),
+        }
+    }
+
+    /// The instance name this process carries in `pg_stat_activity`.
+    pub fn instance(&self, total: u32) -> String {
+        format!("shards {self} of {total}")
+    }
+}
+
+impl fmt::Display for ShardRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BotConfig {
     pub token: Token,
@@ -75,6 +141,8 @@ pub struct BotConfig {
     pub api_url: Option<String>,
     pub intents: GatewayIntents,
     pub shards: Shards,
+    /// Only these shards of `shards`, when several processes share the bot.
+    pub shard_range: Option<ShardRange>,
 }
 
 /// Parses `--intents`: names separated by commas (`guilds,guild_messages,…`) or a number.
@@ -219,10 +287,16 @@ pub async fn run_bot(
         stop.cancelled().await;
         shard_manager.shutdown_all().await;
     });
-    let result = match config.shards {
-        Shards::Auto => client.start_autosharded().await,
-        Shards::Count(1) => client.start().await,
-        Shards::Count(n) => client.start_shards(n).await,
+    let result = match (config.shards, config.shard_range) {
+        (Shards::Count(total), Some(range)) => {
+            // serenity reads the end of this range as the last shard, included.
+            client
+                .start_shard_range(range.start..range.end - 1, total)
+                .await
+        }
+        (Shards::Auto, _) => client.start_autosharded().await,
+        (Shards::Count(1), _) => client.start().await,
+        (Shards::Count(n), _) => client.start_shards(n).await,
     };
     stopper.abort();
     set_gateway_trace(None);
@@ -424,6 +498,23 @@ mod tests {
         let token = Token::new("MTIz.secret.token".into()).expect("token");
         assert_eq!(format!("{token:?}"), "Token(<redacted>)");
         assert!(Token::new("  ".into()).is_none());
+    }
+
+    #[test]
+    fn shard_ranges_parse_and_fit_the_total() {
+        let half: ShardRange = "0..2".parse().expect("range");
+        assert_eq!(half, ShardRange { start: 0, end: 2 });
+        assert_eq!(
+            "2..=3".parse::<ShardRange>(),
+            Ok(ShardRange { start: 2, end: 4 })
+        );
+        assert!("2..2".parse::<ShardRange>().is_err());
+        assert!("3..1".parse::<ShardRange>().is_err());
+        assert!("0-2".parse::<ShardRange>().is_err());
+        assert_eq!(half.check(Shards::Count(4)), Ok(4));
+        assert!(half.check(Shards::Count(1)).is_err());
+        assert!(half.check(Shards::Auto).is_err());
+        assert_eq!(half.instance(4), "shards 0..2 of 4");
     }
 
     #[test]
