@@ -104,7 +104,7 @@ fn render(c: &mut Criterion) {
     );
     let styles = theme::load("dark", true).expect("theme");
     let (w, h) = (200, 50);
-    app.heights = ui::pane_heights(Rect::new(0, 0, w, h), app.focus);
+    app.heights = ui::pane_heights(Rect::new(0, 0, w, h), app.focus, app.zoom);
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
     let logs = |f: &mut ratatui::Frame, r: Rect, _: bool| {
         f.render_widget(Block::default().borders(Borders::ALL), r)

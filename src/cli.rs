@@ -177,6 +177,10 @@ pub struct ScreenArgs {
     /// No colours (as NO_COLOR does); highlights use reverse video and underline.
     #[arg(long)]
     pub no_color: bool,
+    /// Leave the mouse to the terminal (its own text selection) instead of clicks and the
+    /// wheel in the monitor.
+    #[arg(long)]
+    pub no_mouse: bool,
     /// Rows each pane keeps; older rows are dropped (and counted).
     #[arg(long, default_value_t = crate::screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub history: usize,
@@ -193,6 +197,7 @@ impl Default for ScreenArgs {
         ScreenArgs {
             theme: None,
             no_color: false,
+            no_mouse: false,
             history: crate::screen::app::DEFAULT_HISTORY,
             record: None,
             config: None,

@@ -3,12 +3,10 @@
 //! times the stages of each message, keeps gauges of the latest report, and serves them as
 //! text on `GET /metrics`. It writes nothing but its answers on that socket.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::Snowflake;
 use crate::diagnose::Report;
+use crate::trace::latency::{Stage, StageClock};
 use crate::trace::{Status, TraceEvent, TraceKind, TraceReceiver};
 
 /// Every trace event, by its stage name.
@@ -53,10 +51,6 @@ const BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
     300.0,
 ];
-
-/// Messages timed at once; past this the oldest are forgotten (a message that never arrives
-/// must not hold memory forever).
-const TIMED_MAX: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -213,13 +207,13 @@ async fn record_stream(
     mut reports: watch::Receiver<Arc<Report>>,
     stop: CancellationToken,
 ) {
-    let mut timer = StageTimer::default();
+    let mut clock = StageClock::default();
     let mut reports_open = true;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.recv() => match event {
-                Some(event) => record(&event, &mut timer),
+                Some(event) => record(&event, &mut clock),
                 None => return,
             },
             changed = reports.changed(), if reports_open => {
@@ -234,61 +228,12 @@ async fn record_stream(
     }
 }
 
-/// When each timed message reached the stages a later stage is measured from.
-#[derive(Default)]
-pub struct StageTimer {
-    received: HashMap<Snowflake, DateTime<Utc>>,
-    published: HashMap<Snowflake, DateTime<Utc>>,
-    notified: HashMap<Snowflake, DateTime<Utc>>,
-    order: VecDeque<Snowflake>,
+fn stage_latency(stage: Stage, seconds: f64) {
+    metrics::histogram!(STAGE_SECONDS, "stage" => stage.as_str()).record(seconds);
 }
 
-impl StageTimer {
-    fn remember(&mut self, id: Snowflake) {
-        if self.received.contains_key(&id)
-            || self.published.contains_key(&id)
-            || self.notified.contains_key(&id)
-        {
-            return;
-        }
-        self.order.push_back(id);
-        while self.order.len() > TIMED_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.forget(old);
-            }
-        }
-    }
-
-    fn forget(&mut self, id: Snowflake) {
-        self.received.remove(&id);
-        self.published.remove(&id);
-        self.notified.remove(&id);
-    }
-
-    /// Messages being timed (the order may still name some that are done; it is bounded
-    /// all the same).
-    pub fn len(&self) -> usize {
-        self.received
-            .len()
-            .max(self.published.len())
-            .max(self.notified.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6
-}
-
-fn stage_latency(stage: &'static str, seconds: f64) {
-    metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(seconds);
-}
-
-/// Counts one trace event and times the stage it ends.
-pub fn record(event: &TraceEvent, timer: &mut StageTimer) {
+/// Counts one trace event and times the stages it ends.
+pub fn record(event: &TraceEvent, clock: &mut StageClock) {
     let kind = &event.kind;
     metrics::counter!(EVENTS, "stage" => kind.name()).increment(1);
     if kind.is_error() {
@@ -299,59 +244,15 @@ pub fn record(event: &TraceEvent, timer: &mut StageTimer) {
         };
         metrics::counter!(ERRORS, "kind" => kind.name(), "class" => class).increment(1);
     }
-    let id = event.message_id;
+    for (stage, seconds) in clock.observe(event) {
+        stage_latency(stage, seconds);
+    }
     match kind {
-        TraceKind::Received { .. } => {
-            if let Some(id) = id {
-                timer.remember(id);
-                timer.received.insert(id, event.at);
-            }
-        }
         TraceKind::Skipped { reason, .. } => {
             metrics::counter!(SKIPPED, "reason" => reason.as_str()).increment(1);
-            if let Some(id) = id {
-                timer.forget(id);
-            }
         }
-        TraceKind::Published { .. } => {
-            if let Some(id) = id {
-                if let Some(at) = timer.received.get(&id) {
-                    stage_latency("publish", seconds(*at, event.at));
-                }
-                timer.remember(id);
-                timer.published.insert(id, event.at);
-            }
-        }
-        TraceKind::Notified { .. } => {
-            if let Some(id) = id {
-                if let Some(at) = timer.published.get(&id) {
-                    stage_latency("notify", seconds(*at, event.at));
-                }
-                timer.remember(id);
-                timer.notified.insert(id, event.at);
-            }
-        }
-        TraceKind::Ingested {
-            outcome,
-            latency_ms,
-            ..
-        } => {
+        TraceKind::Ingested { outcome, .. } => {
             metrics::counter!(INGESTED, "outcome" => outcome.as_str()).increment(1);
-            stage_latency("ingest", latency_ms.max(0.0) / 1e3);
-            if let Some(id) = id {
-                if let Some(at) = timer.received.get(&id) {
-                    stage_latency("total", seconds(*at, event.at));
-                }
-                timer.forget(id);
-            }
-        }
-        TraceKind::RowObserved { latency_ms, .. } => {
-            if let Some(ms) = latency_ms {
-                stage_latency("row", ms.max(0.0) / 1e3);
-            }
-            if let Some(id) = id {
-                timer.forget(id);
-            }
         }
         TraceKind::DatabaseUp { .. } => metrics::gauge!(DATABASE_UP).set(1.0),
         TraceKind::DatabaseDown { .. } => metrics::gauge!(DATABASE_UP).set(0.0),
@@ -392,9 +293,10 @@ pub fn record_report(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Snowflake;
     use crate::diagnose::CheckId;
     use crate::trace::{IngestOutcome, SkipReason};
-    use chrono::TimeDelta;
+    use chrono::{DateTime, TimeDelta, Utc};
 
     fn event(at: DateTime<Utc>, id: u64, kind: TraceKind) -> TraceEvent {
         TraceEvent {
@@ -421,7 +323,7 @@ mod tests {
         let t0 = Utc::now();
         let ms = |n| t0 + TimeDelta::milliseconds(n);
         let text = rendered(|| {
-            let mut timer = StageTimer::default();
+            let mut clock = StageClock::default();
             let received = TraceKind::Received {
                 channel_id: Snowflake(2),
                 guild_id: None,
@@ -430,7 +332,7 @@ mod tests {
                 content_bytes: 5,
                 synthetic: true,
             };
-            record(&event(ms(0), 1, received.clone()), &mut timer);
+            record(&event(ms(0), 1, received.clone()), &mut clock);
             record(
                 &event(
                     ms(3),
@@ -443,7 +345,7 @@ mod tests {
                         by_ref: false,
                     },
                 ),
-                &mut timer,
+                &mut clock,
             );
             record(
                 &event(
@@ -455,9 +357,9 @@ mod tests {
                         latency_ms: 17.0,
                     },
                 ),
-                &mut timer,
+                &mut clock,
             );
-            record(&event(ms(30), 2, received), &mut timer);
+            record(&event(ms(30), 2, received), &mut clock);
             record(
                 &event(
                     ms(31),
@@ -468,9 +370,9 @@ mod tests {
                         channel_id: Snowflake(2),
                     },
                 ),
-                &mut timer,
+                &mut clock,
             );
-            assert!(timer.is_empty(), "done messages are forgotten");
+            assert!(clock.is_empty(), "done messages are forgotten");
         });
         assert_eq!(
             line(&text, "notifyscope_events_total{stage=\"received\"}"),
@@ -500,7 +402,7 @@ mod tests {
     #[test]
     fn errors_carry_their_kind_and_class() {
         let text = rendered(|| {
-            let mut timer = StageTimer::default();
+            let mut clock = StageClock::default();
             record(
                 &event(
                     Utc::now(),
@@ -514,7 +416,7 @@ mod tests {
                         next_attempt_at: None,
                     },
                 ),
-                &mut timer,
+                &mut clock,
             );
         });
         assert!(
@@ -536,6 +438,7 @@ mod tests {
             hint: String::new(),
             since: Utc::now(),
             message_ids: vec![],
+            target: None,
         };
         let text = rendered(|| {
             record_report(&Report {
@@ -559,18 +462,5 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want} in {text}");
         }
-    }
-
-    #[test]
-    fn timing_forgets_the_oldest_past_its_bound() {
-        let mut timer = StageTimer::default();
-        let at = Utc::now();
-        for i in 0..(TIMED_MAX as u64 + 10) {
-            timer.remember(Snowflake(i + 1));
-            timer.received.insert(Snowflake(i + 1), at);
-        }
-        assert_eq!(timer.len(), TIMED_MAX);
-        assert_eq!(timer.received.len(), TIMED_MAX);
-        assert!(!timer.received.contains_key(&Snowflake(1)));
     }
 }

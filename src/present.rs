@@ -185,6 +185,19 @@ fn system_detail(kind: &TraceKind) -> String {
             status,
             summary,
         } => format!("{} {check}: {summary}", status.symbol()),
+        TraceKind::HealthReport { checks } => {
+            let worst = checks.iter().map(|c| c.status).max();
+            let not_ok: Vec<String> = checks
+                .iter()
+                .filter(|c| c.status != crate::trace::Status::Ok)
+                .map(|c| format!("{} {}", c.status.symbol(), c.check))
+                .collect();
+            match worst {
+                None => "no checks".to_owned(),
+                Some(crate::trace::Status::Ok) => format!("{} checks, all ok", checks.len()),
+                Some(_) => format!("{} checks: {}", checks.len(), not_ok.join(", ")),
+            }
+        }
         TraceKind::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
         TraceKind::Lagged { missed } => format!("output fell behind and missed {missed} events"),
         // The message stages are written by `message_detail`.

@@ -132,3 +132,71 @@ async fn forever_keeps_everything() {
     );
     pipeline.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Where autovacuum does not look after the outbox (here: turned off for the table, as it
+/// may be for a whole server), the pruner vacuums and analyzes what it pruned, so that the
+/// deleted rows' space is used again and the outbox stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_autovacuum_the_pruner_vacuums_what_it_pruned() {
+    let t = TestSchema::new("retention_vacuum");
+    t.database().migrate().await.expect("migrated");
+    let client = t.client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{0}\".event_outbox SET (autovacuum_enabled = false)",
+            t.name
+        ))
+        .await
+        .expect("autovacuum off for the outbox");
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start_on(t, |c| {
+        c.control = false;
+        c.retention = RetentionConfig {
+            outbox: Retention::For(Duration::ZERO),
+            dead_letters: Retention::Forever,
+            every: Duration::from_millis(200),
+            batch: 1000,
+        };
+    })
+    .await;
+    for i in 0..20 {
+        pipeline
+            .publisher()
+            .publish(synthetic::message(format!("vacuumed away {i}")).to_record())
+            .await
+            .expect("published");
+    }
+    seen.until_count("20 ingested", 20, is_inserted).await;
+    seen.until("processed rows pruned", |evs| {
+        evs.iter()
+            .map(|e| pruned_rows(&e.kind, "processed outbox rows"))
+            .sum::<u64>()
+            >= 20
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let vacuumed: bool = client
+            .query_one(
+                "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL \
+                 FROM pg_stat_user_tables WHERE relid = to_regclass($1)",
+                &[&format!("\"{}\".event_outbox", t.name)],
+            )
+            .await
+            .expect("table statistics")
+            .get(0);
+        if vacuumed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pruned outbox was never vacuumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pipeline.shutdown(Duration::from_secs(5)).await;
+}

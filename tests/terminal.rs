@@ -83,3 +83,185 @@ fn a_message_flows_through_every_pane_in_a_real_terminal() {
     assert!(!screen.contains("Discord messages received"), "{screen}");
     assert!(screen.contains("draining"), "{screen}");
 }
+
+/// The command line that runs the monitor on `t` in tmux, and where its exit code goes.
+fn monitor_command(t: &TestSchema, dir: &std::path::Path) -> String {
+    format!(
+        "env -u DISCORD_TOKEN -u DATABASE_URL HOME={home} {bin} --database-url '{url}' --schema {s} --channel {s}; echo $? > {exit}; sleep 600",
+        home = dir.display(),
+        bin = binary(),
+        url = server_url(),
+        s = t.name,
+        exit = dir.join("exit").display(),
+    )
+}
+
+fn verdict_shown(screen: &[String]) -> bool {
+    screen.first().is_some_and(|l| {
+        let l = l.trim_start();
+        l.starts_with('✓') || l.starts_with('✗') || l.starts_with('!')
+    })
+}
+
+/// At 80×24, as over ssh from a laptop: the verdict and the listener in the status bar,
+/// every pane reached by its number, a mistyped filter that sends nothing, zoom, search
+/// with n, and the mouse on the tab bar and in a pane.
+#[test]
+fn at_80_by_24_everything_is_in_reach() {
+    let t = TestSchema::new("term80");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(&monitor_command(&t, dir.path()), 80, 24);
+    let screen = tmux.wait("the verdict and the listener", |s| {
+        verdict_shown(s) && s[0].contains("listener ● pid")
+    });
+    assert!(
+        screen[2].contains("7 Logs") || screen[2].contains("7 Logs"),
+        "{}",
+        screen[2]
+    );
+
+    // A bad regex, Enter, then letters that are test keys: typed, never sent.
+    tmux.keys("/");
+    tmux.type_text("re:(own");
+    tmux.keys("Enter");
+    tmux.wait("the error in the prompt", |s| {
+        s[23].contains("bad regex") && s[23].contains("/re:(own")
+    });
+    tmux.type_text("eowbmx");
+    tmux.wait("the letters in the prompt", |s| {
+        s[23].contains("re:(owneowbmx")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen = tmux.screen().join("\n");
+    assert!(!screen.contains("published"), "{screen}");
+    assert!(screen.contains("no messages yet"), "{screen}");
+    tmux.keys("Escape");
+    tmux.wait("the key hints back", |s| {
+        s[23].contains("quit") && !s[23].contains("bad regex")
+    });
+
+    for (key, title) in [
+        ("1", "Discord messages received"),
+        ("2", "Published payloads"),
+        ("3", "NOTIFY receipts"),
+        ("4", "Ingestion results"),
+        ("5", "Filter skips"),
+        ("6", "Health"),
+        ("7", "Logs"),
+    ] {
+        tmux.keys(key);
+        tmux.wait(&format!("pane {key}"), |s| {
+            s.get(3).is_some_and(|l| l.contains(title))
+        });
+    }
+
+    // Three messages; search the second one's id, n goes to its next pane.
+    tmux.keys("1");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        tmux.keys("m");
+        let screen = tmux.wait("a confirmation", |s| {
+            s.iter().any(|l| {
+                l.split("m: message ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .is_some_and(|id| !ids.contains(&id.to_owned()))
+            })
+        });
+        let id = screen
+            .iter()
+            .find_map(|l| {
+                l.split("m: message ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .filter(|id| !ids.contains(&id.to_string()))
+            })
+            .expect("an id")
+            .to_owned();
+        ids.push(id);
+    }
+    tmux.wait("the three in pane 1", |s| {
+        ids.iter().all(|id| s.join("\n").contains(id.as_str()))
+    });
+    tmux.keys("C-f");
+    tmux.type_text(&ids[1]);
+    tmux.keys("Enter");
+    tmux.wait("searching", |s| s[1].contains("search:"));
+    tmux.keys("n");
+    tmux.wait("the match in Published", |s| {
+        s[3].contains("Published payloads")
+    });
+
+    tmux.keys("z");
+    tmux.wait("zoomed", |s| s[1].contains("ZOOM"));
+    tmux.keys("z");
+    tmux.wait("unzoomed", |s| !s[1].contains("ZOOM"));
+
+    // The mouse: a click on the Health tab, then on the Ingestion tab and into its rows.
+    let tabs = tmux.screen()[2].clone();
+    let column = |name: &str| -> u16 {
+        tabs.chars()
+            .collect::<Vec<_>>()
+            .windows(name.chars().count())
+            .position(|w| w.iter().collect::<String>() == name)
+            .unwrap_or_else(|| panic!("{name} not in the tab bar: {tabs}")) as u16
+    };
+    tmux.click(column("6 "), 2);
+    tmux.wait("Health by a click", |s| s[3].contains("Health"));
+    tmux.click(column("4 "), 2);
+    tmux.wait("Ingestion by a click", |s| {
+        s[3].contains("Ingestion results")
+    });
+    tmux.wait("three rows ingested", |s| {
+        ids.iter().all(|id| s.join("\n").contains(id.as_str()))
+    });
+    // The first row of the list is on line 5 (title on 3, headers on 4).
+    tmux.click(10, 5);
+    tmux.click(10, 5);
+    tmux.wait("the detail of the first row", |s| {
+        s.join("\n").contains("Ingestion results — ingested")
+    });
+    tmux.keys("Escape");
+    tmux.wheel(10, 8, true);
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(dir.path().join("exit")).map_or(true, |t| t.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "no exit after q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// At 100×30 every pane is on screen at once, the verdict first in the status bar, and a
+/// click focuses the pane under it.
+#[test]
+fn at_100_by_30_the_grid_shows_every_pane_and_clicks_focus_them() {
+    let t = TestSchema::new("term100");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(&monitor_command(&t, dir.path()), 100, 30);
+    let screen = tmux.wait("the verdict, listener and database", |s| {
+        verdict_shown(s) && s[0].contains("listener ● pid") && s[0].contains("db ●")
+    });
+    let text = screen.join("\n");
+    for title in [
+        "1 Discord",
+        "2 Published",
+        "3 NOTIFY",
+        "4 Ingestion",
+        "5 Filter",
+        "6 Health",
+        "7 Logs",
+    ] {
+        assert!(text.contains(title), "{title} not on screen:\n{text}");
+    }
+    // The second row of the grid starts below the first; a click in its middle pane.
+    let row = screen
+        .iter()
+        .position(|l| l.contains("5 Filter"))
+        .expect("the second row") as u16;
+    tmux.click(50, row + 2);
+    tmux.keys("z");
+    tmux.wait("the Filter skips pane zoomed", |s| {
+        s[1].contains("ZOOM") && s[2].contains("Filter skips")
+    });
+    tmux.keys("q");
+}

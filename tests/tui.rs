@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifi
 use notifyscope::contract::Snowflake;
 use notifyscope::diagnose::{Check, CheckId};
 use notifyscope::pipeline::synthetic::SimKind;
-use notifyscope::screen::app::{App, AppEvent, Effect};
+use notifyscope::screen::app::{App, AppEvent, Effect, Prompt};
 use notifyscope::screen::detail::Overlay;
 use notifyscope::screen::draw;
 use notifyscope::screen::effects;
@@ -157,6 +157,7 @@ fn app_with_story() -> App {
             hint: "start the listener".into(),
             since: t0(),
             message_ids: vec![],
+            target: None,
         },
         Check {
             id: CheckId::Malformed,
@@ -167,6 +168,7 @@ fn app_with_story() -> App {
             hint: "validate payloads before publishing".into(),
             since: t0(),
             message_ids: vec![Snowflake(1_575_700_000_000_000_100)],
+            target: Some(notifyscope::diagnose::CheckTarget::DeadLetters),
         },
     ]));
     app
@@ -184,7 +186,7 @@ fn no_logs(frame: &mut ratatui::Frame, area: Rect, _focused: bool) {
 }
 
 fn render(app: &mut App, width: u16, height: u16, styles: &Styles) -> Terminal<TestBackend> {
-    app.heights = draw::pane_heights(Rect::new(0, 0, width, height), app.focus);
+    app.heights = draw::pane_heights(Rect::new(0, 0, width, height), app.focus, app.zoom);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
     terminal
         .draw(|f| draw::draw(f, app, styles, &no_logs))
@@ -286,14 +288,53 @@ fn filter_applies_to_every_pane() {
 #[test]
 fn regex_filter_and_bad_regex() {
     let mut app = app_with_story();
-    app.set_filter("re:^157570000000000010[02] ");
+    app.set_filter("re:^157570000000000010[02] ")
+        .expect("a regex");
     assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(2));
-    app.set_filter("re:(");
-    assert!(app
-        .filter_error
-        .as_deref()
-        .unwrap_or("")
-        .contains("bad regex"));
+    let err = app.set_filter("re:(").expect_err("not a regex");
+    assert!(err.contains("bad regex"), "{err}");
+    // The filter in force stays.
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(2));
+}
+
+/// `/`, a bad regex, Enter, then letters that are test keys elsewhere: the prompt stays
+/// open with the error, the letters are typed into it, nothing is sent; Esc closes it and
+/// the key-hint bar is back.
+#[test]
+fn a_bad_regex_keeps_the_prompt_and_sends_nothing() {
+    let mut app = app_with_story();
+    app.on_key(key(KeyCode::Char('/')));
+    for c in "re:(own".chars() {
+        assert_eq!(app.on_key(key(KeyCode::Char(c))), None);
+    }
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    let text = screen(&mut app, 80, 24);
+    let footer = text.lines().last().expect("footer");
+    assert!(footer.contains("/re:(own"), "{footer}");
+    assert!(footer.contains("bad regex"), "{footer}");
+    for c in "eowbmMxwd".chars() {
+        assert_eq!(
+            app.on_key(key(KeyCode::Char(c))),
+            None,
+            "{c} must be typed, never sent"
+        );
+    }
+    match &app.prompt {
+        Some(Prompt::Input { text, error, .. }) => {
+            assert_eq!(text, "re:(owneowbmMxwd");
+            assert!(error.is_none(), "typing clears the error");
+        }
+        other => panic!("the prompt closed: {other:?}"),
+    }
+    assert!(app.filter.is_none());
+    app.on_key(key(KeyCode::Esc));
+    assert!(app.prompt.is_none());
+    let text = screen(&mut app, 80, 24);
+    let footer = text.lines().last().expect("footer");
+    assert!(
+        footer.contains("quit") && !footer.contains("bad regex"),
+        "{footer}"
+    );
 }
 
 #[test]
@@ -412,9 +453,9 @@ fn every_key_changes_state_as_it_says() {
     assert!(app.overlay.is_none());
 
     press(&mut app, KeyCode::Char('/'));
-    assert!(app.filter_input.is_some());
+    assert!(matches!(app.prompt, Some(Prompt::Input { .. })));
     press(&mut app, KeyCode::Esc);
-    assert!(app.filter_input.is_none());
+    assert!(app.prompt.is_none());
 
     // y copies the selected row (the newest message's receipt, as JSON) with OSC 52.
     let copied = match press(&mut app, KeyCode::Char('y')).1 {
@@ -612,24 +653,24 @@ async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
     use notifyscope::screen::effects::{run_effect, Live};
 
     let config: ConfigFile =
-        toml::from_str("[keys]\nsend_message = [\"n\"]\n").expect("config parses");
+        toml::from_str("[keys]\nsend_message = [\"u\"]\n").expect("config parses");
     let keymap = KeyMap::new(&config.keys).expect("valid bindings");
     let mut app = App::new(keymap, 1000, "events");
 
     let text = screen(&mut app, 120, 40);
     let footer = text.lines().last().expect("footer line");
-    assert!(footer.contains(" n  send "), "{footer}");
+    assert!(footer.contains(" u  send "), "{footer}");
     assert!(!footer.contains(" m  send "), "{footer}");
-    assert!(text.contains("press n to send one"), "{text}");
+    assert!(text.contains("press u to send one"), "{text}");
 
     app.on_key(key(KeyCode::Char('?')));
-    let help = screen(&mut app, 120, 40);
-    assert!(help.contains("n  send a normal message"), "{help}");
+    let help = screen(&mut app, 120, 70);
+    assert!(help.contains("u  send a normal message"), "{help}");
     assert!(!help.contains("m  send a normal message"), "{help}");
     app.on_key(key(KeyCode::Esc));
 
     assert_eq!(app.on_key(key(KeyCode::Char('m'))), None, "m is unbound");
-    let effect = app.on_key(key(KeyCode::Char('n'))).expect("n sends");
+    let effect = app.on_key(key(KeyCode::Char('u'))).expect("u sends");
     assert_eq!(effect, Effect::Send(SimKind::Message));
     let common::PipelineRig {
         t: _schema,
@@ -653,7 +694,7 @@ async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
         .expect("a toast in time");
     match toast {
         Some(AppEvent::Toast(text)) => {
-            assert!(text.starts_with("n: message "), "{text}");
+            assert!(text.starts_with("u: message "), "{text}");
             assert!(text.contains("published"), "{text}");
         }
         other => panic!("expected a toast, got {other:?}"),

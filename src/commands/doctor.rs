@@ -118,6 +118,7 @@ fn check(id: CheckId, status: Status, summary: String, hint: &str) -> Check {
         hint: hint.into(),
         since: Utc::now(),
         message_ids: vec![],
+        target: None,
     }
 }
 

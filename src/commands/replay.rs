@@ -30,6 +30,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in events {
         app.on_trace(std::sync::Arc::new(event));
     }
-    event_loop::run(app, screen.styles, None, None, None).await?;
+    event_loop::run(app, screen.styles, None, None, None, screen.mouse).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -283,7 +283,15 @@ async fn run_screen(
             result
         }));
     }
-    event_loop::run(app, screen.styles, Some(rx), Some(live), Some(extra_rx)).await
+    event_loop::run(
+        app,
+        screen.styles,
+        Some(rx),
+        Some(live),
+        Some(extra_rx),
+        screen.mouse,
+    )
+    .await
 }
 
 /// Runs until a signal, or until the bot fails for good (exit 1).

@@ -97,7 +97,15 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
             app.mode = Mode::Watch;
             let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
             forward_checks(checks, extra_tx);
-            event_loop::run(app, screen.styles, Some(rx), None, Some(extra_rx)).await?;
+            event_loop::run(
+                app,
+                screen.styles,
+                Some(rx),
+                None,
+                Some(extra_rx),
+                screen.mouse,
+            )
+            .await?;
         }
         _ => {
             drop(checks);

@@ -164,6 +164,8 @@ pub fn forward_checks(
 pub struct ScreenSettings {
     pub styles: notifyscope_widgets::Styles,
     pub keymap: KeyMap,
+    /// Clicks and the wheel reach the monitor (not with `--no-mouse`).
+    pub mouse: bool,
 }
 
 impl ScreenSettings {
@@ -176,7 +178,11 @@ impl ScreenSettings {
             .unwrap_or_else(|| theme::DEFAULT_THEME.to_owned());
         let styles = theme::load(&theme_name, theme::colour_wanted(args.no_color))?;
         let keymap = KeyMap::new(&config.keys).map_err(|e| anyhow!("config: {e}"))?;
-        Ok(ScreenSettings { styles, keymap })
+        Ok(ScreenSettings {
+            styles,
+            keymap,
+            mouse: !args.no_mouse,
+        })
     }
 }
 

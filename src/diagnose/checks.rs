@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::Snowflake;
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::rules::{self, Finding};
-use crate::trace::Status;
+use crate::trace::{CheckState, Status};
 
 /// How a check judges the evidence as of a moment.
 type Rule = fn(&mut Evidence, DateTime<Utc>) -> Finding;
@@ -171,6 +171,18 @@ impl PartialEq<&str> for CheckId {
     }
 }
 
+impl std::str::FromStr for CheckId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        CheckId::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("no check is called {s:?}"))
+    }
+}
+
 /// One failure mode and what is known about it now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
@@ -188,4 +200,55 @@ pub struct Check {
     pub since: DateTime<Utc>,
     /// Messages the evidence is about.
     pub message_ids: Vec<Snowflake>,
+    /// What an action on this check would act on, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<CheckTarget>,
+}
+
+/// What an action on a check acts on (the screen's `a` key, after a confirmation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckTarget {
+    /// A session that holds the pipeline up: the holder of a lock the pipeline waits for, or
+    /// a session idle in a transaction that keeps the NOTIFY queue from draining.
+    Backend {
+        pid: i32,
+        application_name: String,
+        user: String,
+    },
+    /// Outbox rows of the channel waiting, retrying or given up.
+    StuckRows,
+    /// Rejected notifications and outbox rows given up.
+    DeadLetters,
+}
+
+impl Check {
+    /// The check in the trace's words (for `health_report`).
+    pub fn to_state(&self) -> CheckState {
+        CheckState {
+            check: self.id.as_str().to_owned(),
+            name: self.name.clone(),
+            status: self.status,
+            summary: self.summary.clone(),
+            evidence: self.evidence.clone(),
+            hint: self.hint.clone(),
+            since: self.since,
+            message_ids: self.message_ids.clone(),
+        }
+    }
+
+    /// A check read back from the trace; `None` for a check this version does not know.
+    pub fn from_state(state: &CheckState) -> Option<Check> {
+        Some(Check {
+            id: state.check.parse().ok()?,
+            name: state.name.clone(),
+            status: state.status,
+            summary: state.summary.clone(),
+            evidence: state.evidence.clone(),
+            hint: state.hint.clone(),
+            since: state.since,
+            message_ids: state.message_ids.clone(),
+            target: None,
+        })
+    }
 }

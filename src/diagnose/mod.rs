@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use checks::{Check, CheckId};
+pub use checks::{Check, CheckId, CheckTarget};
 pub use evidence::DiagnoseConfig;
 pub use rules::Finding;
 pub use snapshot::{listens_on, snapshot, statement_shown, Backend, LockScope, Snapshot};
@@ -91,6 +91,7 @@ impl Diagnosis {
             hint: finding.hint.unwrap_or_else(|| id.hint().into()),
             since,
             message_ids: finding.message_ids,
+            target: finding.target,
         })
     }
 }
@@ -186,6 +187,40 @@ async fn tick_snapshot(
     }
 }
 
+/// Minimum time between two `health_report` events whose statuses are the same: the
+/// evidence (ages, counts) changes every second, the verdicts rarely.
+const REPORT_DETAILS_EVERY: Duration = Duration::from_secs(10);
+
+/// Decides when the checks go on the trace as a `health_report`: at once when a status
+/// changed, else when the evidence changed and the last report is old enough.
+#[derive(Default)]
+struct HealthReports {
+    last: Option<Reported>,
+}
+
+/// The statuses and checks of the last report, and when it went out.
+type Reported = (Vec<(CheckId, Status)>, Vec<Check>, std::time::Instant);
+
+impl HealthReports {
+    fn offer(&mut self, checks: &[Check], trace: &Trace) {
+        let statuses: Vec<(CheckId, Status)> = checks.iter().map(|c| (c.id, c.status)).collect();
+        let due = match &self.last {
+            None => true,
+            Some((s, _, _)) if *s != statuses => true,
+            Some((_, c, at)) => c.as_slice() != checks && at.elapsed() >= REPORT_DETAILS_EVERY,
+        };
+        if due {
+            trace.emit(
+                None,
+                TraceKind::HealthReport {
+                    checks: checks.iter().map(Check::to_state).collect(),
+                },
+            );
+            self.last = Some((statuses, checks.to_vec(), std::time::Instant::now()));
+        }
+    }
+}
+
 /// What the diagnosis reports each second.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -216,6 +251,7 @@ pub fn spawn(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: HashMap<CheckId, Status> = HashMap::new();
+        let mut reported = HealthReports::default();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -231,6 +267,7 @@ pub fn spawn(
                     let queue_usage = snap.error.is_none().then_some(snap.queue_usage);
                     diagnosis.observe_snapshot(snap);
                     let checks = diagnosis.checks(Utc::now());
+                    reported.offer(&checks, &trace);
                     for c in &checks {
                         if last.get(&c.id) != Some(&c.status) {
                             if last.contains_key(&c.id) || c.status != Status::Ok {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::contract::Snowflake;
+use crate::diagnose::checks::CheckTarget;
 use crate::diagnose::evidence::{delta, Evidence};
 use crate::diagnose::snapshot::listens_on;
 use crate::diagnose::window::{ago, SAMPLE};
@@ -23,6 +24,15 @@ pub struct Finding {
     pub message_ids: Vec<Snowflake>,
     /// A fix for this finding in particular, instead of the check's own.
     pub hint: Option<String>,
+    /// What an action on the check would act on.
+    pub target: Option<CheckTarget>,
+}
+
+impl Finding {
+    fn acting_on(mut self, target: CheckTarget) -> Self {
+        self.target = Some(target);
+        self
+    }
 }
 
 fn found(
@@ -37,6 +47,7 @@ fn found(
         evidence,
         message_ids,
         hint: None,
+        target: None,
     }
 }
 
@@ -140,6 +151,7 @@ pub(super) fn malformed(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
             evidence,
             vec![],
         )
+        .acting_on(CheckTarget::DeadLetters)
     }
 }
 
@@ -485,7 +497,15 @@ pub(super) fn notify_queue(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
             Some(s) => format!("queue {pct:.2} % used; suspect: {s}"),
             None => format!("queue {pct:.2} % used: a listener is not consuming"),
         };
-        found(status, summary, suspects, vec![])
+        let finding = found(status, summary, suspects, vec![]);
+        match e.snapshot.idle_in_transaction.first() {
+            Some(b) => finding.acting_on(CheckTarget::Backend {
+                pid: b.pid,
+                application_name: b.application_name.clone(),
+                user: String::new(),
+            }),
+            None => finding,
+        }
     }
 }
 
@@ -508,9 +528,9 @@ pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
     if count == 0 || age < limit {
         ok(summary)
     } else if age < limit * 10.0 {
-        found(Status::Warn, summary, vec![], vec![])
+        found(Status::Warn, summary, vec![], vec![]).acting_on(CheckTarget::StuckRows)
     } else {
-        found(Status::Fail, summary, vec![], vec![])
+        found(Status::Fail, summary, vec![], vec![]).acting_on(CheckTarget::StuckRows)
     }
 }
 
@@ -563,7 +583,12 @@ pub(super) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         )
     };
     let evidence: Vec<String> = e.blockers.values().take(SAMPLE).map(describe).collect();
-    found(status, describe(longest), evidence, vec![])
+    let blocker = &longest.wait.blocker;
+    found(status, describe(longest), evidence, vec![]).acting_on(CheckTarget::Backend {
+        pid: blocker.pid,
+        application_name: blocker.application_name.clone(),
+        user: blocker.user.clone(),
+    })
 }
 
 fn or_none(text: &str) -> &str {

@@ -117,10 +117,17 @@ impl Pipeline {
     pub async fn start(config: PipelineConfig, trace: Trace) -> Result<Self, StoreError> {
         let database = config.database.clone();
         database.migrate().await?;
-        let database = database.with_setting(
-            "lock_timeout",
-            &format!("{}ms", config.lock_timeout.as_millis().max(1)),
-        );
+        let database = database
+            .with_setting(
+                "lock_timeout",
+                &format!("{}ms", config.lock_timeout.as_millis().max(1)),
+            )
+            // The outbox starts empty and grows: a generic plan cached by a prepared
+            // statement while it was empty scans it whole for as long as the connection
+            // lives (statistics that would replace the plan may never come: autovacuum can
+            // be off). Planning each execution costs microseconds; a scan of a big outbox
+            // per ingested batch costs the latency of every message.
+            .with_setting("plan_cache_mode", "force_custom_plan");
         // The publisher holds one connection at a time, each worker one, plus dead letters.
         let pool = database.pool(config.workers + 3)?;
         trace.emit(

@@ -120,13 +120,15 @@ pub fn spawn_pruner(
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(config.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut vacuum_refused = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            let mut pruned_tables = Vec::new();
             for (target, older_than) in &targets {
-                prune_target(
+                let rows = prune_target(
                     &pool,
                     &channel,
                     *target,
@@ -136,11 +138,66 @@ pub fn spawn_pruner(
                     &stop,
                 )
                 .await;
+                if rows > 0 && !pruned_tables.contains(&target.table()) {
+                    pruned_tables.push(target.table());
+                }
+            }
+            for table in pruned_tables {
+                vacuum_without_autovacuum(&pool, table, &mut vacuum_refused).await;
             }
         }
     }))
 }
 
+/// Deleted rows free their space only once vacuumed, and the planner learns a table's size
+/// only from ANALYZE: where the server's autovacuum does neither for `table` (turned off for
+/// the server or the table), the pruner vacuums and analyzes what it pruned itself, so that
+/// retention keeps the outbox bounded on such servers too. A role that may not vacuum the
+/// table is said once.
+async fn vacuum_without_autovacuum(pool: &Pool, table: &'static str, refused: &mut bool) {
+    let Ok(client) = pool.get().await else {
+        return;
+    };
+    let autovacuum = client
+        .query_one(
+            "SELECT current_setting('autovacuum')::bool AND coalesce(( \
+               SELECT option_value::bool FROM pg_options_to_table( \
+                 (SELECT reloptions FROM pg_class WHERE oid = to_regclass($1))) \
+               WHERE option_name = 'autovacuum_enabled'), true)",
+            &[&table],
+        )
+        .await;
+    match autovacuum {
+        Ok(row) if row.get::<_, bool>(0) => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(table, error = %error_chain(&e), "could not read the autovacuum setting");
+            return;
+        }
+    }
+    // VACUUM cannot run inside a transaction block; a pooled connection is in none.
+    match client
+        .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+        .await
+    {
+        Ok(()) => tracing::debug!(
+            table,
+            "autovacuum is off: vacuumed and analyzed after pruning"
+        ),
+        Err(e) if !*refused => {
+            *refused = true;
+            tracing::warn!(
+                table,
+                error = %error_chain(&e),
+                "autovacuum is off and this role cannot vacuum {table}: pruned rows keep their \
+                 space until someone vacuums it"
+            );
+        }
+        Err(_) => {}
+    }
+}
+
+/// Prunes one target in batches; the rows deleted.
 async fn prune_target(
     pool: &Pool,
     channel: &Identifier,
@@ -149,7 +206,7 @@ async fn prune_target(
     batch: i64,
     trace: &Trace,
     stop: &CancellationToken,
-) {
+) -> u64 {
     let mut rows = 0u64;
     for _ in 0..MAX_BATCHES {
         if stop.is_cancelled() {
@@ -190,6 +247,7 @@ async fn prune_target(
             },
         );
     }
+    rows
 }
 
 #[cfg(test)]

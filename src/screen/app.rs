@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::contract::Snowflake;
-use crate::diagnose::{Check, CheckId};
+use crate::diagnose::{Check, CheckId, CheckTarget};
 use crate::pipeline::synthetic::SimKind;
 use crate::screen::detail::{self, copy_text, scroll, Overlay};
 use crate::screen::keys::{Action, KeyMap};
 use crate::screen::logs;
 use crate::screen::pane::{Pane, PaneId};
 use crate::screen::search::Search;
+use crate::trace::latency::{RecentLatency, StageClock};
 use crate::trace::{Status, TraceEvent, TraceKind};
 
 /// Rows a pane keeps by default (`--history`).
@@ -20,6 +21,12 @@ pub const DEFAULT_HISTORY: usize = 10_000;
 /// Seconds of per-stage rates kept for the sparklines.
 pub const RATE_HISTORY: usize = 60;
 const TOAST_FOR: Duration = Duration::from_secs(5);
+/// The span of the live latency percentiles.
+pub const LATENCY_SPAN: Duration = Duration::from_secs(10);
+/// Health reports kept for a saved session.
+const HEALTH_REPORTS_KEPT: usize = 200;
+/// Two clicks on the same row within this are a double-click.
+const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 
 /// Per-stage counts for the last [`RATE_HISTORY`] seconds.
 #[derive(Debug, Default)]
@@ -87,6 +94,58 @@ pub enum Effect {
     Save(Vec<Arc<TraceEvent>>),
     /// Forward the key to the log widget.
     LogKey(crossterm::event::KeyEvent),
+    /// Cancel the statement of a backend that holds the pipeline up (`pg_cancel_backend`).
+    CancelBackend(i32),
+    /// End the session of that backend (`pg_terminate_backend`).
+    TerminateBackend(i32),
+    /// Stuck outbox rows of the channel due now, their attempts reset.
+    RetryStuckRows,
+    /// Dead letters and given-up outbox rows, listed in an overlay.
+    ListDeadLetters,
+    /// Dead letters sent again and given-up rows queued again.
+    RequeueDeadLetters,
+    /// Dead letters and given-up rows deleted.
+    DeleteDeadLetters,
+}
+
+/// What the bottom line reads, when it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// The filter or the search being typed; `error` says why the last Enter was refused
+    /// (the text stays, to be corrected).
+    Input {
+        kind: InputKind,
+        text: String,
+        error: Option<String>,
+    },
+    /// An action on the diagnosis waiting for its confirmation: a key per choice.
+    Confirm {
+        question: String,
+        choices: Vec<(char, String, Effect)>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Filter,
+    Search,
+}
+
+/// Where a click landed, as the layout tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickTarget {
+    /// A pane's title in the tab bar.
+    Tab(PaneId),
+    /// A pane, and the row of its list under the pointer (counted from the first row shown).
+    Pane { pane: PaneId, row: Option<usize> },
+}
+
+/// The mouse, in the app's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointer {
+    Click(ClickTarget),
+    ScrollUp(PaneId),
+    ScrollDown(PaneId),
 }
 
 /// Things that happen to the app besides keys.
@@ -96,6 +155,11 @@ pub enum AppEvent {
     Backlog(Option<i64>),
     Health(Vec<Check>),
     Toast(String),
+    /// Lines to show in an overlay (the result of work such as listing dead letters).
+    Lines {
+        title: String,
+        lines: Vec<String>,
+    },
     Tick,
 }
 
@@ -119,10 +183,20 @@ pub struct App {
     pending: VecDeque<Arc<TraceEvent>>,
     pub pending_dropped: u64,
     pub filter: Option<Search>,
-    /// The filter being typed after `/`.
-    pub filter_input: Option<String>,
-    pub filter_error: Option<String>,
+    /// Rows matching it are highlighted; `n`/`N` jump between them.
+    pub search: Option<Search>,
+    pub prompt: Option<Prompt>,
     pub followed: Option<Snowflake>,
+    /// The focused pane alone on the whole screen.
+    pub zoom: bool,
+    /// Latency per stage over the last [`LATENCY_SPAN`].
+    pub latency: RecentLatency,
+    clock: StageClock,
+    /// The latest `health_report` events, for a saved session.
+    health_reports: VecDeque<Arc<TraceEvent>>,
+    /// The `notifyscope send` command that reaches this instance, when there is one.
+    pub send_command: Option<String>,
+    last_click: Option<(Instant, ClickTarget)>,
     pub overlay: Option<Overlay>,
     pub status: StatusInfo,
     pub rates: Rates,
@@ -148,9 +222,15 @@ impl App {
             pending: VecDeque::new(),
             pending_dropped: 0,
             filter: None,
-            filter_input: None,
-            filter_error: None,
+            search: None,
+            prompt: None,
             followed: None,
+            zoom: false,
+            latency: RecentLatency::new(LATENCY_SPAN),
+            clock: StageClock::default(),
+            health_reports: VecDeque::new(),
+            send_command: None,
+            last_click: None,
             overlay: None,
             status: StatusInfo::default(),
             rates: Rates::default(),
@@ -219,8 +299,18 @@ impl App {
                 }
             }
             AppEvent::Toast(text) => self.toast(text),
+            AppEvent::Lines { title, lines } => {
+                self.overlay = Some(Overlay::Detail {
+                    title,
+                    lines,
+                    scroll: 0,
+                    message_ids: Vec::new(),
+                });
+                self.dirty = true;
+            }
             AppEvent::Tick => {
                 self.rates.tick();
+                self.latency.prune(chrono::Utc::now());
                 self.toasts.retain(|(at, _)| at.elapsed() < TOAST_FOR);
                 self.dirty = true;
             }
@@ -229,6 +319,21 @@ impl App {
 
     pub fn on_trace(&mut self, event: Arc<TraceEvent>) {
         self.update_status(&event);
+        for (stage, seconds) in self.clock.observe(&event) {
+            self.latency.record(stage, event.at, seconds);
+        }
+        if let TraceKind::HealthReport { checks } = &event.kind {
+            // Live, the diagnosis hands its checks over directly; a recording has only these.
+            if matches!(self.mode, Mode::Replay(_)) {
+                let checks = checks.iter().filter_map(Check::from_state).collect();
+                self.on_event(AppEvent::Health(checks));
+            }
+            if self.health_reports.len() >= HEALTH_REPORTS_KEPT {
+                self.health_reports.pop_front();
+            }
+            self.health_reports.push_back(event);
+            return;
+        }
         let Some(pane) = PaneId::of(&event.kind) else {
             return;
         };
@@ -312,28 +417,12 @@ impl App {
             && key
                 .modifiers
                 .contains(crossterm::event::KeyModifiers::CONTROL);
-        if let Some(input) = &mut self.filter_input {
+        if self.prompt.is_some() {
             self.dirty = true;
             if ctrl_c {
                 return Some(Effect::Quit);
             }
-            match key.code {
-                KeyCode::Esc => {
-                    self.filter_input = None;
-                    self.filter_error = None;
-                }
-                KeyCode::Enter => {
-                    let text = std::mem::take(input);
-                    self.filter_input = None;
-                    self.set_filter(&text);
-                }
-                KeyCode::Backspace => {
-                    input.pop();
-                }
-                KeyCode::Char(c) => input.push(c),
-                _ => {}
-            }
-            return None;
+            return self.on_prompt_key(key.code);
         }
         let action = self.keymap.action(&key);
         if self.focus == PaneId::Logs && self.overlay.is_none() {
@@ -345,6 +434,148 @@ impl App {
             }
         }
         self.update(action?)
+    }
+
+    /// A key while the bottom line reads: typed text never reaches the key map, so a
+    /// mistyped filter cannot send anything.
+    fn on_prompt_key(&mut self, code: crossterm::event::KeyCode) -> Option<Effect> {
+        use crossterm::event::KeyCode;
+        match self.prompt.as_mut()? {
+            Prompt::Input { kind, text, error } => match code {
+                KeyCode::Esc => self.prompt = None,
+                KeyCode::Enter => {
+                    let (kind, text) = (*kind, text.clone());
+                    match self.apply_input(kind, &text) {
+                        Ok(()) => self.prompt = None,
+                        Err(e) => {
+                            if let Some(Prompt::Input { error, .. }) = &mut self.prompt {
+                                *error = Some(e);
+                            }
+                        }
+                    }
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    *error = None;
+                }
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    *error = None;
+                }
+                _ => {}
+            },
+            Prompt::Confirm { choices, .. } => {
+                let chosen = match code {
+                    KeyCode::Char(c) => choices
+                        .iter()
+                        .find(|(key, ..)| *key == c)
+                        .map(|(_, _, effect)| effect.clone()),
+                    _ => None,
+                };
+                self.prompt = None;
+                match chosen {
+                    Some(effect) => return Some(effect),
+                    None => self.toast("cancelled: nothing was done"),
+                }
+            }
+        }
+        None
+    }
+
+    /// Applies what the prompt read; why not, when it cannot be.
+    fn apply_input(&mut self, kind: InputKind, text: &str) -> Result<(), String> {
+        let compiled = if text.is_empty() {
+            None
+        } else {
+            Some(Search::new(text).map_err(|e| format!("bad regex: {e}"))?)
+        };
+        match kind {
+            InputKind::Filter => self.apply_filter(compiled),
+            InputKind::Search => {
+                self.search = compiled;
+                if self.search.is_some() {
+                    self.jump_to_first_match();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the mouse: a click focuses a pane (or a tab) and selects the row under the
+    /// pointer, a second click on the same row opens its detail, the wheel scrolls.
+    pub fn on_pointer(&mut self, pointer: Pointer) -> Option<Effect> {
+        self.dirty = true;
+        if self.prompt.is_some() {
+            return None;
+        }
+        match pointer {
+            Pointer::ScrollUp(pane) | Pointer::ScrollDown(pane) if self.overlay.is_some() => {
+                let _ = pane;
+                let delta = if matches!(pointer, Pointer::ScrollUp(_)) {
+                    -3
+                } else {
+                    3
+                };
+                if let Some(overlay) = self.overlay.as_mut() {
+                    scroll(overlay, delta);
+                }
+            }
+            Pointer::ScrollUp(pane) => {
+                self.focus = pane;
+                self.move_selection(-3, self.heights[pane.index()].max(1));
+            }
+            Pointer::ScrollDown(pane) => {
+                self.focus = pane;
+                self.move_selection(3, self.heights[pane.index()].max(1));
+            }
+            Pointer::Click(target) => {
+                if self.overlay.is_some() {
+                    return None;
+                }
+                let double = self
+                    .last_click
+                    .is_some_and(|(at, last)| last == target && at.elapsed() <= DOUBLE_CLICK);
+                self.last_click = Some((Instant::now(), target));
+                match target {
+                    ClickTarget::Tab(pane) => self.focus = pane,
+                    ClickTarget::Pane { pane, row } => {
+                        self.focus = pane;
+                        if let Some(row) = row {
+                            self.select_shown_row(pane, row);
+                        }
+                        if double && row.is_some() {
+                            self.last_click = None;
+                            self.open_detail();
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Checks above the first one the health pane shows, for a list of `height` rows: the
+    /// selected one stays in view.
+    pub fn health_top(&self, height: usize) -> usize {
+        (self.health_selected + 1).saturating_sub(height.max(1))
+    }
+
+    /// Selects the `row`-th row shown in `pane`.
+    fn select_shown_row(&mut self, pane: PaneId, row: usize) {
+        let height = self.heights[pane.index()].max(1);
+        if pane == PaneId::Health {
+            let index = self.health_top(height) + row;
+            if index < self.health.len() {
+                self.health_selected = index;
+            }
+            return;
+        }
+        if let Some(p) = self.panes.get_mut(pane.index()) {
+            let index = p.window(height).start + row;
+            if index < p.len() {
+                p.select(index, height);
+            }
+        }
     }
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
@@ -374,31 +605,63 @@ impl App {
             Action::Pause => self.toggle_pause(),
             Action::Detail => self.open_detail(),
             Action::Close => {
-                if self.filter.is_some() {
-                    self.set_filter("");
+                if self.zoom {
+                    self.zoom = false;
+                } else if self.search.is_some() {
+                    self.search = None;
+                } else if self.filter.is_some() {
+                    self.apply_filter(None);
                 } else if self.followed.take().is_none() {
                     return None;
                 }
             }
-            Action::Filter => {
-                self.filter_input = Some(
-                    self.filter
-                        .as_ref()
-                        .map(|f| f.text.clone())
-                        .unwrap_or_default(),
-                )
-            }
+            Action::Filter => self.open_input(InputKind::Filter),
+            Action::Search => self.open_input(InputKind::Search),
+            Action::SearchNext => self.jump_to_match(true),
+            Action::SearchPrev => self.jump_to_match(false),
+            Action::Zoom => self.zoom = !self.zoom,
+            Action::Stats => self.overlay = Some(Overlay::Stats),
+            Action::Act => return self.act(),
+            Action::SendCommand => match self.send_command.clone() {
+                Some(command) => {
+                    self.overlay = Some(Overlay::Detail {
+                        title: "Send a test message to this instance".into(),
+                        lines: vec![
+                            "From another shell on this machine (copied to the clipboard):".into(),
+                            String::new(),
+                            format!("  {command}"),
+                        ],
+                        scroll: 0,
+                        message_ids: Vec::new(),
+                    });
+                    return Some(Effect::Copy(command));
+                }
+                None => self.toast("no instance of ours to send to here"),
+            },
             Action::Follow => {
-                let id = self.selected_event().and_then(|e| e.message_id);
+                let id = if self.focus == PaneId::Health {
+                    self.health
+                        .get(self.health_selected)
+                        .and_then(|c| c.message_ids.first().copied())
+                } else {
+                    self.selected_event().and_then(|e| e.message_id)
+                };
                 match id {
                     Some(id) if self.followed == Some(id) => self.followed = None,
                     Some(id) => self.follow(id),
+                    None if self.focus == PaneId::Health => {
+                        self.toast("the selected check names no message")
+                    }
                     None => self.toast("the selected row is not about a message"),
                 }
             }
             Action::Copy => match self.selected_event() {
                 Some(ev) => return Some(Effect::Copy(copy_text(ev))),
                 None => self.toast("nothing selected to copy"),
+            },
+            Action::CopyId => match self.selected_event().and_then(|e| e.message_id) {
+                Some(id) => return Some(Effect::Copy(id.to_string())),
+                None => self.toast("the selected row has no message id"),
             },
             Action::Save => return Some(Effect::Save(self.session())),
             Action::Clear => self.clear(),
@@ -415,7 +678,7 @@ impl App {
     fn update_overlay(&mut self, action: Action) -> Option<Effect> {
         let overlay = self.overlay.as_mut()?;
         match action {
-            Action::Close | Action::Detail | Action::Help => self.overlay = None,
+            Action::Close | Action::Detail | Action::Help | Action::Stats => self.overlay = None,
             Action::Quit => return Some(Effect::Quit),
             Action::Up => scroll(overlay, -1),
             Action::Down => scroll(overlay, 1),
@@ -448,6 +711,7 @@ impl App {
             .iter()
             .flat_map(|p| p.events().cloned())
             .chain(self.pending.iter().cloned())
+            .chain(self.health_reports.iter().cloned())
             .collect();
         events.sort_by_key(|e| e.at);
         events
@@ -508,27 +772,161 @@ impl App {
         }
     }
 
-    pub fn set_filter(&mut self, text: &str) {
-        self.filter_error = None;
-        let filter = if text.is_empty() {
-            None
-        } else {
-            match Search::new(text) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    self.filter_error = Some(format!("bad regex: {e}"));
-                    return;
-                }
-            }
-        };
+    /// Filters every pane by `text` (empty: no filter); why not, when it does not compile.
+    pub fn set_filter(&mut self, text: &str) -> Result<(), String> {
+        self.apply_input(InputKind::Filter, text)
+    }
+
+    fn apply_filter(&mut self, filter: Option<Search>) {
         for p in &mut self.panes {
             p.apply_search(filter.as_ref());
         }
         self.filter = filter;
     }
 
+    fn open_input(&mut self, kind: InputKind) {
+        let current = match kind {
+            InputKind::Filter => &self.filter,
+            InputKind::Search => &self.search,
+        };
+        self.prompt = Some(Prompt::Input {
+            kind,
+            text: current.as_ref().map(|f| f.text.clone()).unwrap_or_default(),
+            error: None,
+        });
+    }
+
+    /// A new search starts at the top of the focused pane (and goes on to the next panes).
+    fn jump_to_first_match(&mut self) {
+        if let Some(p) = self.panes.get_mut(self.focus.index()) {
+            if !p.is_empty() {
+                let height = self.heights[self.focus.index()].max(1);
+                p.select(0, height);
+                if p.get(0)
+                    .is_some_and(|e| self.search.as_ref().is_some_and(|s| s.matches(e)))
+                {
+                    return;
+                }
+            }
+        }
+        self.jump_to_match(true);
+    }
+
+    /// Selects the next (or previous) row matching the search, from the selection on, across
+    /// the stage panes in their order, wrapping around.
+    fn jump_to_match(&mut self, forward: bool) {
+        let Some(search) = self.search.clone() else {
+            self.toast(format!(
+                "no search: {} starts one",
+                self.keymap.label(Action::Search)
+            ));
+            return;
+        };
+        let order: Vec<PaneId> = PaneId::STAGES.to_vec();
+        let start = order.iter().position(|p| *p == self.focus).unwrap_or(0);
+        let n = order.len();
+        for step in 0..=n {
+            let i = if forward {
+                (start + step) % n
+            } else {
+                (start + n * 2 - step) % n
+            };
+            let pane = order[i];
+            let p = &self.panes[pane.index()];
+            let from = if step == 0 { p.selected_index() } else { None };
+            let found = if forward {
+                let first = from.map(|f| f + 1).unwrap_or(0);
+                (first..p.len()).find(|&j| p.get(j).is_some_and(|e| search.matches(e)))
+            } else {
+                let end = from.unwrap_or(p.len());
+                (0..end)
+                    .rev()
+                    .find(|&j| p.get(j).is_some_and(|e| search.matches(e)))
+            };
+            if let Some(j) = found {
+                self.focus = pane;
+                let height = self.heights[pane.index()].max(1);
+                self.panes[pane.index()].select(j, height);
+                return;
+            }
+        }
+        self.toast(format!("no row matches {:?}", search.text));
+    }
+
+    /// The action the selected health check offers, as a question to confirm.
+    fn act(&mut self) -> Option<Effect> {
+        if self.mode != Mode::Live && !matches!(self.mode, Mode::Watch) {
+            self.toast("replay is read-only: nothing to act on");
+            return None;
+        }
+        if self.focus != PaneId::Health {
+            self.toast(format!(
+                "select a check in Health ({}) to act on it",
+                self.keymap.label(Action::Focus(PaneId::Health.index()))
+            ));
+            return None;
+        }
+        let Some(check) = self.health.get(self.health_selected) else {
+            self.toast("no check selected");
+            return None;
+        };
+        let prompt = match &check.target {
+            Some(CheckTarget::Backend {
+                pid,
+                application_name,
+                user,
+            }) => {
+                let who = match (application_name.is_empty(), user.is_empty()) {
+                    (true, true) => format!("pid {pid}"),
+                    (false, true) => format!("pid {pid} ({application_name})"),
+                    (true, false) => format!("pid {pid} (user {user})"),
+                    (false, false) => format!("pid {pid} ({application_name}, user {user})"),
+                };
+                Prompt::Confirm {
+                    question: format!("{who}: cancel its statement, or end its session?"),
+                    choices: vec![
+                        ('c', "cancel statement".into(), Effect::CancelBackend(*pid)),
+                        ('t', "end session".into(), Effect::TerminateBackend(*pid)),
+                    ],
+                }
+            }
+            Some(CheckTarget::StuckRows) if self.mode == Mode::Live => Prompt::Confirm {
+                question: "retry the stuck outbox rows now (attempts reset)?".into(),
+                choices: vec![('y', "retry".into(), Effect::RetryStuckRows)],
+            },
+            Some(CheckTarget::DeadLetters) if self.mode == Mode::Live => Prompt::Confirm {
+                question: "dead letters: list, requeue or delete them?".into(),
+                choices: vec![
+                    ('l', "list".into(), Effect::ListDeadLetters),
+                    ('r', "requeue".into(), Effect::RequeueDeadLetters),
+                    ('d', "delete".into(), Effect::DeleteDeadLetters),
+                ],
+            },
+            Some(_) => {
+                self.toast("watching someone else's pipeline: its outbox is theirs");
+                return None;
+            }
+            None => {
+                self.toast(format!("nothing to act on for \"{}\"", check.name));
+                return None;
+            }
+        };
+        self.prompt = Some(prompt);
+        None
+    }
+
+    /// Highlights the message's rows in every pane and scrolls each pane to its first one.
     fn follow(&mut self, id: Snowflake) {
         self.followed = Some(id);
+        for pane in PaneId::STAGES {
+            let height = self.heights[pane.index()].max(1);
+            let p = &mut self.panes[pane.index()];
+            if let Some(i) =
+                (0..p.len()).find(|&i| p.get(i).is_some_and(|e| e.message_id == Some(id)))
+            {
+                p.select(i, height);
+            }
+        }
         self.toast(format!("following message {id}"));
     }
 

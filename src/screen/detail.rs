@@ -22,11 +22,14 @@ pub enum Overlay {
         scroll: usize,
         message_ids: Vec<Snowflake>,
     },
+    /// Latency per stage and rates, drawn live from the app's state.
+    Stats,
 }
 
 pub(super) fn scroll(overlay: &mut Overlay, delta: isize) {
     let s = match overlay {
         Overlay::Help { scroll } | Overlay::Detail { scroll, .. } => scroll,
+        Overlay::Stats => return,
     };
     *s = (*s as isize + delta).max(0) as usize;
 }

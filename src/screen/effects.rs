@@ -50,12 +50,20 @@ pub fn run_effect(
         },
         Effect::Save(events) => match recording::save(&events) {
             Ok(path) => app.toast(format!(
-                "saved {} events to {} (notifyscope replay {0})",
+                "saved {} events to {path} (notifyscope replay {path})",
                 events.len(),
-                path.display()
+                path = path.display()
             )),
             Err(e) => app.toast(format!("save failed: {e}")),
         },
+        Effect::CancelBackend(_)
+        | Effect::TerminateBackend(_)
+        | Effect::RetryStuckRows
+        | Effect::ListDeadLetters
+        | Effect::RequeueDeadLetters
+        | Effect::DeleteDeadLetters => {
+            app.toast("OPERATOR-PENDING");
+        }
         test => {
             if let Some(live) = live {
                 send_test(test, app, live.clone(), results.clone());

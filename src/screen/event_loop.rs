@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyEventKind, MouseButton,
+    MouseEventKind,
+};
 use futures_util::StreamExt;
 use notifyscope_widgets::Styles;
 use ratatui::layout::Rect;
@@ -15,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tui_logger::TuiWidgetState;
 
-use crate::screen::app::{App, AppEvent, Effect, Mode};
+use crate::screen::app::{App, AppEvent, ClickTarget, Effect, Mode, Pointer};
 use crate::screen::draw;
 use crate::screen::effects::{run_effect, Live};
 use crate::screen::keys::Action;
@@ -27,26 +30,37 @@ pub const MAX_FPS: u32 = 30;
 /// Trace events taken in one go before the loop looks at input again.
 const BATCH: usize = 5_000;
 
-/// Restores the terminal however the loop ends.
-struct TerminalGuard;
+/// Restores the terminal however the loop ends, mouse reporting included.
+struct TerminalGuard {
+    mouse: bool,
+}
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        if self.mouse {
+            let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        }
         ratatui::restore();
     }
 }
 
 /// Runs the monitor until the user quits (or a signal arrives). Returns once the terminal is
-/// restored.
+/// restored. `mouse`: report clicks and the wheel (the terminal's own selection then needs
+/// Shift).
 pub async fn run(
     mut app: App,
     styles: Styles,
     trace: Option<TraceReceiver>,
     live: Option<Live>,
     extra: Option<mpsc::Receiver<AppEvent>>,
+    mouse: bool,
 ) -> anyhow::Result<()> {
     let terminal = ratatui::try_init().context("setting up the terminal")?;
-    let _guard = TerminalGuard;
+    let _guard = TerminalGuard { mouse };
+    if mouse {
+        crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+            .context("turning on mouse reporting")?;
+    }
     event_loop(&mut app, &styles, terminal, trace, live, extra).await
 }
 
@@ -61,7 +75,11 @@ async fn event_loop(
     let log_state = TuiWidgetState::new();
     let (results_tx, mut results) = mpsc::channel::<AppEvent>(256);
     if let Ok(size) = terminal.size() {
-        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus);
+        app.heights = draw::pane_heights(
+            Rect::new(0, 0, size.width, size.height),
+            app.focus,
+            app.zoom,
+        );
     }
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -84,13 +102,34 @@ async fn event_loop(
                         }
                         run_effect(effect, app, live.as_ref(), &results_tx, &log_state);
                     }
-                    // The focused pane decides the layout on small terminals.
+                    // The focused pane (and zoom) decide the layout on small terminals.
                     if let Ok(size) = terminal.size() {
-                        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus);
+                        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus, app.zoom);
+                    }
+                }
+                Some(Ok(Event::Mouse(mouse))) => {
+                    let Ok(size) = terminal.size() else { continue };
+                    let screen = Rect::new(0, 0, size.width, size.height);
+                    let target = draw::pointer_target(app, screen, mouse.column, mouse.row);
+                    let under = match target {
+                        Some(ClickTarget::Pane { pane, .. }) => pane,
+                        _ => app.focus,
+                    };
+                    let pointer = match mouse.kind {
+                        MouseEventKind::Down(MouseButton::Left) => target.map(Pointer::Click),
+                        MouseEventKind::ScrollUp => Some(Pointer::ScrollUp(under)),
+                        MouseEventKind::ScrollDown => Some(Pointer::ScrollDown(under)),
+                        _ => None,
+                    };
+                    if let Some(pointer) = pointer {
+                        if let Some(effect) = app.on_pointer(pointer) {
+                            run_effect(effect, app, live.as_ref(), &results_tx, &log_state);
+                        }
+                        app.heights = draw::pane_heights(screen, app.focus, app.zoom);
                     }
                 }
                 Some(Ok(Event::Resize(w, h))) => {
-                    app.heights = draw::pane_heights(Rect::new(0, 0, w, h), app.focus);
+                    app.heights = draw::pane_heights(Rect::new(0, 0, w, h), app.focus, app.zoom);
                     app.dirty = true;
                 }
                 Some(Ok(_)) => {}

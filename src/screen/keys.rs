@@ -39,6 +39,20 @@ pub enum Action {
     SendWrongChannel,
     /// A message published straight to the outbox, bypassing the bot path.
     SendDirect,
+    /// The focused pane alone on the whole screen, and back.
+    Zoom,
+    /// Search every pane, highlighting matches (the filter hides the rest instead).
+    Search,
+    SearchNext,
+    SearchPrev,
+    /// Copy the selected row's message id.
+    CopyId,
+    /// Latency per stage and rates, full width.
+    Stats,
+    /// Act on the selected health check, after a confirmation.
+    Act,
+    /// Show and copy the `send` command for this instance.
+    SendCommand,
 }
 
 /// (config name, action, default keys, help text), in the order of the help overlay.
@@ -117,6 +131,55 @@ pub const BINDINGS: &[(&str, Action, &[&str], &str)] = &[
         "copy the selected payload to the clipboard (OSC 52, works over ssh)",
     ),
     (
+        "copy_id",
+        Action::CopyId,
+        &["Y"],
+        "copy the selected message id to the clipboard",
+    ),
+    (
+        "search",
+        Action::Search,
+        &["ctrl-f"],
+        "search every pane, matches highlighted (substring; `re:` for a regex)",
+    ),
+    (
+        "search_next",
+        Action::SearchNext,
+        &["n"],
+        "next match, across the panes",
+    ),
+    (
+        "search_prev",
+        Action::SearchPrev,
+        &["N"],
+        "previous match, across the panes",
+    ),
+    (
+        "zoom",
+        Action::Zoom,
+        &["z"],
+        "the focused pane alone on the whole screen, and back",
+    ),
+    (
+        "stats",
+        Action::Stats,
+        &["i"],
+        "latency per stage (p50/p99 of the last 10 s) and rates",
+    ),
+    (
+        "act",
+        Action::Act,
+        &["a"],
+        "act on the selected health check (cancel a blocker, retry stuck rows, dead letters), \
+         after a confirmation",
+    ),
+    (
+        "send_command",
+        Action::SendCommand,
+        &["I"],
+        "show and copy the `notifyscope send` command for this instance",
+    ),
+    (
         "save",
         Action::Save,
         &["s"],
@@ -188,6 +251,15 @@ pub enum KeyError {
     UnknownAction(String),
     #[error("[keys] {action}: unknown key {key:?}")]
     BadKey { action: String, key: String },
+    #[error(
+        "[keys] {action}: {key} is bound to {holder} already; give {holder} another key in \
+         [keys] too, or choose a free key for {action}"
+    )]
+    Taken {
+        action: String,
+        key: String,
+        holder: String,
+    },
 }
 
 /// A key with its modifiers; for characters the case carries Shift.
@@ -319,21 +391,29 @@ impl KeyMap {
             };
             listing.push((*action, keys, *help));
         }
-        let overridden: Vec<Key> = listing
-            .iter()
-            .zip(BINDINGS)
-            .filter(|(_, (name, ..))| overrides.contains_key(*name))
-            .flat_map(|((_, keys, _), _)| keys.clone())
-            .collect();
-        for ((_, keys, _), (name, ..)) in listing.iter_mut().zip(BINDINGS) {
-            if !overrides.contains_key(*name) {
-                keys.retain(|k| !overridden.contains(k));
+        // A key may do one thing: binding one that another action still holds is refused,
+        // naming both, instead of silently taking it (`q` for a test message would leave
+        // no way to quit).
+        let mut by_key: HashMap<Key, Action> = HashMap::new();
+        let mut holder_of: HashMap<Key, &str> = HashMap::new();
+        for ((action, keys, _), (name, ..)) in listing.iter().zip(BINDINGS) {
+            for key in keys {
+                if let Some(holder) = holder_of.get(key) {
+                    let (action, holder) = if overrides.contains_key(*name) {
+                        (*name, *holder)
+                    } else {
+                        (*holder, *name)
+                    };
+                    return Err(KeyError::Taken {
+                        action: action.to_owned(),
+                        key: key.to_string(),
+                        holder: holder.to_owned(),
+                    });
+                }
+                holder_of.insert(*key, name);
+                by_key.insert(*key, *action);
             }
         }
-        let by_key = listing
-            .iter()
-            .flat_map(|(action, keys, _)| keys.iter().map(move |k| (*k, *action)))
-            .collect();
         Ok(KeyMap { by_key, listing })
     }
 
@@ -405,7 +485,7 @@ mod tests {
     #[test]
     fn overrides_from_the_config_file() {
         let config: ConfigFile =
-            toml::from_str("[keys]\nquit = [\"ctrl-q\"]\nsend_message = [\"n\", \"q\"]\n")
+            toml::from_str("[keys]\nquit = [\"ctrl-q\"]\nsend_message = [\"u\", \"q\"]\n")
                 .expect("parses");
         let map = KeyMap::new(&config.keys).expect("valid");
         assert_eq!(
@@ -413,10 +493,10 @@ mod tests {
             Some(Action::Quit)
         );
         assert_eq!(
-            map.action(&press(KeyCode::Char('n'), KeyModifiers::NONE)),
+            map.action(&press(KeyCode::Char('u'), KeyModifiers::NONE)),
             Some(Action::Send(SimKind::Message))
         );
-        // `q` moved to send_message; `m` is no longer bound.
+        // quit gave `q` up, so send_message may have it; `m` is no longer bound.
         assert_eq!(
             map.action(&press(KeyCode::Char('q'), KeyModifiers::NONE)),
             Some(Action::Send(SimKind::Message))
@@ -436,5 +516,31 @@ mod tests {
         )]))
         .is_err());
         assert!(toml::from_str::<ConfigFile>("[keyz]\n").is_err());
+    }
+
+    #[test]
+    fn a_key_bound_already_is_refused_with_both_names() {
+        let config: ConfigFile =
+            toml::from_str("[keys]\nsend_message = [\"q\"]\n").expect("parses");
+        let err = KeyMap::new(&config.keys).expect_err("q is quit's");
+        assert_eq!(
+            err,
+            KeyError::Taken {
+                action: "send_message".into(),
+                key: "q".into(),
+                holder: "quit".into(),
+            }
+        );
+        assert!(
+            err.to_string().contains("q is bound to quit already"),
+            "{err}"
+        );
+        // Two overrides asking for the same key: the same refusal.
+        let config: ConfigFile =
+            toml::from_str("[keys]\nsend_own = [\"u\"]\nsend_bot = [\"u\"]\n").expect("parses");
+        assert!(matches!(
+            KeyMap::new(&config.keys),
+            Err(KeyError::Taken { .. })
+        ));
     }
 }

@@ -57,6 +57,31 @@ impl PaneId {
         }
     }
 
+    /// The name in the tab bar when short titles do not fit.
+    pub fn tab_title(self) -> &'static str {
+        match self {
+            PaneId::Received => "Rx",
+            PaneId::Published => "Pub",
+            PaneId::Notify => "Ntfy",
+            PaneId::Ingest => "Ingest",
+            PaneId::Skips => "Skip",
+            PaneId::Health => "Health",
+            PaneId::Logs => "Logs",
+        }
+    }
+
+    /// The header of the stage's own column, in the order the row text gives it.
+    pub fn columns(self) -> &'static str {
+        match self {
+            PaneId::Received => "author #channel size",
+            PaneId::Published => "outbox row, NOTIFY size",
+            PaneId::Notify => "channel, sender pid, outbox row, size",
+            PaneId::Ingest => "result, latency, outbox row",
+            PaneId::Skips => "reason · author #channel",
+            PaneId::Health | PaneId::Logs => "",
+        }
+    }
+
     pub fn short_title(self) -> &'static str {
         match self {
             PaneId::Received => "Received",

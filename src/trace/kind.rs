@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::contract::Snowflake;
 use crate::store::ErrorClass;
-use crate::trace::Status;
+use crate::trace::{CheckState, Status};
 
 /// Outcome of inserting a message into `discord_messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +295,11 @@ pub enum TraceKind {
         status: Status,
         summary: String,
     },
+    /// Every check with its evidence, when the verdicts changed (at most every few seconds
+    /// when only their evidence did): what recordings replay into the health pane.
+    HealthReport {
+        checks: Vec<CheckState>,
+    },
     /// Rows past their retention were deleted: `what` of `table`, older than `older_than_s`.
     Pruned {
         table: String,
@@ -339,6 +344,7 @@ impl TraceKind {
             TraceKind::NeighbourNotified { .. } => "neighbour_notified",
             TraceKind::RowObserved { .. } => "row_observed",
             TraceKind::HealthChanged { .. } => "health_changed",
+            TraceKind::HealthReport { .. } => "health_report",
             TraceKind::Pruned { .. } => "pruned",
             TraceKind::Backpressure { .. } => "backpressure",
             TraceKind::Lagged { .. } => "lagged",

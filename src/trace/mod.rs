@@ -8,8 +8,9 @@
 
 mod health;
 mod kind;
+pub mod latency;
 
-pub use health::Status;
+pub use health::{CheckState, Status};
 pub use kind::{IngestOutcome, SkipReason, TraceKind, WriteStage};
 
 use std::sync::Arc;

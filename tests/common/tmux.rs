@@ -76,6 +76,29 @@ impl Tmux {
     pub fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "monitor", keys]);
     }
+
+    /// Types `text` as it is, character by character (no key names).
+    pub fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "monitor", "-l", text]);
+    }
+
+    /// A left click at column `x`, row `y` (from 0), as a terminal reports it to a program
+    /// that asked for mouse reports (SGR encoding): press, then release.
+    pub fn click(&self, x: u16, y: u16) {
+        self.type_text(&format!(
+            "\x1b[<0;{};{}M\x1b[<0;{};{}m",
+            x + 1,
+            y + 1,
+            x + 1,
+            y + 1
+        ));
+    }
+
+    /// The wheel turned once at column `x`, row `y`: `up` away from the user.
+    pub fn wheel(&self, x: u16, y: u16, up: bool) {
+        let button = if up { 64 } else { 65 };
+        self.type_text(&format!("\x1b[<{button};{};{}M", x + 1, y + 1));
+    }
 }
 
 impl Drop for Tmux {

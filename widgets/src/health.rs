@@ -38,6 +38,11 @@ pub struct HealthItem {
 pub struct HealthPane<'a> {
     pub key: &'a str,
     pub focused: bool,
+    /// Checks from a diagnosis; without one the items are the connection states and the
+    /// title says nothing was judged.
+    pub judged: bool,
+    /// Items above the first one shown.
+    pub top: usize,
     pub items: &'a [HealthItem],
     pub styles: &'a Styles,
 }
@@ -55,7 +60,9 @@ impl Widget for &HealthPane<'_> {
             Line::from(vec![
                 Span::styled(format!(" {} ", self.key), s.key),
                 Span::styled("Health ", s.block_title(self.focused)),
-                if failing == 0 {
+                if !self.judged {
+                    Span::styled("not judged yet ", s.dim)
+                } else if failing == 0 {
                     Span::styled("all ok ", s.ok)
                 } else {
                     Span::styled(format!("{failing} need attention "), s.error)
@@ -65,7 +72,13 @@ impl Widget for &HealthPane<'_> {
         let inner = block.inner(area);
         block.render(area, buf);
         let width = inner.width as usize;
-        for (i, item) in self.items.iter().take(inner.height as usize).enumerate() {
+        for (i, item) in self
+            .items
+            .iter()
+            .skip(self.top)
+            .take(inner.height as usize)
+            .enumerate()
+        {
             let y = inner.y + i as u16;
             let style = match item.status {
                 HealthStatus::Ok => s.ok,

@@ -2,7 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
@@ -18,7 +18,8 @@ pub enum RowKind {
     Ok,
 }
 
-/// A row, formatted by the caller: time, short message id, what matters for this stage.
+/// A row, formatted by the caller: time (`HH:MM:SS.mmm`), the message id in full (`-` for
+/// none), what matters for this stage.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PaneRow {
     pub time: String,
@@ -28,6 +29,46 @@ pub struct PaneRow {
     pub selected: bool,
     /// Belongs to the message being followed.
     pub followed: bool,
+    /// Matches the search.
+    pub matched: bool,
+}
+
+/// Columns the stage-specific text keeps before the time gives way.
+const DETAIL_MIN: usize = 24;
+/// A Discord snowflake in full.
+const ID_FULL: usize = 19;
+/// The last eight digits after `…`.
+const ID_SHORT: usize = 9;
+
+/// How wide each column is in a pane `width` columns wide. By importance: the message id
+/// (in full where the text keeps room), the stage's text (reasons before names, as the
+/// caller orders it), and the time, which shrinks to seconds and then leaves.
+pub fn column_widths(width: usize) -> (usize, usize, usize) {
+    let id = if width >= ID_FULL + 1 + DETAIL_MIN {
+        ID_FULL
+    } else {
+        ID_SHORT.min(width)
+    };
+    let left = width.saturating_sub(id + 1);
+    let time = if left >= 12 + 1 + DETAIL_MIN {
+        12
+    } else if left >= 8 + 1 + DETAIL_MIN {
+        8
+    } else {
+        0
+    };
+    let detail = left.saturating_sub(if time > 0 { time + 1 } else { 0 });
+    (time, id, detail)
+}
+
+/// `id` cut to `width` from the left: the last digits tell snowflakes apart.
+fn id_cell(id: &str, width: usize) -> String {
+    let n = id.chars().count();
+    if n <= width {
+        return id.to_owned();
+    }
+    let tail: String = id.chars().skip(n + 1 - width).collect();
+    format!("…{tail}")
 }
 
 /// A stage pane with only the rows of its visible window.
@@ -42,6 +83,8 @@ pub struct StagePane<'a> {
     /// Position of the window: rows above it.
     pub above: usize,
     pub rows: &'a [PaneRow],
+    /// The header of the stage's own column (`author #channel size`, `reason · author`…).
+    pub columns: &'a str,
     pub empty_hint: &'a str,
     pub styles: &'a Styles,
 }
@@ -68,39 +111,56 @@ impl Widget for &StagePane<'_> {
             buf.set_stringn(inner.x, inner.y, hint, inner.width as usize, s.dim);
             return;
         }
-        let width = inner.width as usize;
-        for (i, row) in self.rows.iter().take(inner.height as usize).enumerate() {
-            let y = inner.y + i as u16;
-            let base = if row.selected && self.focused {
+        let (time_w, id_w, detail_w) = column_widths(inner.width as usize);
+        let header = [
+            ("time", time_w),
+            (if id_w > 10 { "message id" } else { "id" }, id_w),
+            (self.columns, detail_w),
+        ];
+        draw_cells(
+            buf,
+            inner.x,
+            inner.y,
+            &header.map(|(t, w)| (t.to_owned(), w, s.header)),
+        );
+        for (i, row) in self
+            .rows
+            .iter()
+            .take(inner.height.saturating_sub(1) as usize)
+            .enumerate()
+        {
+            let y = inner.y + 1 + i as u16;
+            let mut base = if row.selected && self.focused {
                 s.selected
             } else if row.followed {
                 s.followed
             } else {
                 Style::default()
             };
-            buf.set_style(Rect::new(inner.x, y, inner.width, 1), base);
-            let mut x = inner.x;
-            let mut remaining = width;
-            for (text, style) in [
-                (row.time.as_str(), s.dim),
-                (row.id.as_str(), s.text),
-                (row.detail.as_str(), s.row(row.kind)),
-            ] {
-                if remaining == 0 {
-                    break;
-                }
-                let cell = fit(text, remaining);
-                let (next_x, _) = buf.set_stringn(
-                    x,
-                    y,
-                    &cell,
-                    remaining,
-                    base.patch(style).patch(base_overrides(base)),
-                );
-                let used = (next_x - x) as usize;
-                remaining = remaining.saturating_sub(used + 1);
-                x = next_x.saturating_add(1);
+            if row.matched {
+                base = base.add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
             }
+            buf.set_style(Rect::new(inner.x, y, inner.width, 1), base);
+            let keep = base_overrides(base);
+            let time = if time_w >= 12 {
+                row.time.clone()
+            } else {
+                row.time.chars().take(time_w).collect()
+            };
+            draw_cells(
+                buf,
+                inner.x,
+                y,
+                &[
+                    (time, time_w, base.patch(s.dim).patch(keep)),
+                    (id_cell(&row.id, id_w), id_w, base.patch(s.text).patch(keep)),
+                    (
+                        row.detail.clone(),
+                        detail_w,
+                        base.patch(s.row(row.kind)).patch(keep),
+                    ),
+                ],
+            );
         }
         if self.above > 0 {
             // On the bottom border, where it cannot cover the title.
@@ -113,11 +173,43 @@ impl Widget for &StagePane<'_> {
     }
 }
 
+/// Cells left to right, each in its column (a column of width 0 is left out), one space
+/// between them.
+fn draw_cells(buf: &mut Buffer, x: u16, y: u16, cells: &[(String, usize, Style)]) {
+    let mut x = x;
+    for (text, width, style) in cells {
+        if *width == 0 {
+            continue;
+        }
+        buf.set_stringn(x, y, fit(text, *width), *width, *style);
+        x = x.saturating_add(*width as u16 + 1);
+    }
+}
+
 /// A selected or followed row keeps its highlight over the cell colours.
 fn base_overrides(base: Style) -> Style {
     Style {
         bg: base.bg,
         add_modifier: base.add_modifier,
         ..Style::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_give_way_by_importance() {
+        // A 78-column pane (80 minus borders): the id in full, the time with milliseconds.
+        assert_eq!(column_widths(78), (12, 19, 45));
+        // A third of 100 columns: the id shortened before the text, then no time.
+        assert_eq!(column_widths(31), (0, 9, 21));
+        let (time, id, detail) = column_widths(44);
+        assert_eq!(id, 19);
+        assert!(detail >= 24 && time == 0, "{time} {id} {detail}");
+        assert_eq!(id_cell("1199000000000000123", 9), "…00000123");
+        assert_eq!(id_cell("1199000000000000123", 19), "1199000000000000123");
+        assert_eq!(id_cell("-", 9), "-");
     }
 }

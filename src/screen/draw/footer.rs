@@ -1,15 +1,16 @@
 //! The key-hint bar (or the search prompt) at the bottom, and the toasts above it. Every key
 //! shown comes from the key map.
 
-use notifyscope_widgets::{fit, Styles};
+use notifyscope_widgets::{fit, width_of, Styles};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::pipeline::synthetic::SimKind;
-use crate::screen::app::{App, Mode};
+use crate::screen::app::{App, InputKind, Mode, Prompt};
 use crate::screen::keys::Action;
+use crate::screen::pane::PaneId;
 
 fn key_hint(app: &App, action: Action, label: &str, styles: &Styles) -> Vec<Span<'static>> {
     match app.keymap.key_of(action) {
@@ -22,45 +23,96 @@ fn key_hint(app: &App, action: Action, label: &str, styles: &Styles) -> Vec<Span
 }
 
 pub(super) fn draw_footer(frame: &mut Frame, app: &App, styles: &Styles, area: Rect) {
-    if let Some(input) = &app.filter_input {
-        let line = Line::from(vec![
-            Span::styled(" filter ", styles.key),
-            Span::raw(format!(" /{input}█ ")),
-            Span::styled(
-                "  Enter apply · Esc cancel · substring, or re:REGEX",
-                styles.dim,
-            ),
-        ]);
-        frame.render_widget(Paragraph::new(line), area);
-        return;
+    match &app.prompt {
+        Some(Prompt::Input { kind, text, error }) => {
+            let (label, sigil) = match kind {
+                InputKind::Filter => (" filter ", "/"),
+                InputKind::Search => (" search ", "?"),
+            };
+            let mut spans = vec![
+                Span::styled(label, styles.key),
+                Span::raw(format!(" {sigil}{text}█ ")),
+            ];
+            match error {
+                Some(e) => spans.push(Span::styled(format!(" {e} · fix it, or Esc"), styles.error)),
+                None => spans.push(Span::styled(
+                    " Enter apply · Esc cancel · substring, or re:REGEX",
+                    styles.dim,
+                )),
+            }
+            frame.render_widget(Paragraph::new(Line::from(spans)), area);
+            return;
+        }
+        Some(Prompt::Confirm { question, choices }) => {
+            // The question on the line above, the choices on this one: both whole at 80
+            // columns.
+            if area.y > 0 {
+                let above = Rect::new(area.x, area.y - 1, area.width, 1);
+                frame.render_widget(Clear, above);
+                frame.render_widget(
+                    Paragraph::new(Line::from(vec![
+                        Span::styled(" confirm ", styles.key),
+                        Span::styled(
+                            format!(
+                                " {}",
+                                fit(question, (area.width as usize).saturating_sub(11))
+                            ),
+                            styles.warn,
+                        ),
+                    ]))
+                    .style(styles.overlay),
+                    above,
+                );
+            }
+            let mut spans = Vec::new();
+            for (key, label, _) in choices {
+                spans.push(Span::styled(format!(" {key} "), styles.key));
+                spans.push(Span::raw(format!(" {label} ")));
+            }
+            spans.push(Span::styled(" any other key: nothing", styles.dim));
+            frame.render_widget(Paragraph::new(Line::from(spans)), area);
+            return;
+        }
+        None => {}
     }
-    if let Some(error) = &app.filter_error {
-        frame.render_widget(
-            Paragraph::new(Span::styled(format!(" {error}"), styles.error)),
-            area,
-        );
-        return;
-    }
-    let mut spans = Vec::new();
     let mut hints = vec![
         (Action::Quit, "quit"),
         (Action::Help, "help"),
         (Action::FocusNext, "focus"),
-        (Action::Pause, if app.paused { "resume" } else { "pause" }),
+    ];
+    if app.focus == PaneId::Health && !matches!(app.mode, Mode::Replay(_)) {
+        hints.push((Action::Act, "act"));
+    }
+    if app.mode == Mode::Live {
+        hints.push((Action::Send(SimKind::Message), "send"));
+    }
+    hints.extend([
         (Action::Detail, "detail"),
         (Action::Filter, "filter"),
+        (Action::Search, "search"),
+        (Action::Zoom, if app.zoom { "unzoom" } else { "zoom" }),
+        (Action::Pause, if app.paused { "resume" } else { "pause" }),
         (Action::Follow, "follow"),
-    ];
+    ]);
     if app.mode == Mode::Live {
         hints.extend([
-            (Action::Send(SimKind::Message), "send"),
             (Action::Send(SimKind::Burst), "burst"),
             (Action::Send(SimKind::Own), "own"),
             (Action::SendMalformed, "malformed"),
         ]);
     }
+    // Hints in order of use; the last ones give way on a narrow terminal, never half-shown.
+    let mut spans = Vec::new();
+    let mut used = 0;
+    let width = area.width as usize;
     for (action, label) in hints {
-        spans.extend(key_hint(app, action, label, styles));
+        let hint = key_hint(app, action, label, styles);
+        let w: usize = hint.iter().map(|s| width_of(&s.content)).sum();
+        if used + w > width {
+            break;
+        }
+        used += w;
+        spans.extend(hint);
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -11,7 +11,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::screen::app::App;
+use crate::screen::app::{App, ClickTarget};
 use crate::screen::detail::Overlay;
 use crate::screen::pane::PaneId;
 
@@ -35,7 +35,18 @@ pub struct Areas {
     pub footer: Rect,
 }
 
-pub fn areas(area: Rect, focus: PaneId) -> Areas {
+/// Rows of a pane's list inside `area`: within the border, below the column headers of a
+/// stage pane.
+pub fn list_rows(pane: PaneId, area: Rect) -> usize {
+    let inner = area.height.saturating_sub(2) as usize;
+    if PaneId::STAGES.contains(&pane) {
+        inner.saturating_sub(1)
+    } else {
+        inner
+    }
+}
+
+pub fn areas(area: Rect, focus: PaneId, zoom: bool) -> Areas {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return Areas {
             too_small: true,
@@ -50,7 +61,9 @@ pub fn areas(area: Rect, focus: PaneId) -> Areas {
     .areas(area);
     let mut panes = [None; 7];
     let mut tabs = None;
-    if area.width >= WIDE {
+    if zoom {
+        panes[focus.index()] = Some(body);
+    } else if area.width >= WIDE {
         let [top, bottom] =
             Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(body);
         let columns = Layout::horizontal([Constraint::Ratio(1, 5); 5]).split(top);
@@ -90,20 +103,42 @@ pub fn areas(area: Rect, focus: PaneId) -> Areas {
     }
 }
 
-/// Rows each pane shows (inside its border).
-pub fn pane_heights(area: Rect, focus: PaneId) -> [usize; 7] {
-    let a = areas(area, focus);
+/// Rows of its list each pane shows.
+pub fn pane_heights(area: Rect, focus: PaneId, zoom: bool) -> [usize; 7] {
+    let a = areas(area, focus, zoom);
     std::array::from_fn(|i| {
         a.panes[i]
-            .map(|r| r.height.saturating_sub(2) as usize)
+            .map(|r| list_rows(PaneId::ALL[i], r))
             .unwrap_or(0)
     })
+}
+
+/// What is under the pointer at (`x`, `y`) on a screen of `area`, as [`draw`] lays it out.
+pub fn pointer_target(app: &App, area: Rect, x: u16, y: u16) -> Option<ClickTarget> {
+    let a = areas(area, app.focus, app.zoom);
+    if a.too_small {
+        return None;
+    }
+    let inside = |r: Rect| x >= r.x && x < r.right() && y >= r.y && y < r.bottom();
+    if let Some(tabs) = a.tabs.filter(|t| inside(*t)) {
+        return status::tab_at(app, tabs.width, x - tabs.x).map(ClickTarget::Tab);
+    }
+    let (i, r) = a
+        .panes
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.filter(|r| inside(*r)).map(|r| (i, r)))?;
+    let pane = PaneId::ALL[i];
+    // Below the border, and below the column headers of a stage pane.
+    let first = r.y + 1 + u16::from(PaneId::STAGES.contains(&pane));
+    let row = (y >= first && y < r.bottom().saturating_sub(1)).then(|| (y - first) as usize);
+    Some(ClickTarget::Pane { pane, row })
 }
 
 /// Draws one frame. `logs` draws the log pane (it needs the logger's own state).
 pub fn draw(frame: &mut Frame, app: &App, styles: &Styles, logs: &dyn Fn(&mut Frame, Rect, bool)) {
     let area = frame.area();
-    let a = areas(area, app.focus);
+    let a = areas(area, app.focus, app.zoom);
     if a.too_small {
         let text = format!(
             "terminal too small: {}×{}, notifyscope needs at least {MIN_WIDTH}×{MIN_HEIGHT}",
@@ -141,6 +176,7 @@ pub fn draw(frame: &mut Frame, app: &App, styles: &Styles, logs: &dyn Fn(&mut Fr
             scroll,
             ..
         }) => overlay::draw_lines_overlay(frame, app, styles, title, lines, *scroll),
+        Some(Overlay::Stats) => overlay::draw_stats(frame, app, styles),
         None => {}
     }
     footer::draw_toasts(frame, app, styles, a.footer);

@@ -7,10 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
-use crate::screen::app::App;
+use crate::screen::app::{App, RATE_HISTORY};
+use crate::screen::draw::status::{ms, sparkline};
 use crate::screen::keys::Action;
 use crate::screen::logs;
 use crate::screen::pane::PaneId;
+use crate::trace::latency::Stage;
 
 fn centered(area: Rect, width_pct: u16, height_pct: u16) -> Rect {
     let [_, mid, _] = Layout::vertical([
@@ -120,6 +122,63 @@ pub(super) fn draw_lines_overlay(
         Paragraph::new(text)
             .block(overlay_block(title, styles, &hint))
             .scroll((scroll.min(u16::MAX as usize) as u16, 0)),
+        area,
+    );
+}
+
+/// Latency per stage over the last seconds and the rates of the last minute, with
+/// sparklines as wide as the overlay.
+pub(super) fn draw_stats(frame: &mut Frame, app: &App, styles: &Styles) {
+    let area = centered(frame.area(), 90, 90);
+    let inner_width = area.width.saturating_sub(2) as usize;
+    let mut lines = vec![Line::from(Span::styled(
+        format!(
+            "Latency of the last {} s (from the trace)",
+            crate::screen::app::LATENCY_SPAN.as_secs()
+        ),
+        styles.header,
+    ))];
+    lines.push(Line::from(Span::styled(
+        format!(
+            "{:<8}{:>9}{:>9}{:>8}  from → to",
+            "stage", "p50 ms", "p99 ms", "n"
+        ),
+        styles.dim,
+    )));
+    for stage in Stage::ALL {
+        let (p50, p99, n) = match app.latency.percentiles(stage) {
+            Some((p50, p99, n)) => (ms(p50), ms(p99), n.to_string()),
+            None => ("-".into(), "-".into(), "0".into()),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<8}", stage.as_str()), styles.text),
+            Span::raw(format!("{p50:>9}{p99:>9}{n:>8}  ")),
+            Span::styled(stage.describe(), styles.dim),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        "Messages a second, the last minute",
+        styles.header,
+    )));
+    for pane in PaneId::STAGES {
+        let label = format!("{:<10}{:>6}/s ", pane.short_title(), app.rates.last(pane));
+        let spark_width = inner_width.saturating_sub(label.chars().count() + 1);
+        lines.push(Line::from(vec![
+            Span::styled(label, styles.text),
+            Span::styled(
+                sparkline(
+                    &app.rates.history[pane.index()],
+                    spark_width.min(RATE_HISTORY),
+                ),
+                styles.sparkline,
+            ),
+        ]));
+    }
+    let hint = format!(" {} closes ", app.keymap.label(Action::Close));
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(overlay_block("Stats", styles, &hint)),
         area,
     );
 }

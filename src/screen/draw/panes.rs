@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::Frame;
 
 use crate::pipeline::synthetic::SimKind;
-use crate::present::{pane_row, short_id};
+use crate::present::pane_row;
 use crate::screen::app::App;
 use crate::screen::keys::Action;
 use crate::screen::pane::PaneId;
@@ -35,7 +35,7 @@ pub(super) fn draw_stage(
     let Some(pane) = app.pane(pane_id) else {
         return;
     };
-    let height = area.height.saturating_sub(2) as usize;
+    let height = super::list_rows(pane_id, area);
     let window = pane.window(height);
     let selected = pane.selected_index();
     let rows: Vec<PaneRow> = window
@@ -45,11 +45,15 @@ pub(super) fn draw_stage(
             let (detail, kind) = pane_row(e);
             PaneRow {
                 time: e.at.format("%H:%M:%S%.3f").to_string(),
-                id: short_id(e.message_id),
+                id: e
+                    .message_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 detail,
                 kind,
                 selected: Some(i) == selected,
                 followed: app.followed.is_some() && e.message_id == app.followed,
+                matched: app.search.as_ref().is_some_and(|s| s.matches(e)),
             }
         })
         .collect();
@@ -61,6 +65,7 @@ pub(super) fn draw_stage(
         focused: app.focus == pane_id,
         above: window.start,
         rows: &rows,
+        columns: pane_id.columns(),
         empty_hint: &empty_hint(app, pane_id),
         styles,
     };
@@ -117,6 +122,8 @@ pub(super) fn draw_health(frame: &mut Frame, app: &App, styles: &Styles, area: R
     let widget = HealthPane {
         key: &app.keymap.label(Action::Focus(PaneId::Health.index())),
         focused: app.focus == PaneId::Health,
+        judged: !app.health.is_empty(),
+        top: app.health_top(super::list_rows(PaneId::Health, area)),
         items: &items,
         styles,
     };

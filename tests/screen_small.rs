@@ -1,0 +1,582 @@
+//! The monitor at the sizes people ssh in with (80×24, 100×30): what must stay visible,
+//! how every pane is reached, zoom, search, the mouse, acting on a check, and a snapshot of
+//! each layout at 80×24. Rendered to ratatui's TestBackend.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use notifyscope::contract::Snowflake;
+use notifyscope::diagnose::{Check, CheckId, CheckTarget};
+use notifyscope::screen::app::{App, AppEvent, ClickTarget, Effect, Mode, Pointer, Prompt};
+use notifyscope::screen::detail::Overlay;
+use notifyscope::screen::draw;
+use notifyscope::screen::keys::{Action, KeyMap};
+use notifyscope::screen::pane::PaneId;
+use notifyscope::screen::theme;
+use notifyscope::trace::{IngestOutcome, SkipReason, Status, TraceEvent, TraceKind};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::widgets::{Block, Borders};
+use ratatui::Terminal;
+
+const CHANNEL: Snowflake = Snowflake(200_000_000_000_000_002);
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn ev(ms: i64, id: Option<u64>, kind: TraceKind) -> Arc<TraceEvent> {
+    Arc::new(TraceEvent {
+        at: t0() + TimeDelta::milliseconds(ms),
+        message_id: id.map(Snowflake),
+        kind,
+    })
+}
+
+fn id(n: u64) -> u64 {
+    1_575_700_000_000_000_000 + n
+}
+
+fn received(n: u64, author: &str) -> Arc<TraceEvent> {
+    ev(
+        n as i64 * 100,
+        Some(id(n)),
+        TraceKind::Received {
+            channel_id: CHANNEL,
+            guild_id: Some(Snowflake(9)),
+            author_id: Snowflake(3),
+            author_name: author.into(),
+            content_bytes: 12,
+            synthetic: true,
+        },
+    )
+}
+
+fn through_every_stage(app: &mut App, n: u64) {
+    app.on_trace(received(n, "ada"));
+    app.on_trace(ev(
+        n as i64 * 100 + 2,
+        Some(id(n)),
+        TraceKind::Published {
+            event_id: uuid::Uuid::nil(),
+            outbox_id: n as i64,
+            channel: "events".into(),
+            bytes: 310,
+            by_ref: false,
+        },
+    ));
+    app.on_trace(ev(
+        n as i64 * 100 + 3,
+        Some(id(n)),
+        TraceKind::Notified {
+            channel: "events".into(),
+            sender_pid: 4242,
+            outbox_id: Some(n as i64),
+            by_ref: false,
+            bytes: 310,
+            payload: format!("{{\"v\":1,\"message_id\":\"{}\"}}", id(n)),
+        },
+    ));
+    app.on_trace(ev(
+        n as i64 * 100 + 7,
+        Some(id(n)),
+        TraceKind::Ingested {
+            outbox_id: n as i64,
+            outcome: IngestOutcome::Inserted,
+            latency_ms: 5.0,
+        },
+    ));
+}
+
+fn check(id: CheckId, status: Status, summary: &str, target: Option<CheckTarget>) -> Check {
+    Check {
+        id,
+        name: id.name().into(),
+        status,
+        summary: summary.into(),
+        evidence: vec![],
+        hint: id.hint().into(),
+        since: t0(),
+        message_ids: vec![],
+        target,
+    }
+}
+
+/// A pipeline whose listener is up, three messages through, one skip, and a failing check.
+fn story() -> App {
+    let mut app = App::new(KeyMap::default(), 1000, "events");
+    app.on_trace(ev(
+        0,
+        None,
+        TraceKind::DatabaseUp {
+            url: "host=/tmp/notifyscope-pg-abc123 port=5432 user=notifyscope dbname=postgres (schema public)".into(),
+            embedded: true,
+        },
+    ));
+    app.on_trace(ev(
+        1,
+        None,
+        TraceKind::ListenerUp {
+            channel: "events".into(),
+            pid: 4242,
+            probe_ms: 1.5,
+        },
+    ));
+    for n in 1..=3 {
+        through_every_stage(&mut app, n);
+    }
+    app.on_trace(received(4, "notifyscope-bot"));
+    app.on_trace(ev(
+        401,
+        Some(id(4)),
+        TraceKind::Skipped {
+            reason: SkipReason::OwnMessage,
+            author_name: "notifyscope-bot".into(),
+            channel_id: CHANNEL,
+        },
+    ));
+    let mut malformed = check(
+        CheckId::Malformed,
+        Status::Fail,
+        "1 NOTIFY payload(s) rejected",
+        Some(CheckTarget::DeadLetters),
+    );
+    malformed.message_ids = vec![Snowflake(id(2))];
+    app.on_event(AppEvent::Health(vec![
+        check(CheckId::Listener, Status::Ok, "1 listening: pid 4242", None),
+        malformed,
+        check(
+            CheckId::LockWaits,
+            Status::Warn,
+            "pid 77 waits for AccessExclusiveLock on discord_messages",
+            Some(CheckTarget::Backend {
+                pid: 99,
+                application_name: "psql".into(),
+                user: "alice".into(),
+            }),
+        ),
+    ]));
+    app
+}
+
+fn no_logs(frame: &mut ratatui::Frame, area: Rect, _focused: bool) {
+    frame.render_widget(
+        Block::default().borders(Borders::ALL).title(" 7 Logs "),
+        area,
+    );
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    app.heights = draw::pane_heights(Rect::new(0, 0, width, height), app.focus, app.zoom);
+    let styles = theme::load("dark", true).expect("dark theme");
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal
+        .draw(|f| draw::draw(f, app, &styles, &no_logs))
+        .expect("draw");
+    terminal.backend().to_string()
+}
+
+fn line(text: &str, n: usize) -> String {
+    text.lines().nth(n).unwrap_or_default().to_owned()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent {
+        code,
+        modifiers: KeyModifiers::NONE,
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    }
+}
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent {
+        modifiers: KeyModifiers::CONTROL,
+        ..key(KeyCode::Char(c))
+    }
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+#[test]
+fn the_health_verdict_and_the_listener_come_first_at_every_width() {
+    for width in [60u16, 80, 100, 120] {
+        let mut app = story();
+        let text = screen(&mut app, width, 24);
+        let status = line(&text, 0);
+        assert!(
+            status.contains("✗ payloads follow the contract"),
+            "{width} columns: {status}"
+        );
+        assert!(status.contains("(+1)"), "{width} columns: {status}");
+        if width >= 80 {
+            assert!(status.contains("listener ●"), "{width} columns: {status}");
+        }
+        if width >= 100 {
+            assert!(status.contains("db ●"), "{width} columns: {status}");
+        }
+    }
+    // Without a diagnosis yet it says so, instead of a verdict it does not have.
+    let mut fresh = App::new(KeyMap::default(), 10, "events");
+    assert!(line(&screen(&mut fresh, 80, 24), 0).contains("? not judged yet"));
+}
+
+#[test]
+fn every_pane_is_reached_by_its_number_and_name_at_80_columns() {
+    let mut app = story();
+    for (i, pane) in PaneId::ALL.iter().enumerate() {
+        app.on_key(key(KeyCode::Char(char::from(b'1' + i as u8))));
+        assert_eq!(app.focus, *pane);
+        let text = screen(&mut app, 80, 24);
+        let tabs = line(&text, 2);
+        for (j, name) in [
+            "Received",
+            "Published",
+            "NOTIFY",
+            "Ingestion",
+            "Skips",
+            "Health",
+            "Logs",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let short = PaneId::ALL[j].tab_title();
+            assert!(
+                tabs.contains(&format!("{} {name}", j + 1))
+                    || tabs.contains(&format!("{} {short}", j + 1)),
+                "pane {} missing from the tab bar: {tabs}",
+                j + 1
+            );
+        }
+        assert!(
+            text.contains(pane.title()),
+            "pane {} is not the one shown:\n{text}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn ids_are_in_full_where_they_fit_and_reasons_before_names() {
+    let mut app = story();
+    app.update(Action::Focus(0));
+    let wide = screen(&mut app, 80, 24);
+    assert!(wide.contains(&id(3).to_string()), "{wide}");
+    assert!(wide.contains("message id"), "column headers: {wide}");
+    app.update(Action::Focus(4));
+    let skips = screen(&mut app, 80, 24);
+    assert!(skips.contains("own message · notifyscope-bot"), "{skips}");
+    // In the 100-column grid a pane is a third of the width: the id shortens to its last
+    // digits and the reason still reads whole.
+    let grid = screen(&mut app, 100, 30);
+    assert!(grid.contains("…00000003"), "{grid}");
+    assert!(!grid.contains(&id(3).to_string()), "{grid}");
+    assert!(grid.contains("own message"), "{grid}");
+}
+
+#[test]
+fn f_on_a_health_row_follows_its_first_message_and_scrolls_the_panes_to_it() {
+    let mut app = story();
+    // Many newer messages, so that message 2 is off screen in a small pane.
+    for n in 10..60 {
+        through_every_stage(&mut app, n);
+    }
+    screen(&mut app, 80, 24);
+    app.update(Action::Focus(PaneId::Health.index()));
+    assert_eq!(
+        app.health.get(app.health_selected).map(|c| c.id),
+        Some(CheckId::Malformed),
+        "worst first"
+    );
+    app.update(Action::Follow);
+    assert_eq!(app.followed, Some(Snowflake(id(2))));
+    for pane in [
+        PaneId::Received,
+        PaneId::Published,
+        PaneId::Notify,
+        PaneId::Ingest,
+    ] {
+        let selected = app
+            .pane(pane)
+            .and_then(|p| p.selected())
+            .and_then(|e| e.message_id);
+        assert_eq!(selected, Some(Snowflake(id(2))), "{pane:?}");
+    }
+    app.update(Action::Focus(3));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains(&id(2).to_string()), "scrolled to it:\n{text}");
+}
+
+#[test]
+fn zoom_shows_the_focused_pane_alone_and_back() {
+    let mut app = story();
+    app.update(Action::Focus(2));
+    let before = draw::areas(Rect::new(0, 0, 200, 40), app.focus, app.zoom);
+    assert!(before.panes.iter().filter(|p| p.is_some()).count() == 7);
+    app.on_key(key(KeyCode::Char('z')));
+    assert!(app.zoom);
+    let zoomed = draw::areas(Rect::new(0, 0, 200, 40), app.focus, app.zoom);
+    assert_eq!(zoomed.panes.iter().filter(|p| p.is_some()).count(), 1);
+    assert_eq!(
+        zoomed.panes[2].map(|r| r.width),
+        Some(200),
+        "the whole width"
+    );
+    let text = screen(&mut app, 200, 40);
+    assert!(text.contains("ZOOM"), "{text}");
+    app.on_key(key(KeyCode::Char('z')));
+    assert!(!app.zoom);
+    app.on_key(key(KeyCode::Char('z')));
+    app.on_key(key(KeyCode::Esc));
+    assert!(!app.zoom, "Esc leaves the zoom too");
+}
+
+#[test]
+fn search_highlights_and_n_and_shift_n_walk_the_matches_across_panes() {
+    let mut app = story();
+    app.update(Action::Focus(0));
+    app.on_key(ctrl('f'));
+    type_text(&mut app, &id(2).to_string());
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.prompt.is_none());
+    assert_eq!(
+        app.search.as_ref().map(|s| s.text.clone()),
+        Some(id(2).to_string())
+    );
+    // Nothing hidden, unlike the filter.
+    assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(4));
+    let at = |app: &App| {
+        (
+            app.focus,
+            app.pane(app.focus)
+                .and_then(|p| p.selected())
+                .and_then(|e| e.message_id),
+        )
+    };
+    assert_eq!(at(&app), (PaneId::Received, Some(Snowflake(id(2)))));
+    app.on_key(key(KeyCode::Char('n')));
+    assert_eq!(at(&app), (PaneId::Published, Some(Snowflake(id(2)))));
+    app.on_key(key(KeyCode::Char('n')));
+    assert_eq!(at(&app), (PaneId::Notify, Some(Snowflake(id(2)))));
+    app.on_key(key(KeyCode::Char('N')));
+    assert_eq!(at(&app), (PaneId::Published, Some(Snowflake(id(2)))));
+    app.on_key(key(KeyCode::Char('N')));
+    app.on_key(key(KeyCode::Char('N')));
+    // Wrapped round to the last stage pane with a match: Ingestion.
+    assert_eq!(at(&app), (PaneId::Ingest, Some(Snowflake(id(2)))));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("search: "), "{text}");
+}
+
+#[test]
+fn the_mouse_focuses_selects_scrolls_and_opens_with_a_double_click() {
+    let mut app = story();
+    app.update(Action::Focus(0));
+    let area = Rect::new(0, 0, 200, 40);
+    screen(&mut app, 200, 40);
+    // The wide layout: five 40-column stage panes from row 2; the border, the column
+    // headers, then the rows.
+    let target = draw::pointer_target(&app, area, 45, 5);
+    assert_eq!(
+        target,
+        Some(ClickTarget::Pane {
+            pane: PaneId::Published,
+            row: Some(1)
+        })
+    );
+    app.on_pointer(Pointer::Click(target.expect("a pane")));
+    assert_eq!(app.focus, PaneId::Published);
+    assert_eq!(
+        app.pane(PaneId::Published)
+            .and_then(|p| p.selected())
+            .and_then(|e| e.message_id),
+        Some(Snowflake(id(2)))
+    );
+    assert!(app.overlay.is_none());
+    app.on_pointer(Pointer::Click(target.expect("a pane")));
+    assert!(
+        matches!(app.overlay, Some(Overlay::Detail { .. })),
+        "a second click on the row opens it"
+    );
+    app.update(Action::Close);
+    app.on_pointer(Pointer::ScrollUp(PaneId::Published));
+    assert_eq!(
+        app.pane(PaneId::Published).and_then(|p| p.selected_index()),
+        Some(0)
+    );
+    app.on_pointer(Pointer::ScrollDown(PaneId::Published));
+    assert_eq!(
+        app.pane(PaneId::Published).and_then(|p| p.selected_index()),
+        Some(2)
+    );
+    // At 80 columns the tab bar is clickable too.
+    screen(&mut app, 80, 24);
+    let small = Rect::new(0, 0, 80, 24);
+    let tab = (0..80u16)
+        .find(|x| {
+            draw::pointer_target(&app, small, *x, 2) == Some(ClickTarget::Tab(PaneId::Health))
+        })
+        .expect("a Health tab to click");
+    app.on_pointer(Pointer::Click(ClickTarget::Tab(PaneId::Health)));
+    assert_eq!(app.focus, PaneId::Health, "tab at column {tab}");
+}
+
+#[test]
+fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
+    let mut app = story();
+    app.update(Action::Focus(PaneId::Health.index()));
+    // The worst first: malformed (dead letters), then the lock wait (a backend).
+    assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
+    assert!(matches!(app.prompt, Some(Prompt::Confirm { .. })));
+    let text = screen(&mut app, 80, 24);
+    assert!(line(&text, 23).contains("dead letters"), "{text}");
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('r'))),
+        Some(Effect::RequeueDeadLetters)
+    );
+    assert!(app.prompt.is_none());
+
+    app.update(Action::Down);
+    app.on_key(key(KeyCode::Char('a')));
+    match &app.prompt {
+        Some(Prompt::Confirm { question, .. }) => {
+            assert!(question.contains("pid 99 (psql, user alice)"), "{question}")
+        }
+        other => panic!("no confirmation: {other:?}"),
+    }
+    // Any other key does nothing at all.
+    assert_eq!(app.on_key(key(KeyCode::Char('m'))), None);
+    assert!(app.prompt.is_none());
+    app.on_key(key(KeyCode::Char('a')));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('c'))),
+        Some(Effect::CancelBackend(99)),
+        "the gentler choice"
+    );
+    app.on_key(key(KeyCode::Char('a')));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('t'))),
+        Some(Effect::TerminateBackend(99))
+    );
+    // A check with nothing to act on says so.
+    app.update(Action::Top);
+    app.update(Action::Down);
+    app.update(Action::Down);
+    app.on_key(key(KeyCode::Char('a')));
+    assert!(app.prompt.is_none());
+    // A replay acts on nothing.
+    let mut replay = story();
+    replay.mode = Mode::Replay("r.jsonl".into());
+    replay.update(Action::Focus(PaneId::Health.index()));
+    assert_eq!(replay.on_key(key(KeyCode::Char('a'))), None);
+    assert!(replay.prompt.is_none());
+}
+
+#[test]
+fn y_copies_the_payload_and_shift_y_the_message_id() {
+    let mut app = story();
+    app.update(Action::Focus(2));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('Y'))),
+        Some(Effect::Copy(id(3).to_string()))
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('y'))),
+        Some(Effect::Copy(format!(
+            "{{\"v\":1,\"message_id\":\"{}\"}}",
+            id(3)
+        )))
+    );
+}
+
+#[test]
+fn a_replayed_recording_shows_the_health_it_recorded() {
+    let report = ev(
+        5,
+        None,
+        TraceKind::HealthReport {
+            checks: vec![
+                check(CheckId::Listener, Status::Fail, "no listener", None).to_state(),
+                check(CheckId::Backlog, Status::Ok, "0 rows", None).to_state(),
+            ],
+        },
+    );
+    // Written and read back as a recording line.
+    let line = report.to_json();
+    let read: TraceEvent = serde_json::from_str(&line).expect("a trace event");
+    let mut app = App::new(KeyMap::default(), 100, "");
+    app.mode = Mode::Replay("r.jsonl".into());
+    app.on_trace(Arc::new(read));
+    assert_eq!(app.health.len(), 2);
+    assert_eq!(app.health[0].id, CheckId::Listener);
+    assert_eq!(app.health[0].status, Status::Fail);
+    app.update(Action::Focus(PaneId::Health.index()));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("✗ listener running"), "{text}");
+    assert!(!text.contains("all ok"), "{text}");
+    // An older recording without health says it was not judged, not "all ok".
+    let mut old = App::new(KeyMap::default(), 100, "");
+    old.mode = Mode::Replay("old.jsonl".into());
+    old.on_trace(received(1, "ada"));
+    old.update(Action::Focus(PaneId::Health.index()));
+    let text = screen(&mut old, 80, 24);
+    assert!(text.contains("not judged yet"), "{text}");
+    assert!(!text.contains("all ok"), "{text}");
+}
+
+#[test]
+fn the_status_bar_shows_live_latency_where_it_fits() {
+    let mut app = story();
+    let text = screen(&mut app, 120, 30);
+    let rates = line(&text, 1);
+    assert!(rates.contains("total p50/p99 "), "{rates}");
+    assert!(rates.contains("7.0/7.0 ms"), "{rates}");
+    app.on_key(key(KeyCode::Char('i')));
+    assert_eq!(app.overlay, Some(Overlay::Stats));
+    let stats = screen(&mut app, 80, 24);
+    assert!(stats.contains("publish"), "{stats}");
+    assert!(stats.contains("bot path → row commit"), "{stats}");
+}
+
+/// One snapshot per layout at 80×24: each pane in front, zoom, help, a detail, the stats,
+/// a prompt.
+#[test]
+fn layouts_at_80_by_24() {
+    for (i, _) in PaneId::ALL.iter().enumerate().take(6) {
+        let mut app = story();
+        app.update(Action::Focus(i));
+        insta::assert_snapshot!(format!("pane_{}", i + 1), screen(&mut app, 80, 24));
+    }
+    let mut app = story();
+    app.update(Action::Focus(3));
+    app.update(Action::Zoom);
+    insta::assert_snapshot!("zoom", screen(&mut app, 80, 24));
+    let mut app = story();
+    app.update(Action::Help);
+    insta::assert_snapshot!("help", screen(&mut app, 80, 24));
+    let mut app = story();
+    app.update(Action::Focus(2));
+    app.update(Action::Detail);
+    insta::assert_snapshot!("detail", screen(&mut app, 80, 24));
+    let mut app = story();
+    app.update(Action::Stats);
+    insta::assert_snapshot!("stats", screen(&mut app, 80, 24));
+    let mut app = story();
+    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Down);
+    app.on_key(key(KeyCode::Char('a')));
+    insta::assert_snapshot!("confirm", screen(&mut app, 80, 24));
+    let mut app = story();
+    app.update(Action::Focus(1));
+    insta::assert_snapshot!("grid_100_by_30", screen(&mut app, 100, 30));
+}
