@@ -439,7 +439,8 @@ fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
     assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
     assert!(matches!(app.prompt, Some(Prompt::Confirm { .. })));
     let text = screen(&mut app, 80, 24);
-    assert!(line(&text, 23).contains("dead letters"), "{text}");
+    assert!(line(&text, 22).contains("dead letters"), "{text}");
+    assert!(line(&text, 23).contains("r  requeue"), "{text}");
     assert_eq!(
         app.on_key(key(KeyCode::Char('r'))),
         Some(Effect::RequeueDeadLetters)
