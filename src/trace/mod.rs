@@ -10,7 +10,7 @@ mod health;
 mod kind;
 
 pub use health::Status;
-pub use kind::{IngestOutcome, SkipReason, TraceKind, WriteStage};
+pub use kind::{ControlRefusal, IngestOutcome, SkipReason, TraceKind, WriteStage};
 
 use std::sync::Arc;
 
