@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
 use crate::contract::Snowflake;
 use crate::pipeline::filter::FilterConfig;
 use crate::pipeline::publish::NotifyMode;
 use crate::pipeline::synthetic::SimKind;
+use crate::store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,22 +35,27 @@ pub enum Command {
     /// Run the pipeline and monitor it (the default).
     Run(RunArgs),
     /// Send test events to a running pipeline.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Send(SendArgs),
     /// One-shot diagnosis of a pipeline: one line per check, exit 0 healthy, 1 a check
     /// failed, 2 could not run.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Doctor(DoctorArgs),
     /// Monitor a pipeline someone else runs (their bot, their listener) without writing to it.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Watch(WatchArgs),
     /// Open a recording (from --record or the `s` key) in the monitor, read-only.
     Replay(ReplayArgs),
     /// The outbox of the channel: rows not ingested yet, their attempts, next attempt and
     /// last error, and the rows given up (dead letters).
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
     },
     /// Check a running pipeline end to end: a message through its bot path and one published
     /// straight to the outbox must both land in discord_messages.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Selftest {
         /// Seconds to wait for each step.
         #[arg(long, default_value_t = 10)]
@@ -58,19 +64,26 @@ pub enum Command {
     /// Measure throughput and latency: synthetic messages through the real path (bot path,
     /// filter, publisher, outbox + NOTIFY, listener, ingestion) in a schema of its own that
     /// is dropped afterwards. Exit 1 when a message was lost or delivered twice.
+    #[command(arg = database_url_of_bench())]
     Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SendArgs {
-    /// Have the running notifyscope (same --database-url, --schema, --channel) put a test
-    /// message of this kind through its bot path, as if it came from Discord.
+    /// Have the running notifyscope (the one found in the runtime directory, or the one on
+    /// --database-url, --schema, --channel) put a test message of this kind through its bot
+    /// path, as if it came from Discord. The request carries the instance's control secret,
+    /// read from its file in the runtime directory.
     #[arg(long, value_name = "KIND")]
     pub via_bot: Option<SimKind>,
     /// Seconds to wait for the running instance to answer --via-bot.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// With --via-bot: one JSON line per message (its id, and published, skipped with the
+    /// reason, or failed with the error) instead of a summary.
+    #[arg(long, requires = "via_bot")]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<SendCommand>,
 }
@@ -82,26 +95,80 @@ pub struct SharedArgs {
     /// PostgreSQL from the server binaries on this machine.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// NOTIFY channel of the event bus. Used exactly as written (always quoted), so
-    /// `Events` and `events` are different channels.
-    #[arg(
-        long,
-        env = "NOTIFYSCOPE_CHANNEL",
-        default_value = "events",
-        global = true
-    )]
-    pub channel: String,
-    /// Schema holding event_outbox, discord_messages and dead_letters (created if missing).
-    #[arg(
-        long,
-        env = "NOTIFYSCOPE_SCHEMA",
-        default_value = "public",
-        global = true
-    )]
-    pub schema: String,
+    /// NOTIFY channel of the event bus [default: events; without --database-url, send,
+    /// doctor, selftest, watch and outbox use the running instance's]. Used exactly as
+    /// written (always quoted), so `Events` and `events` are different channels.
+    #[arg(long, env = "NOTIFYSCOPE_CHANNEL", global = true, value_name = "NAME")]
+    pub channel: Option<String>,
+    /// Schema holding event_outbox, discord_messages and dead_letters (created if missing)
+    /// [default: public; without --database-url, send, doctor, selftest, watch and outbox
+    /// use the running instance's].
+    #[arg(long, env = "NOTIFYSCOPE_SCHEMA", global = true, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// The running instance to use, by pid (see `--instance` of send, doctor, selftest, watch
+    /// and outbox); it means nothing to the other commands.
+    #[arg(long, global = true, hide = true, value_name = "PID")]
+    pub instance: Option<u32>,
     /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
     #[arg(long, default_value = "notifyscope=info,warn", global = true, value_parser = log_filter)]
     pub log: String,
+}
+
+impl SharedArgs {
+    /// `--channel`, or the default.
+    pub fn channel(&self) -> &str {
+        self.channel.as_deref().unwrap_or(DEFAULT_CHANNEL)
+    }
+
+    /// `--schema`, or the default.
+    pub fn schema(&self) -> &str {
+        self.schema.as_deref().unwrap_or(DEFAULT_SCHEMA)
+    }
+}
+
+/// `--database-url` of the commands that look at a running pipeline: its help says where
+/// they look without it. It takes the place of the global option in those commands, under
+/// the same id, so that the value still lands in [`SharedArgs::database_url`].
+fn database_url_of_running_pipeline() -> Arg {
+    Arg::new("database_url")
+        .long("database-url")
+        .env("DATABASE_URL")
+        .hide_env_values(true)
+        .global(true)
+        .value_name("DATABASE_URL")
+        .help(
+            "PostgreSQL URL or key=value string of the pipeline. Without it: the database, \
+             schema and channel of the running `notifyscope run` found in the runtime \
+             directory ($XDG_RUNTIME_DIR/notifyscope, else /tmp/notifyscope-UID)",
+        )
+}
+
+/// `--instance` where it means something (see [`SharedArgs::instance`]).
+fn instance_of_running_pipeline() -> Arg {
+    Arg::new("instance")
+        .long("instance")
+        .global(true)
+        .value_name("PID")
+        .value_parser(clap::value_parser!(u32))
+        .help(
+            "Without --database-url: the running instance to use, by its pid, when several \
+             run (each writes a file in the runtime directory)",
+        )
+}
+
+/// `--database-url` of `bench`.
+fn database_url_of_bench() -> Arg {
+    Arg::new("database_url")
+        .long("database-url")
+        .env("DATABASE_URL")
+        .hide_env_values(true)
+        .global(true)
+        .value_name("DATABASE_URL")
+        .help(
+            "PostgreSQL URL or key=value string; bench works in a schema of its own there. \
+             Without it, bench starts a private embedded PostgreSQL from the server binaries \
+             on this machine",
+        )
 }
 
 /// A `--log` value that the tracing filter accepts, or why not.
@@ -430,7 +497,7 @@ mod tests {
             Some(Command::Run(run)) => assert!(run.headless),
             other => panic!("expected run, got {other:?}"),
         }
-        assert_eq!(cli.shared.channel, "Ev");
+        assert_eq!(cli.shared.channel(), "Ev");
     }
 
     #[test]

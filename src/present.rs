@@ -199,6 +199,10 @@ fn system_detail(kind: &TraceKind) -> String {
             }
         }
         TraceKind::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
+        TraceKind::ControlRefused { reason } => format!(
+            "reason={}: {reason}; a test message requested on the control channel was not sent",
+            reason.as_str()
+        ),
         TraceKind::Lagged { missed } => format!("output fell behind and missed {missed} events"),
         // The message stages are written by `message_detail`.
         other => other.name().to_owned(),

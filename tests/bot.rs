@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use common::fake_discord::{
     guild_on_shard, message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID,
 };
-use common::process::{notifyscope, pipeline_command_on, run_pipeline, stage, Running};
+use common::process::{
+    notifyscope, notifyscope_for, pipeline_command_on, run_pipeline, stage, Running,
+};
 use common::tmux::Tmux;
 use common::{server_url, TestSchema, WAIT};
 use nix::sys::signal::Signal;
@@ -319,7 +321,7 @@ async fn a_burst_of_fifty_becomes_fifty_rows() {
     assert_eq!(row_count(&t, &ids).await, 50);
 
     // With a real gateway, the simulated source still works and its rows say so.
-    let out = notifyscope()
+    let out = notifyscope_for(&t)
         .args([
             "send",
             "--via-bot",
@@ -813,7 +815,7 @@ async fn selftest_passes_on_a_running_pipeline_and_fails_without_one() {
     let run = run_pipeline(&t).await;
 
     let selftest = |timeout: &'static str| {
-        let mut cmd = notifyscope();
+        let mut cmd = notifyscope_for(&t);
         cmd.args([
             "selftest",
             "--timeout",
@@ -854,9 +856,11 @@ async fn the_token_is_never_on_the_screen_even_at_trace_level() {
     let fake = FakeDiscord::start(TOKEN, Behaviour::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let command = format!(
-        "env -u DATABASE_URL HOME={home} DISCORD_TOKEN='{TOKEN}' RUST_LOG=trace {bin} --log trace \
-         --database-url '{url}' --schema {s} --channel {s} --discord-api-url {api}; sleep 600",
+        "env -u DATABASE_URL HOME={home} XDG_RUNTIME_DIR={runtime} DISCORD_TOKEN='{TOKEN}' \
+         RUST_LOG=trace {bin} --log trace --database-url '{url}' --schema {s} --channel {s} \
+         --discord-api-url {api}; sleep 600",
         home = dir.path().display(),
+        runtime = t.runtime_dir().display(),
         bin = common::binary(),
         url = server_url(),
         s = t.name,

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::process::{notifyscope, run_pipeline, stage, Running};
-use common::{server_url, TestSchema};
+use common::process::{notifyscope, notifyscope_for, run_pipeline, stage, Running};
+use common::{fresh_runtime_dir, server_url, TestSchema};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -65,8 +65,10 @@ async fn headless_json_prints_one_ingested_line_per_sent_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
+    let runtime = fresh_runtime_dir();
     let mut cmd = notifyscope();
-    cmd.args(["run", "--headless", "--json"]);
+    cmd.env("XDG_RUNTIME_DIR", &runtime)
+        .args(["run", "--headless", "--json"]);
     let mut run = Running::start(cmd);
     let up = run
         .until("database up", |v| stage(v) == "database_up")
@@ -98,18 +100,36 @@ async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
+    // Another shell of the same user finds it without any option, by its runtime file.
+    let via_bot = notifyscope()
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .args(["send", "--via-bot", "message"])
+        .output()
+        .await
+        .expect("send runs");
+    let text = String::from_utf8_lossy(&via_bot.stdout);
+    assert!(
+        via_bot.status.success() && text.contains("1 published"),
+        "{text}{}",
+        String::from_utf8_lossy(&via_bot.stderr)
+    );
     let mut ingested = 0;
-    run.until("20 ingested", |v| {
+    run.until("21 ingested", |v| {
         ingested += usize::from(stage(v) == "ingested");
-        ingested == 20
+        ingested == 21
     })
     .await;
+    let runtime_file = runtime
+        .join("notifyscope")
+        .join(format!("{}.json", run.pid()));
+    assert!(runtime_file.exists());
     let status = run.signal_and_wait(Signal::SIGINT).await;
     assert!(status.success(), "{status}");
     assert!(
         !std::path::Path::new(&socket_dir).exists(),
         "temporary cluster left behind in {socket_dir}"
     );
+    assert!(!runtime_file.exists(), "runtime file left behind");
 }
 
 #[tokio::test]
@@ -167,7 +187,7 @@ async fn send_via_bot_reaches_the_running_bot_path() {
     let mut run = run_pipeline(&t).await;
 
     let via_bot = |kind: &str| {
-        let mut cmd = notifyscope();
+        let mut cmd = notifyscope_for(&t);
         cmd.args([
             "send",
             "--via-bot",

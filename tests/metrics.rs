@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{notifyscope, pipeline_command, stage, Running};
+use common::process::{notifyscope, notifyscope_for, pipeline_command, stage, Running};
 use common::{server_url, TestSchema, WAIT};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +84,7 @@ async fn run_and_watch_serve_stages_latencies_and_checks() {
         .await;
 
     for kind in ["message", "message", "own"] {
-        let out = notifyscope()
+        let out = notifyscope_for(&t)
             .args(["send", "--via-bot", kind, "--schema", &t.name])
             .args(["--channel", &t.name, "--database-url", &server_url()])
             .output()

@@ -23,8 +23,9 @@ fn a_message_flows_through_every_pane_in_a_real_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exit_file = dir.path().join("exit");
     let command = format!(
-        "env -u DISCORD_TOKEN -u DATABASE_URL HOME={home} {bin} --database-url '{url}' --schema {s} --channel {s}; echo $? > {exit}; sleep 600",
+        "env -u DISCORD_TOKEN -u DATABASE_URL HOME={home} XDG_RUNTIME_DIR={runtime} {bin} --database-url '{url}' --schema {s} --channel {s}; echo $? > {exit}; sleep 600",
         home = dir.path().display(),
+        runtime = t.runtime_dir().display(),
         bin = binary(),
         url = server_url(),
         s = t.name,

@@ -23,7 +23,8 @@ use crate::screen::app::{App, AppEvent};
 use crate::screen::effects::Live;
 use crate::screen::event_loop;
 use crate::store::embedded::EmbeddedPostgres;
-use crate::store::{Database, Identifier};
+use crate::store::instance::{ControlSecret, InstanceFile, InstanceRecord, RuntimeDir};
+use crate::store::{error_chain, Database, Identifier};
 use crate::trace::{Trace, TraceKind};
 
 type BotTask = JoinHandle<Result<(), BotError>>;
@@ -53,10 +54,21 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         tracing::info!("this process runs {instance} of the bot");
         database = database.with_instance(instance);
     }
+    let record = InstanceRecord::new(&database, &channel, embedded.is_some());
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
     let trace = outputs.trace.clone();
     let metrics_events = trace.subscribe();
-    let mut running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
+    let secret = record.secret.clone();
+    let mut running = start_pipeline(
+        &args,
+        database,
+        embedded.is_some(),
+        &channel,
+        secret,
+        &trace,
+    )
+    .await?;
+    let runtime_file = write_runtime_file(&record);
     let stop_metrics = CancellationToken::new();
     let metrics =
         exporter.map(|e| e.spawn(metrics_events, running.checks.clone(), stop_metrics.clone()));
@@ -72,6 +84,8 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     };
 
     stop_sources.cancel();
+    // Gone before the drain, so that no other shell picks an instance that is stopping.
+    drop(runtime_file);
     let report = shut_down(running, bot, !args.headless, args.drain_timeout).await;
     stop_metrics.cancel();
     if let Some(metrics) = metrics {
@@ -120,6 +134,30 @@ async fn open_database(
     Ok((Some(pg), url))
 }
 
+/// The runtime file through which `send`, `doctor`, `selftest`, `watch` and `outbox` on this
+/// machine find this instance; without it they need --database-url, and `send --via-bot`
+/// cannot reach it, since only the file tells the control secret.
+fn write_runtime_file(record: &InstanceRecord) -> Option<InstanceFile> {
+    match RuntimeDir::create().and_then(|dir| dir.write(record)) {
+        Ok(file) => {
+            tracing::info!(
+                "other shells on this machine find this instance through {}: `{}`",
+                file.path().display(),
+                record.send_command()
+            );
+            Some(file)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "no runtime file, so other commands need --database-url and `send --via-bot` \
+                 cannot reach this instance: {}",
+                error_chain(&e)
+            );
+            None
+        }
+    }
+}
+
 /// The pipeline and the diagnosis that watches it.
 struct Running {
     pipeline: Pipeline,
@@ -134,6 +172,7 @@ async fn start_pipeline(
     database: Database,
     embedded: bool,
     channel: &Identifier,
+    control_secret: ControlSecret,
     trace: &Trace,
 ) -> anyhow::Result<Running> {
     let mut diagnose_config = DiagnoseConfig::new(channel.clone());
@@ -146,6 +185,7 @@ async fn start_pipeline(
     config.retention.outbox = args.outbox_retention;
     config.retention.dead_letters = args.dead_letter_retention;
     config.embedded = embedded;
+    config.control_secret = control_secret;
     let extra: Vec<Identifier> = args
         .watch_channels
         .iter()

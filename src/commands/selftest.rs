@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SharedArgs;
-use crate::commands::wiring::pipeline_database;
+use crate::commands::wiring::{locate_pipeline, TargetPipeline};
 use crate::contract::Snowflake;
 use crate::pipeline::control;
 use crate::pipeline::publish;
 use crate::pipeline::synthetic::{self, SimKind};
+use crate::store::instance::ControlSecret;
 use crate::store::{error_chain, Database, Identifier, APP_NAME};
 use crate::trace::Trace;
 
@@ -32,7 +33,12 @@ impl Report {
 }
 
 pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
-    let (channel, database) = pipeline_database(&shared, "selftest", " of the pipeline to check")?;
+    let TargetPipeline {
+        channel,
+        database,
+        instance,
+    } = locate_pipeline(&shared, "selftest", " of the pipeline to check")?;
+    let secret = instance.map(|i| i.secret);
     let schema = database.schema().clone();
     let mut report = Report { failed: false };
 
@@ -59,7 +65,9 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     report.pass(format!("schema {schema} has the pipeline's tables"));
 
     let mut expected: Vec<(Snowflake, &str)> = Vec::new();
-    if let Some(id) = through_bot_path(&mut report, &database, &channel, timeout).await {
+    if let Some(id) =
+        through_bot_path(&mut report, &database, &channel, secret.as_ref(), timeout).await
+    {
         expected.push((id, "bot path"));
     }
     if let Some(id) = straight_to_outbox(&mut report, &database, &channel).await? {
@@ -90,9 +98,10 @@ async fn through_bot_path(
     report: &mut Report,
     database: &Database,
     channel: &Identifier,
+    secret: Option<&ControlSecret>,
     timeout: Duration,
 ) -> Option<Snowflake> {
-    match control::send_via_bot(database, channel, SimKind::Message, timeout).await {
+    match control::send_via_bot(database, channel, SimKind::Message, secret, timeout).await {
         Ok((ids, reply)) => match ids.first() {
             Some(id) if reply.published.contains(id) => {
                 report.pass(format!(

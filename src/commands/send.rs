@@ -1,5 +1,6 @@
 //! `notifyscope send`: test events for a running pipeline, through its bot path
-//! (`--via-bot`), through the publisher, or as a raw NOTIFY.
+//! (`--via-bot`, with the running instance's control secret), through the publisher, or as a
+//! raw NOTIFY.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,40 +10,30 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{SendArgs, SendCommand, SharedArgs};
-use crate::commands::wiring::pipeline_database;
-use crate::pipeline::control;
+use crate::commands::wiring::{locate_pipeline, TargetPipeline};
+use crate::contract::Snowflake;
+use crate::pipeline::control::{self, ViaBotReply};
 use crate::pipeline::publish::{self, publish_event_safe};
-use crate::pipeline::synthetic;
+use crate::pipeline::synthetic::{self, SimKind};
 use crate::store::{Database, Identifier, APP_NAME};
 use crate::trace::Trace;
 
 pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode> {
-    let (channel, database) = pipeline_database(
-        &shared,
-        "send",
-        ": the connection string that the running notifyscope logs at start",
-    )?;
+    let TargetPipeline {
+        channel,
+        database,
+        instance,
+    } = locate_pipeline(&shared, "send", " of the pipeline to send to")?;
     match (args.via_bot, args.command) {
         (Some(kind), _) => {
+            let secret = instance.as_ref().map(|i| &i.secret);
+            let timeout = Duration::from_secs(args.timeout);
             let (ids, reply) =
-                control::send_via_bot(&database, &channel, kind, Duration::from_secs(args.timeout))
-                    .await?;
-            println!(
-                "{} {} message(s) through the running bot path: {} published, {} skipped, {} failed",
-                ids.len(),
-                kind.as_str(),
-                reply.published.len(),
-                reply.skipped.len(),
-                reply.failed.len()
-            );
-            for id in reply.published.iter().take(10) {
-                println!("  {id} published");
-            }
-            for (id, reason) in &reply.skipped {
-                println!("  {id} skipped: {reason}");
-            }
-            for (id, error) in &reply.failed {
-                println!("  {id} failed: {error}");
+                control::send_via_bot(&database, &channel, kind, secret, timeout).await?;
+            if args.json {
+                print_outcomes_as_json(&ids, &reply);
+            } else {
+                print_outcomes(kind, &ids, &reply);
             }
             Ok(if reply.failed.is_empty() {
                 ExitCode::SUCCESS
@@ -72,6 +63,45 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
         (None, None) => Err(anyhow!(
             "say what to send: --via-bot KIND, `send message` or `send raw` (see --help)"
         )),
+    }
+}
+
+/// A summary line, then each message (published ones up to ten).
+fn print_outcomes(kind: SimKind, ids: &[Snowflake], reply: &ViaBotReply) {
+    println!(
+        "{} {} message(s) through the running bot path: {} published, {} skipped, {} failed",
+        ids.len(),
+        kind.as_str(),
+        reply.published.len(),
+        reply.skipped.len(),
+        reply.failed.len()
+    );
+    for id in reply.published.iter().take(10) {
+        println!("  {id} published");
+    }
+    for (id, reason) in &reply.skipped {
+        println!("  {id} skipped: {reason}");
+    }
+    for (id, error) in &reply.failed {
+        println!("  {id} failed: {error}");
+    }
+}
+
+/// One JSON line per message sent, in the order sent. A message the reply does not mention
+/// (a very long reply is cut) is `unknown`.
+fn print_outcomes_as_json(ids: &[Snowflake], reply: &ViaBotReply) {
+    for id in ids {
+        let message_id = id.to_string();
+        let line = if reply.published.contains(id) {
+            serde_json::json!({"message_id": message_id, "outcome": "published"})
+        } else if let Some((_, reason)) = reply.skipped.iter().find(|(s, _)| s == id) {
+            serde_json::json!({"message_id": message_id, "outcome": "skipped", "reason": reason.as_str()})
+        } else if let Some((_, error)) = reply.failed.iter().find(|(f, _)| f == id) {
+            serde_json::json!({"message_id": message_id, "outcome": "failed", "error": error})
+        } else {
+            serde_json::json!({"message_id": message_id, "outcome": "unknown"})
+        };
+        println!("{line}");
     }
 }
 

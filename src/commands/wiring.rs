@@ -1,8 +1,9 @@
-//! What the subcommands share: settings read before anything starts, the writers of trace
-//! output, the hand-over of diagnosis reports to the screen, and waiting for a signal.
+//! What the subcommands share: settings read before anything starts (among them which
+//! pipeline to look at), the writers of trace output, the hand-over of diagnosis reports to
+//! the screen, and waiting for a signal.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use tokio::task::JoinHandle;
@@ -16,30 +17,172 @@ use crate::screen::app::AppEvent;
 use crate::screen::config;
 use crate::screen::keys::KeyMap;
 use crate::screen::theme;
-use crate::store::{Database, Identifier};
+use crate::store::instance::{self, InstanceError, InstanceRecord};
+use crate::store::{error_chain, Database, Identifier, DEFAULT_CHANNEL, DEFAULT_SCHEMA};
 use crate::trace::{Trace, TraceReceiver};
 
-/// The channel and schema of the command line, checked.
+/// The channel and schema of the command line (or their defaults), checked.
 pub fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Identifier)> {
     Ok((
-        Identifier::channel(&shared.channel)?,
-        Identifier::schema(&shared.schema)?,
+        Identifier::channel(shared.channel())?,
+        Identifier::schema(shared.schema())?,
     ))
 }
 
-/// The channel and the database of a pipeline the command looks at; `--database-url` is
-/// required, and `why` ends the error that says so.
+/// The pipeline a command looks at: its channel and database, and the instance running it on
+/// this machine when there is one (whose control secret `send --via-bot` needs).
+pub struct TargetPipeline {
+    pub channel: Identifier,
+    pub database: Database,
+    pub instance: Option<InstanceRecord>,
+}
+
+/// Why a command could not tell which pipeline to look at; it could not run (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error(
+        "{command} needs --database-url (or DATABASE_URL){why}, or a running `notifyscope \
+         run` on this machine: no running instance was found in {}",
+        dir.display()
+    )]
+    NoInstance {
+        command: String,
+        why: String,
+        dir: PathBuf,
+    },
+    #[error(
+        "{} notifyscope instances are running (their files are in {}); say which with \
+         --instance PID, or give --database-url:\n{}",
+        running.len(),
+        dir.display(),
+        listing(running)
+    )]
+    Several {
+        dir: PathBuf,
+        running: Vec<InstanceRecord>,
+    },
+    #[error(
+        "--instance {pid}: no running notifyscope has that pid (their files are in {}); {}",
+        dir.display(),
+        match running.as_slice() {
+            [] => "none is running".to_owned(),
+            running => format!("running:\n{}", listing(running)),
+        }
+    )]
+    NoSuchInstance {
+        pid: u32,
+        dir: PathBuf,
+        running: Vec<InstanceRecord>,
+    },
+    #[error("--instance and --database-url both say which pipeline to use: give one of them")]
+    InstanceAndUrl,
+    #[error(transparent)]
+    RuntimeDir(#[from] InstanceError),
+}
+
+/// One indented line per instance.
+fn listing(running: &[InstanceRecord]) -> String {
+    running
+        .iter()
+        .map(|r| format!("  {}", r.describe()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The pipeline `command` looks at: `--database-url` (with `--schema` and `--channel` or
+/// their defaults), or else the running instance found in the runtime directory (the only
+/// one, or the one `--instance` names; an explicit `--schema` or `--channel` still wins).
+/// Without either, `why` ends the error that says so.
+pub fn locate_pipeline(
+    shared: &SharedArgs,
+    command: &str,
+    why: &str,
+) -> anyhow::Result<TargetPipeline> {
+    let channel = shared
+        .channel
+        .as_deref()
+        .map(Identifier::channel)
+        .transpose()?;
+    let schema = shared
+        .schema
+        .as_deref()
+        .map(Identifier::schema)
+        .transpose()?;
+    let instance = match (&shared.database_url, shared.instance) {
+        (Some(_), Some(_)) => return Err(LocateError::InstanceAndUrl.into()),
+        (Some(url), None) => {
+            let channel = channel.unwrap_or_else(|| Identifier::fixed(DEFAULT_CHANNEL));
+            let schema = schema.unwrap_or_else(|| Identifier::fixed(DEFAULT_SCHEMA));
+            let database = Database::new(url, schema)?;
+            let instance = serving_instance(&database, &channel);
+            return Ok(TargetPipeline {
+                channel,
+                database,
+                instance,
+            });
+        }
+        (None, pick) => chosen_instance(pick, command, why)?,
+    };
+    let channel = match channel {
+        Some(channel) => channel,
+        None => Identifier::channel(&instance.channel)?,
+    };
+    let schema = match schema {
+        Some(schema) => schema,
+        None => Identifier::schema(&instance.schema)?,
+    };
+    let database = Database::new(&instance.database, schema)?;
+    tracing::info!("using the running instance: {}", instance.describe());
+    // An explicit --schema or --channel may name a pipeline this instance does not run.
+    let instance = instance.serves(&database, &channel).then_some(instance);
+    Ok(TargetPipeline {
+        channel,
+        database,
+        instance,
+    })
+}
+
+/// The running instance `pick` names, or the only one.
+fn chosen_instance(
+    pick: Option<u32>,
+    command: &str,
+    why: &str,
+) -> Result<InstanceRecord, LocateError> {
+    let (dir, mut running) = instance::live_instances()?;
+    match pick {
+        Some(pid) => match running.iter().position(|r| r.pid == pid) {
+            Some(at) => Ok(running.swap_remove(at)),
+            None => Err(LocateError::NoSuchInstance { pid, dir, running }),
+        },
+        None if running.len() > 1 => Err(LocateError::Several { dir, running }),
+        None => running.pop().ok_or_else(|| LocateError::NoInstance {
+            command: command.to_owned(),
+            why: why.to_owned(),
+            dir,
+        }),
+    }
+}
+
+/// The instance on this machine that runs the pipeline of `channel` on `database`, if any.
+/// Only its secret is wanted, so an unreadable runtime directory is a warning.
+fn serving_instance(database: &Database, channel: &Identifier) -> Option<InstanceRecord> {
+    match instance::live_instances() {
+        Ok((_, running)) => running.into_iter().find(|r| r.serves(database, channel)),
+        Err(e) => {
+            tracing::warn!("looking for the running instance: {}", error_chain(&e));
+            None
+        }
+    }
+}
+
+/// The channel and the database of a pipeline the command looks at (see
+/// [`locate_pipeline`]).
 pub fn pipeline_database(
     shared: &SharedArgs,
     command: &str,
     why: &str,
 ) -> anyhow::Result<(Identifier, Database)> {
-    let (channel, schema) = channel_and_schema(shared)?;
-    let url = shared
-        .database_url
-        .as_deref()
-        .ok_or_else(|| anyhow!("{command} needs --database-url (or DATABASE_URL){why}"))?;
-    Ok((channel, Database::new(url, schema)?))
+    locate_pipeline(shared, command, why).map(|target| (target.channel, target.database))
 }
 
 /// The screen's settings, checked before anything starts so that a typo costs no database

@@ -3,7 +3,10 @@
 //! A running notifyscope LISTENs on [`CONTROL_CHANNEL`]; `notifyscope send --via-bot KIND` from
 //! another shell (or over ssh) sends a request there and waits for the answer on
 //! [`REPLY_CHANNEL`]. Requests name the schema and event channel of the instance they are for,
-//! since NOTIFY channels are shared by everyone on the database.
+//! since NOTIFY channels are shared by everyone on the database. For the same reason anyone
+//! who may connect can send one: a request is carried out only when it carries the instance's
+//! [`ControlSecret`], which `send` reads from the instance's runtime file
+//! ([`crate::store::instance`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +24,10 @@ use crate::pipeline::bot_path::{BotPath, Handled};
 use crate::pipeline::listen::{ConnectionLost, ListeningConnection};
 use crate::pipeline::publish::PublishError;
 use crate::pipeline::synthetic::{self, SimKind, SIM_BOT};
+use crate::store::instance::{ControlSecret, RuntimeDir};
 use crate::store::notify::notify;
 use crate::store::{error_chain, Database, Identifier, StoreError, APP_NAME};
-use crate::trace::SkipReason;
+use crate::trace::{ControlRefusal, SkipReason, TraceKind};
 
 pub const CONTROL_CHANNEL: &str = "notifyscope_control";
 pub const REPLY_CHANNEL: &str = "notifyscope_control_reply";
@@ -37,7 +41,7 @@ fn reply_channel() -> Identifier {
 }
 
 /// Ask the bot path of the instance running on `schema`/`channel` to handle test messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViaBotRequest {
     pub v: u64,
     pub request_id: Uuid,
@@ -46,6 +50,9 @@ pub struct ViaBotRequest {
     pub kind: SimKind,
     /// Chosen by the sender, so it can follow them before the answer comes.
     pub message_ids: Vec<Snowflake>,
+    /// The instance's control secret; a request without it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ControlSecret>,
 }
 
 /// What the bot path did with each message of a request.
@@ -72,6 +79,20 @@ pub enum ControlError {
         seconds: u64,
         schema: String,
         channel: String,
+    },
+    #[error(
+        "no running notifyscope answered within {seconds} s on {CONTROL_CHANNEL} for schema \
+         {schema}, channel {channel}, and the request carried no control secret: a running \
+         instance requires its secret, which send reads from the instance's file in {dir}, and \
+         none there runs on this database, schema and channel; run send on the same machine \
+         and as the same user as `notifyscope run`, with the same --database-url, --schema \
+         and --channel (or without them, to use the running instance)"
+    )]
+    NoAnswerWithoutSecret {
+        seconds: u64,
+        schema: String,
+        channel: String,
+        dir: String,
     },
 }
 
@@ -147,13 +168,15 @@ impl SimulatedSource {
         })
     }
 
-    /// Serves `send --via-bot` requests addressed to this instance until the channel closes.
+    /// Serves `send --via-bot` requests addressed to this instance and carrying `secret`
+    /// until the channel closes.
     pub fn spawn_control(
         &self,
         mut requests: mpsc::Receiver<String>,
         pool: Pool,
         schema: Identifier,
         channel: Identifier,
+        secret: ControlSecret,
     ) -> JoinHandle<()> {
         let source = self.clone();
         tokio::spawn(async move {
@@ -166,6 +189,24 @@ impl SimulatedSource {
                     }
                 };
                 if request.schema != schema.as_str() || request.channel != channel.as_str() {
+                    continue;
+                }
+                let refusal = match &request.secret {
+                    None => Some(ControlRefusal::MissingSecret),
+                    Some(offered) if !secret.admits(offered) => Some(ControlRefusal::WrongSecret),
+                    Some(_) => None,
+                };
+                if let Some(reason) = refusal {
+                    tracing::warn!(
+                        reason = reason.as_str(),
+                        kind = request.kind.as_str(),
+                        "refused a control request: {reason}; send --via-bot on this machine \
+                         reads the secret from the instance's runtime file"
+                    );
+                    source
+                        .bot_path
+                        .trace()
+                        .emit(None, TraceKind::ControlRefused { reason });
                     continue;
                 }
                 if request.message_ids.len() != request.kind.count() {
@@ -228,11 +269,12 @@ fn reply_payload(
 }
 
 /// Sends `kind` to the bot path of the instance running on `database`'s schema and `channel`,
-/// and waits for its answer.
+/// with its control `secret`, and waits for its answer.
 pub async fn send_via_bot(
     database: &Database,
     channel: &Identifier,
     kind: SimKind,
+    secret: Option<&ControlSecret>,
     timeout: Duration,
 ) -> Result<(Vec<Snowflake>, ViaBotReply), ControlError> {
     let mut conn = ListeningConnection::open(database, APP_NAME).await?;
@@ -246,13 +288,29 @@ pub async fn send_via_bot(
         message_ids: (0..kind.count())
             .map(|_| synthetic::next_snowflake())
             .collect(),
+        secret: secret.cloned(),
     };
     let payload = serde_json::to_string(&request).unwrap_or_default();
     notify(&conn.client, CONTROL_CHANNEL, &payload).await?;
-    let no_answer = || ControlError::NoAnswer {
-        seconds: timeout.as_secs(),
-        schema: request.schema.clone(),
-        channel: request.channel.clone(),
+    let no_answer = || {
+        let (seconds, schema, channel) = (
+            timeout.as_secs(),
+            request.schema.clone(),
+            request.channel.clone(),
+        );
+        match request.secret {
+            Some(_) => ControlError::NoAnswer {
+                seconds,
+                schema,
+                channel,
+            },
+            None => ControlError::NoAnswerWithoutSecret {
+                seconds,
+                schema,
+                channel,
+                dir: RuntimeDir::location().display().to_string(),
+            },
+        }
     };
     let wait = async {
         while let Some(item) = conn.notifications.recv().await {

@@ -33,6 +33,7 @@ use crate::pipeline::publish::{PublishError, PublisherHandle};
 use crate::pipeline::retention::RetentionConfig;
 use crate::pipeline::retry::RetrySchedule;
 use crate::pipeline::test_events::TestEvents;
+use crate::store::instance::ControlSecret;
 use crate::store::{self, Database, Identifier, StoreError};
 use crate::trace::{Trace, TraceKind};
 
@@ -49,6 +50,9 @@ pub struct PipelineConfig {
     pub embedded: bool,
     /// Serve `send --via-bot` requests on the control channel.
     pub control: bool,
+    /// What a control request must carry to be carried out; a new random one by default,
+    /// which `run` writes to its runtime file for `send` to read.
+    pub control_secret: ControlSecret,
     /// Neighbouring channels to LISTEN on as well, to catch traffic on the wrong channel.
     pub watch_channels: Vec<Identifier>,
     /// How committed batches are announced: a NOTIFY per event (the default, so that every
@@ -84,6 +88,7 @@ impl PipelineConfig {
             ingest_batch: ingest::DEFAULT_BATCH,
             embedded: false,
             control: true,
+            control_secret: ControlSecret::generate(),
             watch_channels: Vec::new(),
             notify: publish::NotifyMode::default(),
             ingest_async_commit: true,
@@ -392,6 +397,7 @@ fn listener_config(
             pool.clone(),
             database.schema().clone(),
             config.channel.clone(),
+            config.control_secret.clone(),
         );
     }
     listener_config

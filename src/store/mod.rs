@@ -1,10 +1,12 @@
 //! The database: connection settings, schema migrations (`migrations/`), pools, NOTIFY
-//! ([`notify`]), the private embedded cluster ([`embedded`]), and the queries over the outbox
-//! that more than one stage needs. It sits below everything and knows nothing of the
-//! pipeline's stages or the trace.
+//! ([`notify`]), the private embedded cluster ([`embedded`]), the runtime file that tells
+//! other processes on the machine where a running instance's pipeline is ([`instance`]), and
+//! the queries over the outbox that more than one stage needs. It sits below everything and
+//! knows nothing of the pipeline's stages or the trace.
 
 pub mod embedded;
 pub mod errors;
+pub mod instance;
 pub mod notify;
 pub mod outbox;
 
@@ -16,6 +18,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
+
+/// The schema of the pipeline's tables when none is given.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// The NOTIFY channel of the event bus when none is given.
+pub const DEFAULT_CHANNEL: &str = "events";
 
 /// Application name of pooled connections (publisher, ingestion) in `pg_stat_activity`.
 pub const APP_NAME: &str = "notifyscope";
@@ -160,6 +167,8 @@ pub struct Database {
     config: Config,
     schema: Identifier,
     redacted: String,
+    /// Where to connect and as whom, without the password (see [`Database::connection_string`]).
+    connection_string: String,
     /// Which process of several this is (e.g. `shards 0..2 of 4`); it follows the base of
     /// every application name, so that `pg_stat_activity` tells the instances apart.
     instance: Option<String>,
@@ -187,6 +196,7 @@ impl Database {
                 .unwrap_or_else(|_| "postgres".into());
             config.user(user);
         }
+        let connection_string = connection_string(&config);
         let search_path = format!("-c search_path={}", schema.quoted());
         let options = match config.get_options() {
             Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
@@ -205,12 +215,20 @@ impl Database {
             config,
             schema,
             redacted,
+            connection_string,
             instance: None,
         })
     }
 
     pub fn schema(&self) -> &Identifier {
         &self.schema
+    }
+
+    /// Host, port, user, database and the URL's own `options` as a `key=value` string that
+    /// connects again, with libpq's defaults written out and never the password: for other
+    /// processes to find this database, and to tell whether two URLs name the same one.
+    pub fn connection_string(&self) -> &str {
+        &self.connection_string
     }
 
     /// Every connection's application name carries `instance` after its base.
@@ -376,6 +394,54 @@ impl Database {
     }
 }
 
+/// See [`Database::connection_string`]; `config` as the URL gave it, defaults filled in.
+fn connection_string(config: &Config) -> String {
+    let join = |items: Vec<String>| items.join(",");
+    let hosts = join(
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect(),
+    );
+    let mut parts = vec![format!("host={}", conninfo_value(&hosts))];
+    let addresses = config.get_hostaddrs();
+    if !addresses.is_empty() {
+        let addresses = join(addresses.iter().map(|a| a.to_string()).collect());
+        parts.push(format!("hostaddr={}", conninfo_value(&addresses)));
+    }
+    let ports = match config.get_ports() {
+        [] => "5432".to_owned(),
+        ports => join(ports.iter().map(|p| p.to_string()).collect()),
+    };
+    parts.push(format!("port={ports}"));
+    let user = config.get_user().unwrap_or_default();
+    parts.push(format!("user={}", conninfo_value(user)));
+    // libpq's default database is the one named after the user.
+    let dbname = config.get_dbname().unwrap_or(user);
+    parts.push(format!("dbname={}", conninfo_value(dbname)));
+    if let Some(options) = config.get_options().filter(|o| !o.is_empty()) {
+        parts.push(format!("options={}", conninfo_value(options)));
+    }
+    parts.join(" ")
+}
+
+/// A value of a `key=value` connection string, quoted when it has to be.
+fn conninfo_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\\' || c == '\'');
+    if plain {
+        return value.to_owned();
+    }
+    let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
+}
+
 fn redact(config: &Config, schema: &Identifier) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
@@ -503,6 +569,35 @@ mod tests {
         )
         .expect("parses");
         assert!(!kv.redacted().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_connection_string_names_the_server_without_the_password() {
+        let schema = || Identifier::schema("s").expect("valid");
+        let url =
+            Database::new("postgresql://ada:s3cret@db.example/app", schema()).expect("parses");
+        let kv = Database::new(
+            "host=db.example port=5432 user=ada dbname=app password=hunter2",
+            schema(),
+        )
+        .expect("parses");
+        assert_eq!(
+            url.connection_string(),
+            "host=db.example port=5432 user=ada dbname=app"
+        );
+        assert_eq!(url.connection_string(), kv.connection_string());
+        let odd = Database::new(
+            "host=/tmp/x user=ada options='-c work_mem=64MB' password=hunter2",
+            schema(),
+        )
+        .expect("parses");
+        let text = odd.connection_string();
+        assert_eq!(
+            text,
+            "host=/tmp/x port=5432 user=ada dbname=ada options='-c work_mem=64MB'"
+        );
+        let again = Database::new(text, schema()).expect("parses again");
+        assert_eq!(again.connection_string(), text);
     }
 
     #[test]

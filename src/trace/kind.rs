@@ -135,6 +135,39 @@ impl fmt::Display for WriteStage {
     }
 }
 
+/// Why a request on the control channel (`send --via-bot`) was not carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlRefusal {
+    /// The request carried no control secret.
+    MissingSecret,
+    /// It carried a secret that is not this instance's.
+    WrongSecret,
+}
+
+impl ControlRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlRefusal::MissingSecret => "missing_secret",
+            ControlRefusal::WrongSecret => "wrong_secret",
+        }
+    }
+
+    /// A phrase for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ControlRefusal::MissingSecret => "the request carried no control secret",
+            ControlRefusal::WrongSecret => "the request carried a wrong control secret",
+        }
+    }
+}
+
+impl fmt::Display for ControlRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum TraceKind {
@@ -307,6 +340,11 @@ pub enum TraceKind {
         rows: u64,
         older_than_s: u64,
     },
+    /// A `send --via-bot` request addressed to this instance was refused and not carried out:
+    /// anyone who may NOTIFY can send one, only the holder of the secret may have it run.
+    ControlRefused {
+        reason: ControlRefusal,
+    },
     /// The publish queue is full: publishers wait.
     Backpressure {
         queued: usize,
@@ -346,6 +384,7 @@ impl TraceKind {
             TraceKind::HealthChanged { .. } => "health_changed",
             TraceKind::HealthReport { .. } => "health_report",
             TraceKind::Pruned { .. } => "pruned",
+            TraceKind::ControlRefused { .. } => "control_refused",
             TraceKind::Backpressure { .. } => "backpressure",
             TraceKind::Lagged { .. } => "lagged",
         }

@@ -11,7 +11,7 @@ mod kind;
 pub mod latency;
 
 pub use health::{CheckState, Status};
-pub use kind::{IngestOutcome, SkipReason, TraceKind, WriteStage};
+pub use kind::{ControlRefusal, IngestOutcome, SkipReason, TraceKind, WriteStage};
 
 use std::sync::Arc;
 

@@ -10,6 +10,9 @@ pub mod faults;
 pub mod process;
 pub mod tmux;
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,8 +91,33 @@ fn say_no_server(url: &str, error: &str) -> String {
     )
 }
 
+/// Where the tests' runtime directories (`XDG_RUNTIME_DIR`) are made.
+fn runtime_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runtime")
+}
+
+/// `dir` made (mode 0700, as a login session's runtime directory is) when missing.
+fn runtime_dir_at(dir: PathBuf) -> PathBuf {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .expect("runtime directory made");
+    dir
+}
+
+/// An empty runtime directory of its own: a binary spawned with it finds no instance that
+/// another test started.
+pub fn fresh_runtime_dir() -> PathBuf {
+    static SPAWNED: AtomicU64 = AtomicU64::new(0);
+    let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+    runtime_dir_at(runtime_root().join(format!("{}-{n}", std::process::id())))
+}
+
 /// A schema named after the test plus a random suffix, dropped when the value is dropped. Its
-/// name doubles as the test's NOTIFY channel, since notifications are database-wide.
+/// name doubles as the test's NOTIFY channel, since notifications are database-wide. The
+/// processes of one test share a runtime directory named after it, as the shells of one user
+/// do (see [`TestSchema::runtime_dir`]).
 pub struct TestSchema {
     pub name: String,
 }
@@ -121,6 +149,12 @@ impl TestSchema {
             .expect("test database reachable")
     }
 
+    /// The runtime directory (`XDG_RUNTIME_DIR`) of this test's processes: an instance
+    /// started with it is found by the commands started with it, and by no other test's.
+    pub fn runtime_dir(&self) -> PathBuf {
+        runtime_dir_at(runtime_root().join(&self.name))
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.client()
             .await
@@ -133,6 +167,7 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(runtime_root().join(&self.name));
         clean_up(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
     }
 }

@@ -11,8 +11,16 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use super::{binary, WAIT};
 
-/// The binary with none of the variables it reads inherited from the test's environment.
+/// The binary with none of the variables it reads inherited from the test's environment, and
+/// an empty runtime directory of its own: it finds no running instance unless the test gives
+/// it one (`.env("XDG_RUNTIME_DIR", …)` after this, or [`notifyscope_for`]).
 pub fn notifyscope() -> Command {
+    let mut cmd = without_inherited_settings();
+    cmd.env("XDG_RUNTIME_DIR", super::fresh_runtime_dir());
+    cmd
+}
+
+fn without_inherited_settings() -> Command {
     let mut cmd = Command::new(binary());
     cmd.env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
@@ -25,14 +33,23 @@ pub fn notifyscope() -> Command {
     cmd
 }
 
-/// `notifyscope run --headless --json` on the test's schema, channel and database.
+/// The binary as another shell of the user who runs `t`'s pipeline: it shares `t`'s runtime
+/// directory, so it finds the instance that [`pipeline_command`] started.
+pub fn notifyscope_for(t: &super::TestSchema) -> Command {
+    let mut cmd = without_inherited_settings();
+    cmd.env("XDG_RUNTIME_DIR", t.runtime_dir());
+    cmd
+}
+
+/// `notifyscope run --headless --json` on the test's schema, channel and database, in the
+/// test's runtime directory.
 pub fn pipeline_command(t: &super::TestSchema) -> Command {
     pipeline_command_on(t, &super::server_url())
 }
 
 /// [`pipeline_command`] with the database reached at `database_url` (e.g. through a proxy).
 pub fn pipeline_command_on(t: &super::TestSchema, database_url: &str) -> Command {
-    let mut cmd = notifyscope();
+    let mut cmd = notifyscope_for(t);
     cmd.args([
         "run",
         "--headless",
@@ -96,6 +113,10 @@ impl Running {
             stderr,
             stderr_reader,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     pub fn stderr(&self) -> String {
