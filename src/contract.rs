@@ -249,14 +249,26 @@ impl Envelope {
 
 /// The small form sent instead of an envelope that would not fit in a NOTIFY.
 pub fn reference_payload(outbox_id: i64, event_type: EventType, message_id: Snowflake) -> String {
-    serde_json::json!({
+    reference(outbox_id, event_type, Some(message_id))
+}
+
+/// A reference to an outbox row that only wakes ingestion, for rows put back in the queue:
+/// a row given up may carry no message id, and ingestion claims every due row anyway.
+pub fn wake_up_payload(outbox_id: i64) -> String {
+    reference(outbox_id, EventType::MessageCreated, None)
+}
+
+fn reference(outbox_id: i64, event_type: EventType, message_id: Option<Snowflake>) -> String {
+    let mut payload = serde_json::json!({
         "v": CONTRACT_VERSION,
         "event_type": event_type.as_str(),
         "outbox_id": outbox_id,
-        "message_id": message_id.to_string(),
         "ref": true,
-    })
-    .to_string()
+    });
+    if let (Some(id), Some(fields)) = (message_id, payload.as_object_mut()) {
+        fields.insert("message_id".into(), Value::String(id.to_string()));
+    }
+    payload.to_string()
 }
 
 /// The probe a listener sends to itself after LISTEN.
@@ -598,6 +610,14 @@ mod tests {
                 outbox_id: 12,
                 event_type: EventType::MessageCreated,
                 message_id: Some(Snowflake(5))
+            })
+        );
+        assert_eq!(
+            parse_notify(&wake_up_payload(7)),
+            Ok(NotifyPayload::Reference {
+                outbox_id: 7,
+                event_type: EventType::MessageCreated,
+                message_id: None
             })
         );
         let id = Uuid::new_v4();

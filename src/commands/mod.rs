@@ -2,7 +2,10 @@
 //! house: commands put sources, pipeline, trace and consumers together; nothing below
 //! imports them.
 
+pub mod backend;
 pub mod bench;
+pub mod change;
+pub mod dead_letters;
 pub mod doctor;
 pub mod outbox;
 pub mod replay;
@@ -56,6 +59,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Send(args)) => send::send(cli.shared, args).await,
         Some(Command::Replay(args)) => replay::replay(args).await,
         Some(Command::Outbox { command }) => outbox::run(cli.shared, command).await,
+        Some(Command::DeadLetters { command }) => dead_letters::run(cli.shared, command).await,
+        Some(Command::Backend { command }) => backend::run(cli.shared, command).await,
         Some(Command::Doctor(args)) => doctor::run(cli.shared, args).await,
         Some(Command::Watch(args)) => watch::run(cli.shared, args).await,
         Some(Command::Selftest { timeout }) => {

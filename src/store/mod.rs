@@ -1,9 +1,13 @@
 //! The database: connection settings, schema migrations (`migrations/`), pools, NOTIFY
 //! ([`notify`]), the private embedded cluster ([`embedded`]), the runtime file that tells
-//! other processes on the machine where a running instance's pipeline is ([`instance`]), and
-//! the queries over the outbox that more than one stage needs. It sits below everything and
-//! knows nothing of the pipeline's stages or the trace.
+//! other processes on the machine where a running instance's pipeline is ([`instance`]), the
+//! queries over the outbox that more than one stage needs, and the actions people take on
+//! stored rows ([`outbox`], [`dead_letters`]) and on other sessions ([`backends`]). It sits
+//! below everything and knows nothing of the pipeline's stages or the trace.
 
+pub mod action;
+pub mod backends;
+pub mod dead_letters;
 pub mod embedded;
 pub mod errors;
 pub mod instance;
