@@ -18,11 +18,17 @@ use crate::pipeline::synthetic::SimKind;
     long_about = "Runs a Discord bot path, a PostgreSQL LISTEN subscriber and ingestion into \
                   discord_messages, and shows every stage live. Without a subcommand it runs \
                   the monitor (`run`).",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // The pipeline's options at the top belong to the default `run`; each subcommand that
+    // uses them has its own, so that one that does not (replay) does not list them.
+    mut_arg("database_url", |a| a.global(false)),
+    mut_arg("channel", |a| a.global(false)),
+    mut_arg("schema", |a| a.global(false))
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub shared: SharedArgs,
+    /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
+    #[arg(long, default_value = "notifyscope=info,warn", global = true, value_parser = log_filter)]
+    pub log: String,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -45,12 +51,16 @@ pub enum Command {
     /// The outbox of the channel: rows not ingested yet, their attempts, next attempt and
     /// last error, and the rows given up (dead letters).
     Outbox {
+        #[command(flatten)]
+        shared: SharedArgs,
         #[command(subcommand)]
         command: OutboxCommand,
     },
     /// Check a running pipeline end to end: a message through its bot path and one published
     /// straight to the outbox must both land in discord_messages.
     Selftest {
+        #[command(flatten)]
+        shared: SharedArgs,
         /// Seconds to wait for each step.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
@@ -64,6 +74,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SendArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Have the running notifyscope (same --database-url, --schema, --channel) put a test
     /// message of this kind through its bot path, as if it came from Discord.
     #[arg(long, value_name = "KIND")]
@@ -75,7 +87,9 @@ pub struct SendArgs {
     pub command: Option<SendCommand>,
 }
 
-/// Options every command understands.
+/// Where the pipeline is: its database, NOTIFY channel and schema, for every command that
+/// looks at one. Global, so that they may also follow a nested subcommand (`send message`,
+/// `outbox list`).
 #[derive(Debug, Clone, Args)]
 pub struct SharedArgs {
     /// PostgreSQL URL or key=value string. Without it, `run` starts a private embedded
@@ -91,7 +105,7 @@ pub struct SharedArgs {
         global = true
     )]
     pub channel: String,
-    /// Schema holding event_outbox, discord_messages and dead_letters (created if missing).
+    /// Schema holding event_outbox, discord_messages and dead_letters.
     #[arg(
         long,
         env = "NOTIFYSCOPE_SCHEMA",
@@ -99,9 +113,6 @@ pub struct SharedArgs {
         global = true
     )]
     pub schema: String,
-    /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
-    #[arg(long, default_value = "notifyscope=info,warn", global = true, value_parser = log_filter)]
-    pub log: String,
 }
 
 /// A `--log` value that the tracing filter accepts, or why not.
@@ -112,8 +123,14 @@ fn log_filter(value: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log filter ({e}); e.g. `debug` or `notifyscope=debug,warn`"))
 }
 
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("schema", |a| a.help(
+    "Schema holding event_outbox, discord_messages and dead_letters (created and migrated at \
+     start)"
+)))]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// No interactive screen: trace events go to stdout, logs to stderr.
     #[arg(long)]
     pub headless: bool,
@@ -155,7 +172,17 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]
+    pub record: RecordArgs,
+    #[command(flatten)]
     pub screen: ScreenArgs,
+}
+
+/// The recording of a command that runs a pipeline or watches one.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Write every trace event to FILE as JSON lines while running.
+    #[arg(id = "record", long = "record", value_name = "FILE")]
+    pub path: Option<PathBuf>,
 }
 
 /// The Prometheus endpoint.
@@ -168,8 +195,10 @@ pub struct MetricsArgs {
     pub addr: Option<std::net::SocketAddr>,
 }
 
-/// Options of the interactive screen.
+/// Options of the interactive screen; under a heading of their own, since --headless has no
+/// use for them.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Screen")]
 pub struct ScreenArgs {
     /// Theme: dark, light, high-contrast, or the path of a theme file.
     #[arg(long)]
@@ -180,9 +209,6 @@ pub struct ScreenArgs {
     /// Rows each pane keeps; older rows are dropped (and counted).
     #[arg(long, default_value_t = crate::screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub history: usize,
-    /// Write every trace event to FILE as JSON lines while running.
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
     /// Config file (keys, theme); default ~/.config/notifyscope/config.toml when present.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -194,7 +220,6 @@ impl Default for ScreenArgs {
             theme: None,
             no_color: false,
             history: crate::screen::app::DEFAULT_HISTORY,
-            record: None,
             config: None,
         }
     }
@@ -202,6 +227,8 @@ impl Default for ScreenArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// One JSON document instead of lines.
     #[arg(long)]
     pub json: bool,
@@ -217,7 +244,13 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("schema", |a| a.help(
+    "Schema of their table (--table) and of event_outbox when they have one; watch only \
+     reads it"
+)))]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// No screen: trace events on stdout.
     #[arg(long)]
     pub headless: bool,
@@ -244,6 +277,8 @@ pub struct WatchArgs {
     pub discord_api_url: Option<String>,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
     #[command(flatten)]
     pub screen: ScreenArgs,
 }
@@ -325,8 +360,8 @@ pub enum SendCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send a raw NOTIFY with any payload on --channel (no outbox row), e.g. to test how
-    /// malformed events are handled.
+    /// Send a raw NOTIFY with any payload on --channel (no outbox row, so --schema does not
+    /// apply), e.g. to test how malformed events are handled.
     Raw {
         /// The payload, sent as is.
         #[arg(long)]
@@ -350,7 +385,18 @@ fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
 
 /// Options of `notifyscope bench`.
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("channel", |a| a.help(
+        "Not used by bench: it publishes on a channel of its own, named as its schema"
+    )),
+    mut_arg("schema", |a| a.help(
+        "Not used by bench: it works in a schema of its own (notifyscope_bench_<random>), \
+         dropped at the end"
+    ))
+)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
     /// Messages to send.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub messages: u64,
@@ -422,10 +468,12 @@ mod tests {
         let cli = Cli::try_parse_from(["notifyscope", "run", "--headless", "--channel", "Ev"])
             .expect("parses");
         match cli.command {
-            Some(Command::Run(run)) => assert!(run.headless),
+            Some(Command::Run(run)) => {
+                assert!(run.headless);
+                assert_eq!(run.shared.channel, "Ev");
+            }
             other => panic!("expected run, got {other:?}"),
         }
-        assert_eq!(cli.shared.channel, "Ev");
     }
 
     #[test]

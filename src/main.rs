@@ -31,8 +31,8 @@ fn log_filter(cli: &Cli) -> Result<EnvFilter, String> {
             .parse(&value)
             .map_err(|e| format!("RUST_LOG={value:?} is not a log filter: {e}")),
         _ => EnvFilter::builder()
-            .parse(&cli.shared.log)
-            .map_err(|e| format!("--log {:?} is not a log filter: {e}", cli.shared.log)),
+            .parse(&cli.log)
+            .map_err(|e| format!("--log {:?} is not a log filter: {e}", cli.log)),
     }
 }
 

@@ -242,3 +242,106 @@ async fn send_via_bot_without_a_running_instance_says_so() {
         "{stderr}"
     );
 }
+
+/// `notifyscope --headless | head -1`: once the reader has its line and closes the pipe, the
+/// command stops as on SIGTERM (drained, exit 0), with no error about the pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_stops_run_and_watch_quietly() {
+    let t = TestSchema::new("cli_head");
+    let mut run = Running::start(common::process::pipeline_command(&t));
+    run.until("a first line", |_| true).await;
+    let (status, stderr) = run.close_stdout_and_exit().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+
+    // watch, with the readable lines, on the schema run has migrated.
+    let mut cmd = notifyscope();
+    cmd.args([
+        "watch",
+        "--headless",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &server_url()]);
+    let mut watching = Running::start(cmd);
+    let first = tokio::time::timeout(common::WAIT, watching.next_line())
+        .await
+        .expect("a first line in time");
+    assert!(first.is_some(), "{}", watching.stderr());
+    let (status, stderr) = watching.close_stdout_and_exit().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}
+
+/// The options a `--help` lists, e.g. `--schema`.
+fn listed_options(help: &str) -> Vec<&str> {
+    help.lines()
+        .map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("-h, ").unwrap_or(l)
+        })
+        .filter(|l| l.starts_with("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .collect()
+}
+
+/// Each subcommand's help lists the options it uses, and says so where one does nothing.
+#[tokio::test]
+async fn help_lists_what_each_command_uses() {
+    let help = |command: &'static str| async move {
+        let out = notifyscope()
+            .args([command, "--help"])
+            .output()
+            .await
+            .expect("runs");
+        assert!(out.status.success(), "{command} --help");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let watch = help("watch").await;
+    let options = listed_options(&watch);
+    for used in [
+        "--database-url",
+        "--channel",
+        "--schema",
+        "--table",
+        "--record",
+    ] {
+        assert!(
+            options.contains(&used),
+            "watch --help lacks {used}: {watch}"
+        );
+    }
+    assert!(
+        !watch.contains("created") && watch.contains("watch only reads it"),
+        "watch never creates the schema: {watch}"
+    );
+
+    let replay = help("replay").await;
+    let options = listed_options(&replay);
+    assert_eq!(
+        options,
+        [
+            "--log",
+            "--help",
+            "--theme",
+            "--no-color",
+            "--history",
+            "--config"
+        ],
+        "{replay}"
+    );
+    assert!(replay.contains("<FILE>"), "{replay}");
+
+    let bench = help("bench").await;
+    assert!(
+        bench.contains("--channel <CHANNEL>            Not used by bench")
+            && bench.contains("--schema <SCHEMA>              Not used by bench"),
+        "bench says --channel and --schema do nothing: {bench}"
+    );
+    let run = help("run").await;
+    assert!(run.contains("created and migrated at start"), "{run}");
+}

@@ -580,7 +580,10 @@ async fn a_recorded_run_replays_into_the_same_rows() {
     seen.until_count("two ingested", 2, is_inserted).await;
     pipeline.shutdown(std::time::Duration::from_secs(5)).await;
     stop.cancel();
-    recorder.await.expect("recorder");
+    recorder
+        .await
+        .expect("recorder")
+        .expect("recording written");
 
     let mut live_app = App::new(KeyMap::default(), 1000, "events");
     while let Some(e) = live.try_recv() {

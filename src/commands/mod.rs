@@ -19,16 +19,16 @@ use crate::cli::{Cli, Command};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        None => run::run(cli.shared, cli.run).await,
-        Some(Command::Run(args)) => run::run(cli.shared, args).await,
-        Some(Command::Send(args)) => send::send(cli.shared, args).await,
+        None => run::run(cli.run.shared.clone(), cli.run).await,
+        Some(Command::Run(args)) => run::run(args.shared.clone(), args).await,
+        Some(Command::Send(args)) => send::send(args.shared.clone(), args).await,
         Some(Command::Replay(args)) => replay::replay(args).await,
-        Some(Command::Outbox { command }) => outbox::run(cli.shared, command).await,
-        Some(Command::Doctor(args)) => doctor::run(cli.shared, args).await,
-        Some(Command::Watch(args)) => watch::run(cli.shared, args).await,
-        Some(Command::Selftest { timeout }) => {
-            selftest::run(cli.shared, Duration::from_secs(timeout)).await
+        Some(Command::Outbox { shared, command }) => outbox::run(shared, command).await,
+        Some(Command::Doctor(args)) => doctor::run(args.shared.clone(), args).await,
+        Some(Command::Watch(args)) => watch::run(args.shared.clone(), args).await,
+        Some(Command::Selftest { shared, timeout }) => {
+            selftest::run(shared, Duration::from_secs(timeout)).await
         }
-        Some(Command::Bench(args)) => bench::command(cli.shared, args).await,
+        Some(Command::Bench(args)) => bench::command(args.shared.clone(), args).await,
     }
 }

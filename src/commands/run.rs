@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SharedArgs};
 use crate::commands::wiring::{
-    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_signal, Outputs,
+    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_stop, Outputs,
     ScreenSettings,
 };
 use crate::diagnose::{self, DiagnoseConfig, Report};
@@ -53,7 +53,7 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         tracing::info!("this process runs {instance} of the bot");
         database = database.with_instance(instance);
     }
-    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
+    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
     let metrics_events = trace.subscribe();
     let mut running = start_pipeline(&args, database, embedded.is_some(), &channel, &trace).await?;
@@ -68,7 +68,7 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
             run_screen(screen, rx, &args, &channel, &running, &mut bot).await?;
             ExitCode::SUCCESS
         }
-        _ => wait_headless(&mut bot).await,
+        _ => wait_headless(&mut bot, &outputs).await,
     };
 
     stop_sources.cancel();
@@ -286,8 +286,9 @@ async fn run_screen(
     event_loop::run(app, screen.styles, Some(rx), Some(live), Some(extra_rx)).await
 }
 
-/// Runs until a signal, or until the bot fails for good (exit 1).
-async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
+/// Runs until a signal or the reader of stdout goes away, or until the bot fails for good
+/// (exit 1).
+async fn wait_headless(bot: &mut Option<BotTask>, outputs: &Outputs) -> ExitCode {
     let bot_failed = async {
         match bot.as_mut() {
             Some(task) => match task.await {
@@ -299,7 +300,7 @@ async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
         }
     };
     tokio::select! {
-        () = wait_for_signal() => ExitCode::SUCCESS,
+        () = wait_for_stop(outputs) => ExitCode::SUCCESS,
         failure = bot_failed => match failure {
             Some(error) => {
                 tracing::error!(%error, "Discord bot stopped");
