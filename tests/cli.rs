@@ -277,6 +277,81 @@ async fn a_closed_stdout_stops_run_and_watch_quietly() {
     assert!(!stderr.contains("ERROR"), "{stderr}");
 }
 
+/// Every part of an error once: the server named once, the cause once, the password never.
+fn assert_each_part_once(what: &str, text: &str) {
+    assert!(
+        !text.contains("s3cret"),
+        "{what} shows the password: {text}"
+    );
+    for line in text.lines() {
+        let parts: Vec<&str> = line
+            .split([':', '(', ')', ';', '—'])
+            .map(str::trim)
+            .filter(|p| p.len() > 3)
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(part),
+                "{what} repeats {part:?}: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_each_part_once_and_never_the_password() {
+    let unreachable = "postgresql://ada:s3cret@127.0.0.1:1/nope";
+    for args in [
+        vec!["doctor"],
+        vec!["send", "message"],
+        vec!["send", "raw", "--payload", "x"],
+        vec!["run", "--headless"],
+        vec!["selftest"],
+        vec!["outbox", "list"],
+        vec!["send", "--via-bot", "message"],
+    ] {
+        let out = notifyscope()
+            .args(&args)
+            .args(["--database-url", unreachable])
+            .output()
+            .await
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let what = args.join(" ");
+        assert_ne!(out.status.code(), Some(0), "{what}: {text}");
+        assert!(text.contains("host=127.0.0.1 port=1"), "{what}: {text}");
+        assert!(
+            text.lines()
+                .all(|l| l.matches("host=127.0.0.1 port=1").count() <= 1),
+            "{what} names the server once a line: {text}"
+        );
+        assert!(text.contains("Connection refused"), "{what}: {text}");
+        assert_each_part_once(&what, &text);
+    }
+
+    let bad = "postgres://ada:s3cret@:::/x";
+    for args in [vec!["doctor"], vec!["run", "--headless"]] {
+        let out = notifyscope()
+            .args(&args)
+            .args(["--database-url", bad])
+            .output()
+            .await
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = args.join(" ");
+        assert_ne!(out.status.code(), Some(0), "{what}: {stderr}");
+        assert!(
+            stderr.contains("invalid database URL: invalid value for option `port`"),
+            "{what} says which part is wrong: {stderr}"
+        );
+        assert_each_part_once(&what, &stderr);
+    }
+}
+
 /// The options a `--help` lists, e.g. `--schema`.
 fn listed_options(help: &str) -> Vec<&str> {
     help.lines()
