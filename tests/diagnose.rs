@@ -158,6 +158,22 @@ async fn a_filter_that_skips_everything_is_named() {
     rig.stop().await;
 }
 
+/// A message published straight to the outbox (the `d` key) never met the filter: it does not
+/// hide a filter that skips everything that came through the bot path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_straight_to_the_outbox_is_no_evidence_about_the_filter() {
+    let t = TestSchema::new("d_direct");
+    let mut rig = Rig::test(&t, true).await;
+    let (_, direct) = rig.pipeline().test_events().direct().await;
+    direct.expect("published straight to the outbox");
+    for _ in 0..3 {
+        rig.pipeline().simulated().inject(SimKind::Own).await;
+    }
+    let c = rig.until("self_filter", failing).await;
+    assert!(c.summary.contains("3 of 3 messages skipped"), "{c:?}");
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_on_a_wrong_case_channel_is_named() {
     let t = TestSchema::new("d_channel");

@@ -17,6 +17,7 @@ use crate::pipeline::bot::Token;
 use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
 use crate::pipeline::synthetic;
+use crate::present::counted;
 use crate::store::errors::table_named;
 use crate::store::{error_chain, Database, ErrorClass, Identifier, APP_NAME, LISTENER_APP_NAME};
 use crate::trace::{Status, Trace, TraceKind};
@@ -101,8 +102,8 @@ fn instance_line(i: &Instance) -> String {
         ),
     };
     format!(
-        "  {name}: {listener}, {} session(s) from {}, up {}",
-        i.sessions,
+        "  {name}: {listener}, {} from {}, up {}",
+        counted(usize::try_from(i.sessions).unwrap_or(0), "session"),
         i.clients.join(", "),
         uptime(i.up_s)
     )
@@ -292,8 +293,11 @@ async fn schema_check(
                 CheckId::Schema,
                 Status::Ok,
                 format!(
-                    "schema {schema}: event_outbox, discord_messages, {} migration(s) applied",
-                    row.get::<_, i64>(0)
+                    "schema {schema}: event_outbox, discord_messages, {} applied",
+                    counted(
+                        usize::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                        "migration"
+                    )
                 ),
                 "",
             ),
