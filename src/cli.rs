@@ -42,9 +42,21 @@ pub enum Command {
     #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Doctor(DoctorArgs),
     /// Monitor a pipeline someone else runs (their bot, their listener) without writing to it.
-    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
+    #[command(
+        arg = database_url_of_running_pipeline(),
+        arg = instance_of_running_pipeline(),
+        arg = schema_of(
+            "Schema of their table (--table) and of event_outbox when they have one; watch only \
+             reads it [default: public, or the running instance's]"
+        )
+    )]
     Watch(WatchArgs),
     /// Open a recording (from --record or the `s` key) in the monitor, read-only.
+    #[command(
+        arg = unused("database_url", "database-url"),
+        arg = unused("channel", "channel"),
+        arg = unused("schema", "schema")
+    )]
     Replay(ReplayArgs),
     /// The outbox of the channel: rows not ingested yet, their attempts, next attempt and
     /// last error, and the rows given up (dead letters).
@@ -55,12 +67,14 @@ pub enum Command {
     },
     /// Dead letters of the channel: notifications the listener rejected (dead_letters) and
     /// outbox rows given up; list them, re-send or requeue them, delete them.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     DeadLetters {
         #[command(subcommand)]
         command: DeadLettersCommand,
     },
     /// Act on another session of the database, e.g. the one holding a lock the pipeline
     /// waits for: cancel its statement or end it.
+    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Backend {
         #[command(subcommand)]
         command: BackendCommand,
@@ -76,7 +90,14 @@ pub enum Command {
     /// Measure throughput and latency: synthetic messages through the real path (bot path,
     /// filter, publisher, outbox + NOTIFY, listener, ingestion) in a schema of its own that
     /// is dropped afterwards. Exit 1 when a message was lost or delivered twice.
-    #[command(arg = database_url_of_bench())]
+    #[command(
+        arg = database_url_of_bench(),
+        arg = channel_of("Not used by bench: it publishes on a channel of its own, named as its schema"),
+        arg = schema_of(
+            "Not used by bench: it works in a schema of its own (notifyscope_bench_<random>), \
+             dropped at the end"
+        )
+    )]
     Bench(BenchArgs),
 }
 
@@ -112,9 +133,9 @@ pub struct SharedArgs {
     /// written (always quoted), so `Events` and `events` are different channels.
     #[arg(long, env = "NOTIFYSCOPE_CHANNEL", global = true, value_name = "NAME")]
     pub channel: Option<String>,
-    /// Schema holding event_outbox, discord_messages and dead_letters (created if missing)
-    /// [default: public; without --database-url, send, doctor, selftest, watch and outbox
-    /// use the running instance's].
+    /// Schema holding event_outbox, discord_messages and dead_letters [default: public;
+    /// without --database-url, the commands that look at a running pipeline use its]. `run`
+    /// creates and migrates it at start.
     #[arg(long, env = "NOTIFYSCOPE_SCHEMA", global = true, value_name = "NAME")]
     pub schema: Option<String>,
     /// The running instance to use, by pid (see `--instance` of send, doctor, selftest, watch
@@ -166,6 +187,32 @@ fn instance_of_running_pipeline() -> Arg {
             "Without --database-url: the running instance to use, by its pid, when several \
              run (each writes a file in the runtime directory)",
         )
+}
+
+/// `--schema` with a help text of the command's own, in place of the global one.
+fn schema_of(help: &'static str) -> Arg {
+    Arg::new("schema")
+        .long("schema")
+        .env("NOTIFYSCOPE_SCHEMA")
+        .global(true)
+        .value_name("NAME")
+        .help(help)
+}
+
+/// `--channel` with a help text of the command's own, in place of the global one.
+fn channel_of(help: &'static str) -> Arg {
+    Arg::new("channel")
+        .long("channel")
+        .env("NOTIFYSCOPE_CHANNEL")
+        .global(true)
+        .value_name("NAME")
+        .help(help)
+}
+
+/// A global option a command does not use: accepted (it may come from the environment) but
+/// not listed in its help.
+fn unused(id: &'static str, long: &'static str) -> Arg {
+    Arg::new(id).long(long).global(true).hide(true)
 }
 
 /// `--database-url` of `bench`.
@@ -234,7 +281,18 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]
+    pub record: RecordArgs,
+    #[command(flatten)]
     pub screen: ScreenArgs,
+}
+
+/// The recording of a command that runs a pipeline or watches one (replay has nothing new
+/// to record).
+#[derive(Debug, Clone, Args, Default)]
+pub struct RecordArgs {
+    /// Write every trace event to FILE as JSON lines while running.
+    #[arg(id = "record", long = "record", value_name = "FILE")]
+    pub path: Option<PathBuf>,
 }
 
 /// The Prometheus endpoint.
@@ -263,9 +321,6 @@ pub struct ScreenArgs {
     /// Rows each pane keeps; older rows are dropped (and counted).
     #[arg(long, default_value_t = crate::screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub history: usize,
-    /// Write every trace event to FILE as JSON lines while running.
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
     /// Config file (keys, theme); default ~/.config/notifyscope/config.toml when present.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -278,7 +333,6 @@ impl Default for ScreenArgs {
             no_color: false,
             no_mouse: false,
             history: crate::screen::app::DEFAULT_HISTORY,
-            record: None,
             config: None,
         }
     }
@@ -328,6 +382,8 @@ pub struct WatchArgs {
     pub discord_api_url: Option<String>,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
     #[command(flatten)]
     pub screen: ScreenArgs,
 }

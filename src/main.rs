@@ -11,6 +11,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use notifyscope::cli::{Cli, Command};
 use notifyscope::pipeline::bot::gateway::GatewayCloseLayer;
+use notifyscope::store::error_chain;
 
 /// The screen is up: logs must go to the log pane, never to the terminal.
 fn draws_a_screen(cli: &Cli) -> bool {
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
     match runtime.block_on(notifyscope::commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("notifyscope: error: {e:#}");
+            eprintln!("notifyscope: error: {}", error_chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

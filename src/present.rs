@@ -1,6 +1,7 @@
 //! The text of every trace event, in one place: the `key=value` line of headless output and
-//! of the detail view, the short row of a stage pane, message ids cut for narrow columns, and
-//! the one way long text is shortened. It reads trace events and writes nothing.
+//! of the detail view, the short row of a stage pane, message ids cut for narrow columns, the
+//! one way long text is shortened and the one way a count is said. It reads trace events and
+//! writes nothing.
 
 use std::sync::Arc;
 
@@ -12,6 +13,15 @@ use crate::trace::{IngestOutcome, TraceEvent, TraceKind};
 /// `text` cut to at most `max` terminal columns, with `…` when cut.
 pub fn shorten(text: &str, max: usize) -> String {
     notifyscope_widgets::fit(text, max)
+}
+
+/// `n` and the noun, plural when `n` is not 1: `1 message`, `3 messages`.
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// One line for people: time, stage, message id, then what matters for that stage.

@@ -985,7 +985,7 @@ async fn watch_with_the_bots_token_names_the_messages_a_foreign_pipeline_drops()
         .await;
     let summary = unhandled["summary"].as_str().unwrap_or_default();
     assert!(
-        summary.starts_with("1 message(s) their bot received"),
+        summary.starts_with("1 message their bot received"),
         "{unhandled}"
     );
     assert!(
@@ -1045,7 +1045,7 @@ async fn watch_with_the_bots_token_names_a_foreign_filter_that_drops_everything(
         filter["summary"]
             .as_str()
             .unwrap_or_default()
-            .contains("received 3 message(s) and published none"),
+            .contains("received 3 messages and published none"),
         "{filter}"
     );
     assert!(run.signal_and_wait(Signal::SIGTERM).await.success());

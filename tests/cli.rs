@@ -262,3 +262,187 @@ async fn send_via_bot_without_a_running_instance_says_so() {
         "{stderr}"
     );
 }
+
+/// `notifyscope --headless | head -1`: once the reader has its line and closes the pipe, the
+/// command stops as on SIGTERM (drained, exit 0), with no error about the pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_stops_run_and_watch_quietly() {
+    let t = TestSchema::new("cli_head");
+    let mut run = Running::start(common::process::pipeline_command(&t));
+    run.until("a first line", |_| true).await;
+    let (status, stderr) = run.close_stdout_and_exit().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+
+    // watch, with the readable lines, on the schema run has migrated.
+    let mut cmd = notifyscope();
+    cmd.args([
+        "watch",
+        "--headless",
+        "--schema",
+        &t.name,
+        "--channel",
+        &t.name,
+    ])
+    .args(["--database-url", &server_url()]);
+    let mut watching = Running::start(cmd);
+    let first = tokio::time::timeout(common::WAIT, watching.next_line())
+        .await
+        .expect("a first line in time");
+    assert!(first.is_some(), "{}", watching.stderr());
+    let (status, stderr) = watching.close_stdout_and_exit().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}
+
+/// Every part of an error once: the server named once, the cause once, the password never.
+fn assert_each_part_once(what: &str, text: &str) {
+    assert!(
+        !text.contains("s3cret"),
+        "{what} shows the password: {text}"
+    );
+    for line in text.lines() {
+        let parts: Vec<&str> = line
+            .split([':', '(', ')', ';', '—'])
+            .map(str::trim)
+            .filter(|p| p.len() > 3)
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(part),
+                "{what} repeats {part:?}: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_each_part_once_and_never_the_password() {
+    let unreachable = "postgresql://ada:s3cret@127.0.0.1:1/nope";
+    for args in [
+        vec!["doctor"],
+        vec!["send", "message"],
+        vec!["send", "raw", "--payload", "x"],
+        vec!["run", "--headless"],
+        vec!["selftest"],
+        vec!["outbox", "list"],
+        vec!["send", "--via-bot", "message"],
+    ] {
+        let out = notifyscope()
+            .args(&args)
+            .args(["--database-url", unreachable])
+            .output()
+            .await
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let what = args.join(" ");
+        assert_ne!(out.status.code(), Some(0), "{what}: {text}");
+        assert!(text.contains("host=127.0.0.1 port=1"), "{what}: {text}");
+        assert!(
+            text.lines()
+                .all(|l| l.matches("host=127.0.0.1 port=1").count() <= 1),
+            "{what} names the server once a line: {text}"
+        );
+        assert!(text.contains("Connection refused"), "{what}: {text}");
+        assert_each_part_once(&what, &text);
+    }
+
+    let bad = "postgres://ada:s3cret@:::/x";
+    for args in [vec!["doctor"], vec!["run", "--headless"]] {
+        let out = notifyscope()
+            .args(&args)
+            .args(["--database-url", bad])
+            .output()
+            .await
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = args.join(" ");
+        assert_ne!(out.status.code(), Some(0), "{what}: {stderr}");
+        assert!(
+            stderr.contains("invalid database URL: invalid value for option `port`"),
+            "{what} says which part is wrong: {stderr}"
+        );
+        assert_each_part_once(&what, &stderr);
+    }
+}
+
+/// The options a `--help` lists, e.g. `--schema`.
+fn listed_options(help: &str) -> Vec<&str> {
+    help.lines()
+        .map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("-h, ").unwrap_or(l)
+        })
+        .filter(|l| l.starts_with("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .collect()
+}
+
+/// Each subcommand's help lists the options it uses, and says so where one does nothing.
+#[tokio::test]
+async fn help_lists_what_each_command_uses() {
+    let help = |command: &'static str| async move {
+        let out = notifyscope()
+            .args([command, "--help"])
+            .output()
+            .await
+            .expect("runs");
+        assert!(out.status.success(), "{command} --help");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let watch = help("watch").await;
+    let options = listed_options(&watch);
+    for used in [
+        "--database-url",
+        "--channel",
+        "--schema",
+        "--table",
+        "--record",
+    ] {
+        assert!(
+            options.contains(&used),
+            "watch --help lacks {used}: {watch}"
+        );
+    }
+    assert!(
+        !watch.contains("created") && watch.contains("watch only reads it"),
+        "watch never creates the schema: {watch}"
+    );
+
+    let replay = help("replay").await;
+    let mut options = listed_options(&replay);
+    options.sort_unstable();
+    assert_eq!(
+        options,
+        [
+            "--config",
+            "--help",
+            "--history",
+            "--log",
+            "--no-color",
+            "--no-mouse",
+            "--theme",
+        ],
+        "{replay}"
+    );
+    assert!(replay.contains("<FILE>"), "{replay}");
+
+    let bench = help("bench").await;
+    let said = |option: &str| {
+        bench
+            .lines()
+            .any(|l| l.trim_start().starts_with(option) && l.contains("Not used by bench"))
+    };
+    assert!(
+        said("--channel") && said("--schema"),
+        "bench says --channel and --schema do nothing: {bench}"
+    );
+    let run = help("run").await;
+    assert!(run.contains("creates and migrates it at start"), "{run}");
+}

@@ -158,6 +158,22 @@ async fn a_filter_that_skips_everything_is_named() {
     rig.stop().await;
 }
 
+/// A message published straight to the outbox (the `d` key) never met the filter: it does not
+/// hide a filter that skips everything that came through the bot path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_straight_to_the_outbox_is_no_evidence_about_the_filter() {
+    let t = TestSchema::new("d_direct");
+    let mut rig = Rig::test(&t, true).await;
+    let (_, direct) = rig.pipeline().test_events().direct().await;
+    direct.expect("published straight to the outbox");
+    for _ in 0..3 {
+        rig.pipeline().simulated().inject(SimKind::Own).await;
+    }
+    let c = rig.until("self_filter", failing).await;
+    assert!(c.summary.contains("3 of 3 messages skipped"), "{c:?}");
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_on_a_wrong_case_channel_is_named() {
     let t = TestSchema::new("d_channel");
@@ -372,6 +388,61 @@ async fn doctor_without_a_database_could_not_run() {
         .expect("doctor runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("✗ database connection"));
+}
+
+/// Doctor that cannot connect names the server once and says what to check, not that the
+/// pipeline reconnects by itself.
+#[tokio::test]
+async fn doctor_that_cannot_connect_says_what_to_check() {
+    let out = notifyscope()
+        .args([
+            "doctor",
+            "--database-url",
+            "host=127.0.0.1 port=1 user=x dbname=y",
+        ])
+        .output()
+        .await
+        .expect("doctor runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert_eq!(
+        stdout.matches("host=127.0.0.1 port=1").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the database cannot be reached") && stdout.contains("pg_isready"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("reconnects by itself"), "{stdout}");
+}
+
+/// On a schema with no tables there is no round trip, so the listener line does not promise
+/// one; on a migrated schema without a listener, the round trip it promises follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_promises_a_round_trip_only_when_one_follows() {
+    let t = TestSchema::new("d_bare");
+    let doctor = || {
+        let mut cmd = notifyscope();
+        cmd.args(["doctor", "--timeout", "1", "--schema", &t.name])
+            .args(["--channel", &t.name, "--database-url", &server_url()]);
+        cmd
+    };
+    let out = doctor().output().await.expect("doctor runs");
+    let bare = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(bare.contains("has no notifyscope tables"), "{bare}");
+    assert!(!bare.contains("round trip"), "{bare}");
+
+    t.database().migrate().await.expect("migrated");
+    let out = doctor().output().await.expect("doctor runs");
+    let migrated = String::from_utf8_lossy(&out.stdout).to_string();
+    let promise = migrated
+        .find("the round trip below decides")
+        .unwrap_or_else(|| panic!("no listener, a round trip to decide: {migrated}"));
+    assert!(
+        migrated[promise..].contains("\n✗ round trip: publish → NOTIFY → ingested"),
+        "{migrated}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifi
 use notifyscope::contract::Snowflake;
 use notifyscope::diagnose::{Check, CheckId};
 use notifyscope::pipeline::synthetic::SimKind;
-use notifyscope::screen::app::{App, AppEvent, Effect, Prompt};
+use notifyscope::screen::app::{App, AppEvent, Effect, Mode, Prompt};
 use notifyscope::screen::detail::Overlay;
 use notifyscope::screen::draw;
 use notifyscope::screen::effects;
@@ -283,6 +283,21 @@ fn filter_applies_to_every_pane() {
     app.update(Action::Close);
     assert!(app.filter.is_none());
     assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(3));
+}
+
+#[test]
+fn a_filter_that_matches_nothing_says_so_in_every_pane() {
+    let mut app = app_with_story();
+    app.set_filter("matches nothing").expect("a substring");
+    let text = screen(&mut app, 200, 30);
+    assert_eq!(
+        text.matches("nothing matches the filter").count(),
+        5,
+        "{text}"
+    );
+    for stage_hint in ["no message skipped", "nothing published", "to send one"] {
+        assert!(!text.contains(stage_hint), "{stage_hint:?}: {text}");
+    }
 }
 
 #[test]
@@ -621,7 +636,10 @@ async fn a_recorded_run_replays_into_the_same_rows() {
     seen.until_count("two ingested", 2, is_inserted).await;
     pipeline.shutdown(std::time::Duration::from_secs(5)).await;
     stop.cancel();
-    recorder.await.expect("recorder");
+    recorder
+        .await
+        .expect("recorder")
+        .expect("recording written");
 
     let mut live_app = App::new(KeyMap::default(), 1000, "events");
     while let Some(e) = live.try_recv() {
@@ -700,4 +718,56 @@ async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
         other => panic!("expected a toast, got {other:?}"),
     }
     pipeline.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+/// In watch, test keys send nothing: the empty Received pane says what brings rows there.
+#[test]
+fn watch_says_what_fills_the_received_pane() {
+    let mut app = App::new(KeyMap::default(), 1000, "events");
+    app.mode = Mode::Watch;
+    let text = screen(&mut app, 200, 30);
+    assert!(!text.contains("to send one"), "{text}");
+    assert!(text.contains("messages need --discord-token-env"), "{text}");
+    assert_eq!(app.on_key(key(KeyCode::Char('m'))), None, "m sends nothing");
+}
+
+/// In watch, someone else's listener sends no listener events: the status bar says what the
+/// listener check found, as the health pane does.
+#[test]
+fn in_watch_the_status_bar_follows_the_listener_check() {
+    let listener = |status: Status, summary: &str| Check {
+        id: CheckId::Listener,
+        name: CheckId::Listener.name().into(),
+        status,
+        summary: summary.into(),
+        evidence: vec![],
+        hint: String::new(),
+        since: t0(),
+        message_ids: vec![],
+        target: None,
+    };
+    let mut app = App::new(KeyMap::default(), 1000, "events");
+    app.mode = Mode::Watch;
+    app.on_event(AppEvent::Health(vec![listener(
+        Status::Warn,
+        "no backend shows LISTEN events",
+    )]));
+    let text = screen(&mut app, 200, 30);
+    let status_bar = text.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        status_bar.contains("listener ○ no backend shows LISTEN events"),
+        "{status_bar}"
+    );
+
+    app.on_event(AppEvent::Health(vec![listener(
+        Status::Ok,
+        "a backend's last query is LISTEN events",
+    )]));
+    let text = screen(&mut app, 200, 30);
+    let status_bar = text.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        status_bar.contains("listener ● a backend's last query is LISTEN events"),
+        "{status_bar}"
+    );
+    assert!(text.contains("✓ listener running"), "{text}");
 }

@@ -17,6 +17,7 @@ use crate::pipeline::bot::Token;
 use crate::pipeline::listen::ListeningConnection;
 use crate::pipeline::publish;
 use crate::pipeline::synthetic;
+use crate::present::counted;
 use crate::store::errors::table_named;
 use crate::store::{error_chain, Database, ErrorClass, Identifier, APP_NAME, LISTENER_APP_NAME};
 use crate::trace::{Status, Trace, TraceKind};
@@ -101,8 +102,8 @@ fn instance_line(i: &Instance) -> String {
         ),
     };
     format!(
-        "  {name}: {listener}, {} session(s) from {}, up {}",
-        i.sessions,
+        "  {name}: {listener}, {} from {}, up {}",
+        counted(usize::try_from(i.sessions).unwrap_or(0), "session"),
         i.clients.join(", "),
         uptime(i.up_s)
     )
@@ -127,7 +128,10 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
     match examine(shared, args).await {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("notifyscope: doctor could not run: {e:#}");
+            eprintln!(
+                "notifyscope: doctor could not run: {}",
+                error_chain(e.as_ref())
+            );
             Ok(ExitCode::from(2))
         }
     }
@@ -143,15 +147,12 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         Ok(c) => c,
         Err(e) => {
             let class = e.class();
+            // The error names the server once ("cannot connect to host=…"); the fix says
+            // what to check, since doctor itself is the one that cannot connect.
             checks.push(check(
                 CheckId::Database,
                 Status::Fail,
-                format!(
-                    "{} ({}): {}",
-                    database.redacted(),
-                    class.describe(),
-                    error_chain(&e)
-                ),
+                format!("{}: {}", class.describe(), error_chain(&e)),
                 &class.fix(database.role(), None),
             ));
             print(&checks, &[], &database, &channel, args.json);
@@ -293,8 +294,11 @@ async fn schema_check(
                 CheckId::Schema,
                 Status::Ok,
                 format!(
-                    "schema {schema}: event_outbox, discord_messages, {} migration(s) applied",
-                    row.get::<_, i64>(0)
+                    "schema {schema}: event_outbox, discord_messages, {} applied",
+                    counted(
+                        usize::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                        "migration"
+                    )
                 ),
                 "",
             ),
@@ -390,25 +394,28 @@ async fn round_trip(
     timeout: Duration,
 ) -> Check {
     let fail = |summary: String, hint: &str| check(CheckId::RoundTrip, Status::Fail, summary, hint);
+    // What fails here is doctor's own connection: the fix of its class, not the running
+    // pipeline's.
+    let role = database.role();
     let mut heard = match ListeningConnection::open(database, APP_NAME).await {
         Ok(c) => c,
         Err(e) => {
             return fail(
                 format!("cannot open a listening connection: {}", error_chain(&e)),
-                CheckId::Database.hint(),
+                &e.class().fix(role, None),
             )
         }
     };
     if let Err(e) = heard.listen(channel).await {
         return fail(
             format!("LISTEN {channel} failed: {}", error_chain(&e)),
-            CheckId::Database.hint(),
+            &ErrorClass::of(&e).fix(role, None),
         );
     }
     let stop = CancellationToken::new();
     let pool = match database.pool(1) {
         Ok(p) => p,
-        Err(e) => return fail(error_chain(&e), CheckId::Database.hint()),
+        Err(e) => return fail(error_chain(&e), &e.class().fix(role, None)),
     };
     let trace = Trace::new();
     let mut refusals = trace.subscribe();

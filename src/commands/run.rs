@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SharedArgs};
 use crate::commands::wiring::{
-    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_signal, Outputs,
+    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_stop, Outputs,
     ScreenSettings,
 };
 use crate::diagnose::{self, DiagnoseConfig, Report};
@@ -55,7 +55,7 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         database = database.with_instance(instance);
     }
     let record = InstanceRecord::new(&database, &channel, embedded.is_some());
-    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
+    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
     let metrics_events = trace.subscribe();
     let secret = record.secret.clone();
@@ -80,7 +80,7 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
             run_screen(screen, rx, &args, &channel, &running, &mut bot).await?;
             ExitCode::SUCCESS
         }
-        _ => wait_headless(&mut bot).await,
+        _ => wait_headless(&mut bot, &outputs).await,
     };
 
     stop_sources.cancel();
@@ -334,8 +334,9 @@ async fn run_screen(
     .await
 }
 
-/// Runs until a signal, or until the bot fails for good (exit 1).
-async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
+/// Runs until a signal or the reader of stdout goes away, or until the bot fails for good
+/// (exit 1).
+async fn wait_headless(bot: &mut Option<BotTask>, outputs: &Outputs) -> ExitCode {
     let bot_failed = async {
         match bot.as_mut() {
             Some(task) => match task.await {
@@ -347,7 +348,7 @@ async fn wait_headless(bot: &mut Option<BotTask>) -> ExitCode {
         }
     };
     tokio::select! {
-        () = wait_for_signal() => ExitCode::SUCCESS,
+        () = wait_for_stop(outputs) => ExitCode::SUCCESS,
         failure = bot_failed => match failure {
             Some(error) => {
                 tracing::error!(%error, "Discord bot stopped");

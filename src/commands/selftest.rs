@@ -45,7 +45,14 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     let client = match database.connect_plain(APP_NAME).await {
         Ok(c) => c,
         Err(e) => {
-            println!("✗ database {}: {}", database.redacted(), error_chain(&e));
+            // The error names the server ("cannot connect to host=…").
+            let class = e.class();
+            println!(
+                "✗ database: {}: {} — {}",
+                class.describe(),
+                error_chain(&e),
+                class.fix(database.role(), None)
+            );
             return Ok(ExitCode::from(2));
         }
     };

@@ -13,7 +13,7 @@ use serenity::all::GatewayIntents;
 
 use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::wiring::{
-    bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_signal, Outputs,
+    bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_stop, Outputs,
 };
 use crate::diagnose::{self, DiagnoseConfig, LockScope};
 use crate::pipeline::bot::{run_bot, BotConfig, Shards, Token};
@@ -52,7 +52,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         .await
         .with_context(|| format!("reading {schema}.{}.{}", table.table, table.id_column))?;
 
-    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.screen)?;
+    let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
     let metrics_events = trace.subscribe();
     let stop = CancellationToken::new();
@@ -109,7 +109,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         }
         _ => {
             drop(checks);
-            wait_for_signal().await;
+            wait_for_stop(&outputs).await;
         }
     }
     stop.cancel();

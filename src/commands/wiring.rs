@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{MetricsArgs, ScreenArgs, SharedArgs};
+use crate::cli::{MetricsArgs, RecordArgs, ScreenArgs, SharedArgs};
 use crate::diagnose;
 use crate::metrics::{Exporter, MetricsError};
 use crate::recording::writer;
@@ -214,21 +214,31 @@ pub struct Outputs {
     pub screen: Option<TraceReceiver>,
     writers: Vec<JoinHandle<()>>,
     stop: CancellationToken,
+    /// Fires when the reader of stdout went away (`notifyscope --headless | head -1`).
+    reader_gone: CancellationToken,
 }
 
 impl Outputs {
     /// With a screen, events go to it; without, to stdout (`json`: as JSON lines).
-    pub fn start(screen: bool, json: bool, args: &ScreenArgs) -> anyhow::Result<Self> {
-        let record = args.record.as_deref();
+    pub fn start(screen: bool, json: bool, record: &RecordArgs) -> anyhow::Result<Self> {
+        let record = record.path.as_deref();
         let trace = Trace::new();
         let stop = CancellationToken::new();
+        let reader_gone = CancellationToken::new();
         let screen_end = screen.then(|| trace.subscribe());
-        let writers = spawn_writers(&trace, (!screen).then_some(json), record, &stop)?;
+        let writers = spawn_writers(
+            &trace,
+            (!screen).then_some(json),
+            record,
+            &stop,
+            &reader_gone,
+        )?;
         Ok(Outputs {
             trace,
             screen: screen_end,
             writers,
             stop,
+            reader_gone,
         })
     }
 
@@ -241,34 +251,98 @@ impl Outputs {
     }
 }
 
+/// Until SIGINT or SIGTERM, or until the reader of the trace output on stdout went away: a
+/// Unix tool whose reader is gone (`| head -1`) stops quietly, in order, as on SIGTERM.
+pub async fn wait_for_stop(outputs: &Outputs) {
+    tokio::select! {
+        () = wait_for_signal() => {}
+        () = outputs.reader_gone.cancelled() => {
+            tracing::debug!("stdout was closed by its reader; stopping");
+        }
+    }
+}
+
 /// The consumers that write trace events out: stdout (`Some(json)`, when there is no screen)
-/// and the recording. They stop when `stop` fires, after writing what is buffered.
+/// and the recording. They stop when `stop` fires, after writing what is buffered; the
+/// stdout writer fires `reader_gone` when its reader closes the pipe.
 fn spawn_writers(
     trace: &Trace,
     stdout_json: Option<bool>,
     record: Option<&Path>,
     stop: &CancellationToken,
+    reader_gone: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut writers = Vec::new();
     if let Some(json) = stdout_json {
-        writers.push(tokio::spawn(writer::write_events(
-            trace.subscribe(),
-            json,
-            std::io::stdout(),
-            stop.clone(),
-        )));
+        // A quiet pipeline writes nothing for a long time: the closed pipe is seen by
+        // itself, not only by the next write.
+        watch_stdout_reader(reader_gone.clone());
+        let writing =
+            writer::write_events(trace.subscribe(), json, std::io::stdout(), stop.clone());
+        let reader_gone = reader_gone.clone();
+        writers.push(tokio::spawn(async move {
+            match writing.await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => reader_gone.cancel(),
+                // A full disk: the pipeline goes on, but this output ends here.
+                Err(e) => tracing::error!(error = %e, "trace output on stdout stopped"),
+            }
+        }));
     }
     if let Some(path) = record {
         let file = std::fs::File::create(path)
             .with_context(|| format!("creating the recording {}", path.display()))?;
-        writers.push(tokio::spawn(writer::write_events(
+        let writing = writer::write_events(
             trace.subscribe(),
             true,
             std::io::BufWriter::new(file),
             stop.clone(),
-        )));
+        );
+        let path = path.display().to_string();
+        writers.push(tokio::spawn(async move {
+            if let Err(e) = writing.await {
+                tracing::error!(error = %e, recording = %path, "recording stopped");
+            }
+        }));
     }
     Ok(writers)
+}
+
+/// Fires `gone` when stdout is a pipe or socket whose reader has closed it, as `poll` says of
+/// the writing end (POLLERR, POLLHUP); a file or a terminal never says so. The thread blocks
+/// in `poll` until then, or until the process exits.
+fn watch_stdout_reader(gone: CancellationToken) {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+
+    let watching = std::thread::Builder::new()
+        .name("stdout-reader".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            // No event asked for: POLLERR and POLLHUP are reported all the same.
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+            loop {
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {
+                        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+                        if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                            gone.cancel();
+                            return;
+                        }
+                        if revents.contains(PollFlags::POLLNVAL) {
+                            return;
+                        }
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    if let Err(e) = watching {
+        // Only the next write will tell that the reader went away.
+        tracing::debug!(error = %e, "cannot watch stdout for its reader");
+    }
 }
 
 /// `--metrics`: the endpoint, bound before anything starts so that a taken port is said at
@@ -329,7 +403,7 @@ impl ScreenSettings {
     }
 }
 
-pub async fn wait_for_signal() {
+async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),

@@ -182,12 +182,17 @@ impl Evidence {
             TraceKind::Published { .. } => {
                 self.last_write.insert(WriteStage::Publish, at);
                 if let Some(id) = event.message_id {
+                    // Only what came through the bot path met the filter: a message published
+                    // straight to the outbox (the `d` key, `send message`) says nothing about
+                    // what the filter lets through.
+                    if self.received.is_open(id) {
+                        self.handled.push(at, None);
+                    }
                     self.received.done(id);
                     if !self.config.watch_only && !self.listener_is_up() {
                         self.published_while_down.push(at, id);
                     }
                 }
-                self.handled.push(at, None);
             }
             TraceKind::PublishFailed { error, .. } => {
                 if let Some(id) = event.message_id {

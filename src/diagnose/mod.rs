@@ -381,6 +381,52 @@ mod tests {
     }
 
     #[test]
+    fn one_message_is_said_in_the_singular() {
+        let mut d = Diagnosis::new(DiagnoseConfig::new(Identifier::fixed("events")));
+        d.observe(&event(
+            0,
+            Some(1),
+            TraceKind::Skipped {
+                reason: SkipReason::OwnMessage,
+                author_name: "a".into(),
+                channel_id: Snowflake(2),
+            },
+        ));
+        d.observe(&event(
+            1,
+            Some(2),
+            TraceKind::Received {
+                channel_id: Snowflake(2),
+                guild_id: None,
+                author_id: Snowflake(3),
+                author_name: "a".into(),
+                content_bytes: 1,
+                synthetic: false,
+            },
+        ));
+        let checks = d.checks(Utc::now());
+        let summary = |id: &str| {
+            checks
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.summary.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            summary("self_filter").starts_with("1 of 1 message skipped in the last"),
+            "{checks:#?}"
+        );
+        assert!(
+            summary("async_context").starts_with("1 received message neither skipped"),
+            "{checks:#?}"
+        );
+        assert!(
+            checks.iter().all(|c| !c.summary.contains("(s)")),
+            "{checks:#?}"
+        );
+    }
+
+    #[test]
     fn in_watch_a_row_seen_before_its_notify_proves_the_listener() {
         let mut config = DiagnoseConfig::new(Identifier::fixed("events"));
         config.watch_only = true;

@@ -10,7 +10,7 @@ use crate::diagnose::checks::CheckTarget;
 use crate::diagnose::evidence::{delta, Evidence};
 use crate::diagnose::snapshot::listens_on;
 use crate::diagnose::window::{ago, SAMPLE};
-use crate::present::shorten;
+use crate::present::{counted, shorten};
 use crate::store::errors::table_named;
 use crate::store::ErrorClass;
 use crate::trace::{SkipReason, Status, WriteStage};
@@ -62,7 +62,7 @@ pub(super) fn unknown(summary: &str) -> Finding {
 pub(super) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let seen = e
         .runtime_errors
-        .last_seen("publish attempts from inside the async runtime", now);
+        .last_seen("publish attempt", "from inside the async runtime", now);
     match seen {
         Some(summary) => found(Status::Fail, summary, e.runtime_errors.samples(), vec![]),
         None => ok(format!(
@@ -87,8 +87,8 @@ pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
             return found(
                 Status::Warn,
                 format!(
-                    "{} message(s) their bot received were not published within {} s (first: message {}): skipped by their filter, or the publish never awaited",
-                    ids.len(),
+                    "{} their bot received, not published within {} s (first: message {}): skipped by their filter, or the publish never awaited",
+                    counted(ids.len(), "message"),
                     e.config.deadline.as_secs(),
                     ids[0]
                 ),
@@ -110,8 +110,8 @@ pub(super) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         found(
             if slowed { Status::Warn } else { Status::Fail },
             format!(
-                "{} received message(s) neither skipped nor published after {} s{}",
-                ids.len(),
+                "{} neither skipped nor published after {} s{}",
+                counted(ids.len(), "received message"),
                 e.config.deadline.as_secs(),
                 if slowed {
                     " (the database is failing, so they may still be on their way)"
@@ -143,9 +143,9 @@ pub(super) fn malformed(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
         found(
             Status::Fail,
             format!(
-                "{} NOTIFY payload(s) rejected, {} gateway event(s) unparseable in the last {} s",
-                e.rejected.len(),
-                e.malformed_gateway.len(),
+                "{} rejected, {} unparseable in the last {} s",
+                counted(e.rejected.len(), "NOTIFY payload"),
+                counted(e.malformed_gateway.len(), "gateway event"),
                 e.config.window.as_secs()
             ),
             evidence,
@@ -187,8 +187,8 @@ pub(super) fn database(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         return found(
             Status::Warn,
             format!(
-                "{} publish error(s) in the last {} s",
-                e.publish_errors.len(),
+                "{} in the last {} s",
+                counted(e.publish_errors.len(), "publish error"),
                 e.config.window.as_secs()
             ),
             e.publish_errors.samples(),
@@ -255,8 +255,8 @@ pub(super) fn writes(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
             let mut finding = found(
                 Status::Warn,
                 format!(
-                    "{} write(s) refused in the last {window} s ({}), last {}; writes go through again",
-                    e.refusals.len(),
+                    "{} refused in the last {window} s ({}), last {}; writes go through again",
+                    counted(e.refusals.len(), "write"),
                     class.describe(),
                     ago(now, *at)
                 ),
@@ -276,7 +276,7 @@ pub(super) fn writes(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 pub(super) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let seen = e
         .published_while_down
-        .last_seen("event(s) published while no listener was up", now);
+        .last_seen("event", "published while no listener was up", now);
     match seen {
         Some(summary) => found(
             Status::Warn,
@@ -308,8 +308,8 @@ pub(super) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         return found(
             if reported { Status::Warn } else { Status::Fail },
             format!(
-                "{} notified message(s) neither ingested nor reported failed after {} s",
-                ids.len(),
+                "{} neither ingested nor reported failed after {} s",
+                counted(ids.len(), "notified message"),
                 e.config.deadline.as_secs()
             ),
             lost.iter()
@@ -346,14 +346,16 @@ fn foreign_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let published = e.handled.len();
     let unpublished = e.received.overdue(now - delta(e.config.deadline));
     let summary = format!(
-        "{published} of {received} message(s) their bot received in the last {} s published",
+        "{published} of {} their bot received in the last {} s published",
+        counted(received, "message"),
         e.config.window.as_secs()
     );
     if published == 0 && unpublished.len() >= 3 {
         found(
             Status::Fail,
             format!(
-                "their bot received {received} message(s) and published none: its filter drops everything (an over-eager self-message rule?)"
+                "their bot received {} and published none: its filter drops everything (an over-eager self-message rule?)",
+                counted(received, "message")
             ),
             vec![summary],
             unpublished.iter().map(|(_, id)| *id).take(20).collect(),
@@ -375,8 +377,9 @@ pub(super) fn self_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     }
     let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
     let summary = format!(
-        "{} of {total} message(s) skipped in the last {} s{}",
+        "{} of {} skipped in the last {} s{}",
         skipped.len(),
+        counted(total, "message"),
         e.config.window.as_secs(),
         if reasons.is_empty() {
             String::new()
@@ -420,8 +423,9 @@ pub(super) fn channel(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     for (channel, n) in &e.snapshot.other_channels {
         status = Status::Fail;
         evidence.push(format!(
-                "{n} event(s) published to channel {channel:?} wait in the outbox: nobody ingests that channel"
-            ));
+            "{} published to channel {channel:?} waiting in the outbox: nobody ingests that channel",
+            counted(usize::try_from(*n).unwrap_or(0), "event")
+        ));
     }
     if !e.unknown_event_types.items.is_empty() {
         status = Status::Fail;
@@ -441,10 +445,10 @@ pub(super) fn channel(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 
 pub(super) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let what = format!(
-        "guild message(s) without content in the last {} s",
+        "without content in the last {} s",
         e.config.window.as_secs()
     );
-    match e.content_missing.last_seen(&what, now) {
+    match e.content_missing.last_seen("guild message", &what, now) {
         Some(summary) => found(
             Status::Fail,
             summary,
@@ -524,7 +528,13 @@ pub(super) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
     };
     let age = e.snapshot.oldest_age_s.unwrap_or(0.0);
     let limit = e.config.backlog_age.as_secs_f64();
-    let summary = format!("{count} unprocessed outbox row(s), oldest {age:.1} s old");
+    let summary = format!(
+        "{}, oldest {age:.1} s old",
+        counted(
+            usize::try_from(count).unwrap_or(0),
+            "unprocessed outbox row"
+        )
+    );
     if count == 0 || age < limit {
         ok(summary)
     } else if age < limit * 10.0 {
@@ -717,8 +727,11 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
         found(
             Status::Ok,
             format!(
-                "{} notified message(s) reached the table, though no backend shows LISTEN {channel}",
-                e.notified_rows
+                "{} reached the table, though no backend shows LISTEN {channel}",
+                counted(
+                    usize::try_from(e.notified_rows).unwrap_or(usize::MAX),
+                    "notified message"
+                )
             ),
             evidence,
             vec![],
@@ -727,8 +740,8 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
         found(
             Status::Fail,
             format!(
-                "no backend shows LISTEN {channel} and {} notified message(s) never reached the table",
-                lost.len()
+                "no backend shows LISTEN {channel} and {} never reached the table",
+                counted(lost.len(), "notified message")
             ),
             evidence,
             lost.iter().map(|(_, id)| *id).take(20).collect(),

@@ -6,6 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 
 use crate::contract::Snowflake;
+use crate::present::counted;
 
 /// Samples shown as evidence, at most.
 pub(super) const SAMPLE: usize = 5;
@@ -51,10 +52,14 @@ impl<T: Clone> Recent<T> {
         self.items.back()
     }
 
-    /// `"{count} {what}, last {when}"`, when the window holds anything.
-    pub(super) fn last_seen(&self, what: &str, now: DateTime<Utc>) -> Option<String> {
+    /// `"{count} {noun}s {what}, last {when}"`, when the window holds anything.
+    pub(super) fn last_seen(&self, noun: &str, what: &str, now: DateTime<Utc>) -> Option<String> {
         let (at, _) = self.last()?;
-        Some(format!("{} {what}, last {}", self.len(), ago(now, *at)))
+        Some(format!(
+            "{} {what}, last {}",
+            counted(self.len(), noun),
+            ago(now, *at)
+        ))
     }
 
     pub(super) fn samples(&self) -> Vec<T> {

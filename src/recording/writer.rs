@@ -10,36 +10,31 @@ use crate::trace::{TraceEvent, TraceReceiver};
 
 /// Writes every event until the stream ends or `stop` fires; on `stop` it first writes what
 /// is already buffered. Flushes whenever it has caught up, so a reader on a pipe sees events
-/// promptly without a syscall per line under load.
+/// promptly without a syscall per line under load. A write that fails ends the output with
+/// its error (`BrokenPipe` when the reader of a pipe went away); the caller decides what it
+/// means.
 pub async fn write_events(
     mut rx: TraceReceiver,
     json: bool,
     mut out: impl Write,
     stop: CancellationToken,
-) {
-    let result = async {
-        loop {
-            let event = tokio::select! {
-                event = rx.recv() => event,
-                () = stop.cancelled() => None,
-            };
-            let Some(event) = event else { break };
-            write_one(&mut out, &event, json)?;
-            while let Some(event) = rx.try_recv() {
-                write_one(&mut out, &event, json)?;
-            }
-            out.flush()?;
-        }
+) -> std::io::Result<()> {
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            () = stop.cancelled() => None,
+        };
+        let Some(event) = event else { break };
+        write_one(&mut out, &event, json)?;
         while let Some(event) = rx.try_recv() {
             write_one(&mut out, &event, json)?;
         }
-        out.flush()
+        out.flush()?;
     }
-    .await;
-    if let Err(e) = result {
-        // A closed pipe or a full disk: the pipeline goes on, but this output ends here.
-        tracing::error!(error = %e, "trace output stopped");
+    while let Some(event) = rx.try_recv() {
+        write_one(&mut out, &event, json)?;
     }
+    out.flush()
 }
 
 pub(super) fn write_one(

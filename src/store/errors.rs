@@ -65,7 +65,7 @@ impl ErrorClass {
 
     pub fn of_store(e: &StoreError) -> Self {
         match e {
-            StoreError::Connect { source, .. } => match ErrorClass::of(source) {
+            StoreError::Connect { error, .. } => match ErrorClass::of(error) {
                 // A login refused is what the person must fix, so it keeps its class.
                 ErrorClass::Login => ErrorClass::Login,
                 _ => ErrorClass::Connection,
@@ -128,8 +128,8 @@ impl ErrorClass {
         let table = table.unwrap_or("the pipeline's tables");
         match self {
             ErrorClass::Connection => {
-                "check that PostgreSQL runs and the URL, user and network are right; the \
-                 pipeline reconnects by itself"
+                "check that PostgreSQL runs and listens at the URL's host and port \
+                 (`pg_isready -h HOST -p PORT` tells), and that no firewall is in between"
                     .into()
             }
             ErrorClass::Login => format!(

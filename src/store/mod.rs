@@ -16,6 +16,7 @@ pub mod outbox;
 
 pub use errors::ErrorClass;
 
+use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
@@ -53,24 +54,32 @@ mod embedded_migrations {
     refinery::embed_migrations!("src/store/migrations");
 }
 
+/// A database error. Each text carries its causes and `source()` returns none, so that every
+/// way of printing it (`{}`, [`error_chain`], anyhow's `{:#}`) says each part once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// What is wrong in the URL; never the URL itself, which may hold a password.
     #[error("invalid database URL: {0}")]
     BadUrl(String),
     #[error(transparent)]
     BadIdentifier(#[from] IdentifierError),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", error_chain(.error))]
     Connect {
         target: String,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
-    #[error("database error: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    #[error("{}", error_chain(.0))]
+    Db(tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(String),
     #[error("schema migration failed: {0}")]
     Migration(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {
@@ -187,9 +196,11 @@ impl fmt::Debug for Database {
 impl Database {
     /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts.
     pub fn new(url: &str, schema: Identifier) -> Result<Self, StoreError> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // The parser's own words ("invalid connection string") say nothing; its cause
+            // names the part, e.g. "invalid value for option `port`".
+            StoreError::BadUrl(e.source().map_or_else(|| e.to_string(), error_chain))
+        })?;
         if config.get_hosts().is_empty() {
             // libpq's default: the local socket directory of Debian's packages.
             config.host("/var/run/postgresql");
@@ -297,9 +308,9 @@ impl Database {
         config
             .connect(NoTls)
             .await
-            .map_err(|source| StoreError::Connect {
+            .map_err(|error| StoreError::Connect {
                 target: self.redacted.clone(),
-                source,
+                error,
             })
     }
 

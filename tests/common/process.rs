@@ -123,6 +123,13 @@ impl Running {
         self.stderr.lock().expect("lock").clone()
     }
 
+    /// The next stdout line, whatever it holds; `None` when stdout ended.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let line = self.lines.next_line().await.expect("read stdout")?;
+        self.stdout.push(line.clone());
+        Some(line)
+    }
+
     /// Reads JSON lines until one satisfies `pred`; returns it.
     pub async fn until(&mut self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
         let result = tokio::time::timeout(WAIT, async {
@@ -161,6 +168,26 @@ impl Running {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.stderr_reader).await;
         let stderr = self.stderr.lock().expect("lock").clone();
         (status, self.stdout.join("\n"), stderr)
+    }
+
+    /// Closes the reading end of its stdout, as `| head -1` does once it has its line, and
+    /// waits for the process to exit: its status and stderr.
+    pub async fn close_stdout_and_exit(self) -> (std::process::ExitStatus, String) {
+        let Running {
+            mut child,
+            lines,
+            stderr,
+            stderr_reader,
+            ..
+        } = self;
+        drop(lines);
+        let status = tokio::time::timeout(WAIT, child.wait())
+            .await
+            .expect("exits once its stdout is closed")
+            .expect("exit status");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stderr_reader).await;
+        let stderr = stderr.lock().expect("lock").clone();
+        (status, stderr)
     }
 
     pub async fn signal_and_wait(self, signal: Signal) -> std::process::ExitStatus {

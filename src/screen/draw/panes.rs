@@ -6,21 +6,32 @@ use ratatui::Frame;
 
 use crate::pipeline::synthetic::SimKind;
 use crate::present::pane_row;
-use crate::screen::app::App;
+use crate::screen::app::{App, Mode};
 use crate::screen::keys::Action;
 use crate::screen::pane::PaneId;
 use crate::trace::Status;
 
+/// What an empty pane says: why it is empty, and what would fill it where the user can. One
+/// line of a narrow pane: short.
 fn empty_hint(app: &App, pane: PaneId) -> String {
-    match pane {
-        PaneId::Received => format!(
+    if app.filter.is_some() {
+        // The status bar shows the filter itself.
+        return "nothing matches the filter".into();
+    }
+    match (pane, &app.mode) {
+        (PaneId::Received, Mode::Live) => format!(
             "no messages yet: press {} to send one",
             app.keymap.label(Action::Send(SimKind::Message))
         ),
-        PaneId::Published => "nothing published yet".into(),
-        PaneId::Notify => "no NOTIFY received yet".into(),
-        PaneId::Ingest => "nothing ingested yet".into(),
-        PaneId::Skips => "no message skipped".into(),
+        // Test keys send nothing into someone else's pipeline: only an observer of their
+        // bot sees messages arrive.
+        (PaneId::Received, Mode::Watch) => "messages need --discord-token-env".into(),
+        (PaneId::Received, Mode::Replay(_)) => "no message in this recording".into(),
+        (PaneId::Published, Mode::Watch) => "their publishes: see NOTIFY receipts".into(),
+        (PaneId::Published, _) => "nothing published yet".into(),
+        (PaneId::Notify, _) => "no NOTIFY received yet".into(),
+        (PaneId::Ingest, _) => "nothing ingested yet".into(),
+        (PaneId::Skips, _) => "no message skipped".into(),
         _ => String::new(),
     }
 }
