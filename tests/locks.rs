@@ -65,6 +65,14 @@ async fn lock_while_messages_flow(test: &str, table: &str) {
         "{check:?}"
     );
     assert!(check.summary.contains(table), "{check:?}");
+    // What the health pane's action would stop: the blocker, by its pid.
+    assert!(
+        matches!(
+            check.target,
+            Some(notifyscope::diagnose::CheckTarget::Backend { pid, .. }) if pid == blocker
+        ),
+        "{check:?}"
+    );
     assert!(check.summary.contains("AccessExclusiveLock") || check.summary.contains("Lock"));
     assert!(
         check.summary.contains("statement LOCK …"),

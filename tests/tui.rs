@@ -668,7 +668,7 @@ async fn a_recorded_run_replays_into_the_same_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
     use notifyscope::screen::config::ConfigFile;
-    use notifyscope::screen::effects::{run_effect, Live};
+    use notifyscope::screen::effects::{run_effect, Live, Reach};
 
     let config: ConfigFile =
         toml::from_str("[keys]\nsend_message = [\"u\"]\n").expect("config parses");
@@ -700,10 +700,14 @@ async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
         tests: pipeline.test_events(),
     };
     let (results, mut toasts) = tokio::sync::mpsc::channel(4);
+    let reach = Reach {
+        live: Some(live),
+        operator: None,
+    };
     run_effect(
         effect,
         &mut app,
-        Some(&live),
+        &reach,
         &results,
         &tui_logger::TuiWidgetState::new(),
     );

@@ -102,7 +102,7 @@ fn instance_line(i: &Instance) -> String {
         ),
     };
     format!(
-        "  {name}: {listener}, {} from {}, up {}",
+        "{name}: {listener}, {} from {}, up {}",
         counted(usize::try_from(i.sessions).unwrap_or(0), "session"),
         i.clients.join(", "),
         uptime(i.up_s)
@@ -632,9 +632,12 @@ fn print(
         }
     }
     if !instances.is_empty() {
-        println!("instances of notifyscope on this database:");
-        for i in instances {
-            println!("{}", instance_line(i));
-        }
+        // One line like the checks', so that every line of the report reads the same way.
+        let listed: Vec<String> = instances.iter().map(instance_line).collect();
+        println!(
+            "{} instances of notifyscope on this database: {}",
+            Status::Ok.symbol(),
+            listed.join("; ")
+        );
     }
 }

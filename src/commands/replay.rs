@@ -7,6 +7,7 @@ use crate::cli::ReplayArgs;
 use crate::commands::wiring::ScreenSettings;
 use crate::recording;
 use crate::screen::app::{App, Mode};
+use crate::screen::effects::Reach;
 use crate::screen::event_loop;
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -30,6 +31,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in events {
         app.on_trace(std::sync::Arc::new(event));
     }
-    event_loop::run(app, screen.styles, None, None, None, screen.mouse).await?;
+    event_loop::run(
+        app,
+        screen.styles,
+        None,
+        Reach::default(),
+        None,
+        screen.mouse,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

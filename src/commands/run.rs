@@ -20,7 +20,7 @@ use crate::pipeline::bot::{
 use crate::pipeline::listen::ListenerState;
 use crate::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use crate::screen::app::{App, AppEvent};
-use crate::screen::effects::Live;
+use crate::screen::effects::{Live, Reach};
 use crate::screen::event_loop;
 use crate::store::embedded::EmbeddedPostgres;
 use crate::store::instance::{ControlSecret, InstanceFile, InstanceRecord, RuntimeDir};
@@ -77,7 +77,18 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
 
     let exit = match (screen, outputs.screen.take()) {
         (Some(screen), Some(rx)) => {
-            run_screen(screen, rx, &args, &channel, &running, &mut bot).await?;
+            // The command that reaches this instance: from its runtime file when it has one.
+            let send_command = runtime_file.as_ref().map(|_| record.send_command());
+            run_screen(
+                screen,
+                rx,
+                &args,
+                &channel,
+                &running,
+                &mut bot,
+                send_command,
+            )
+            .await?;
             ExitCode::SUCCESS
         }
         _ => wait_headless(&mut bot, &outputs).await,
@@ -300,13 +311,18 @@ async fn run_screen(
     channel: &Identifier,
     running: &Running,
     bot: &mut Option<BotTask>,
+    send_command: Option<String>,
 ) -> anyhow::Result<()> {
     let pipeline = &running.pipeline;
     let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
     app.status.simulated = running.simulated_only;
-    let live = Live {
-        simulated: pipeline.simulated().clone(),
-        tests: pipeline.test_events(),
+    app.send_command = send_command;
+    let reach = Reach {
+        live: Some(Live {
+            simulated: pipeline.simulated().clone(),
+            tests: pipeline.test_events(),
+        }),
+        operator: Some(pipeline.operator()),
     };
     let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
     forward_checks(running.checks.clone(), extra_tx.clone());
@@ -327,7 +343,7 @@ async fn run_screen(
         app,
         screen.styles,
         Some(rx),
-        Some(live),
+        reach,
         Some(extra_rx),
         screen.mouse,
     )

@@ -68,10 +68,13 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
 
 /// A summary line, then each message (published ones up to ten).
 fn print_outcomes(kind: SimKind, ids: &[Snowflake], reply: &ViaBotReply) {
+    let noun = match kind {
+        SimKind::Message => "message".to_owned(),
+        other => format!("{} message", other.as_str()),
+    };
     println!(
-        "{} {} message(s) through the running bot path: {} published, {} skipped, {} failed",
-        ids.len(),
-        kind.as_str(),
+        "{} through the running bot path: {} published, {} skipped, {} failed",
+        crate::present::counted(ids.len(), &noun),
         reply.published.len(),
         reply.skipped.len(),
         reply.failed.len()

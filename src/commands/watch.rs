@@ -18,8 +18,10 @@ use crate::commands::wiring::{
 use crate::diagnose::{self, DiagnoseConfig, LockScope};
 use crate::pipeline::bot::{run_bot, BotConfig, Shards, Token};
 use crate::pipeline::bot_path::BotPath;
+use crate::pipeline::operate::Operator;
 use crate::pipeline::watched::{self, WatchedTable};
 use crate::screen::app::{App, Mode};
+use crate::screen::effects::Reach;
 use crate::screen::event_loop;
 use crate::store::Identifier;
 use crate::trace::TraceKind;
@@ -101,7 +103,12 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
                 app,
                 screen.styles,
                 Some(rx),
-                None,
+                Reach {
+                    live: None,
+                    // Their sessions may be cancelled or ended from the health pane (each
+                    // after a confirmation); their tables are never written.
+                    operator: Some(Operator::new(database.pool(1)?, channel.clone())),
+                },
                 Some(extra_rx),
                 screen.mouse,
             )

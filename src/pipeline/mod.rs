@@ -8,6 +8,7 @@ pub mod control;
 pub mod filter;
 pub mod ingest;
 pub mod listen;
+pub mod operate;
 pub mod publish;
 pub mod retention;
 pub mod retry;
@@ -219,6 +220,11 @@ impl Pipeline {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Acting on this pipeline's outbox and dead letters, and on its database's sessions.
+    pub fn operator(&self) -> operate::Operator {
+        operate::Operator::new(self.pool.clone(), self.channel.clone())
     }
 
     pub fn listener_state(&self) -> ListenerState {

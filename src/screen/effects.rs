@@ -11,6 +11,7 @@ use tui_logger::TuiWidgetState;
 use crate::contract::Snowflake;
 use crate::pipeline::bot_path::Handled;
 use crate::pipeline::control::SimulatedSource;
+use crate::pipeline::operate::{Operator, Stop};
 use crate::pipeline::publish::PublishError;
 use crate::pipeline::synthetic::SimKind;
 use crate::pipeline::test_events::TestEvents;
@@ -27,10 +28,18 @@ pub struct Live {
     pub tests: TestEvents,
 }
 
+/// What the monitor can reach of the outside world: test events into our own pipeline, and
+/// the actions on what the diagnosis found (also in `watch`, for the sessions).
+#[derive(Clone, Default)]
+pub struct Reach {
+    pub live: Option<Live>,
+    pub operator: Option<Operator>,
+}
+
 pub fn run_effect(
     effect: Effect,
     app: &mut App,
-    live: Option<&Live>,
+    reach: &Reach,
     results: &mpsc::Sender<AppEvent>,
     log_state: &TuiWidgetState,
 ) {
@@ -61,15 +70,40 @@ pub fn run_effect(
         | Effect::RetryStuckRows
         | Effect::ListDeadLetters
         | Effect::RequeueDeadLetters
-        | Effect::DeleteDeadLetters => {
-            app.toast("OPERATOR-PENDING");
-        }
+        | Effect::DeleteDeadLetters => match &reach.operator {
+            Some(operator) => act(effect, operator.clone(), results.clone()),
+            None => app.toast("nothing to act with here"),
+        },
         test => {
-            if let Some(live) = live {
+            if let Some(live) = &reach.live {
                 send_test(test, app, live.clone(), results.clone());
             }
         }
     }
+}
+
+/// An action on what the diagnosis found, confirmed already, in a task of its own; what came
+/// of it comes back as a toast (or, for a list, as an overlay).
+fn act(effect: Effect, operator: Operator, results: mpsc::Sender<AppEvent>) {
+    tokio::spawn(async move {
+        let event = match effect {
+            Effect::CancelBackend(pid) => {
+                AppEvent::Toast(operator.stop_backend(pid, Stop::Cancel).await)
+            }
+            Effect::TerminateBackend(pid) => {
+                AppEvent::Toast(operator.stop_backend(pid, Stop::Terminate).await)
+            }
+            Effect::RetryStuckRows => AppEvent::Toast(operator.retry_stuck().await),
+            Effect::ListDeadLetters => AppEvent::Lines {
+                title: "Dead letters".into(),
+                lines: operator.list_dead_letters().await,
+            },
+            Effect::RequeueDeadLetters => AppEvent::Toast(operator.requeue_dead_letters().await),
+            Effect::DeleteDeadLetters => AppEvent::Toast(operator.delete_dead_letters().await),
+            _ => return,
+        };
+        let _ = results.send(event).await;
+    });
 }
 
 /// A test event in a task of its own; its outcome comes back as a toast that starts with

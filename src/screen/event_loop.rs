@@ -20,7 +20,7 @@ use tui_logger::TuiWidgetState;
 
 use crate::screen::app::{App, AppEvent, ClickTarget, Effect, Mode, Pointer};
 use crate::screen::draw;
-use crate::screen::effects::{run_effect, Live};
+use crate::screen::effects::{run_effect, Reach};
 use crate::screen::keys::Action;
 use crate::screen::logs;
 use crate::screen::pane::PaneId;
@@ -51,7 +51,7 @@ pub async fn run(
     mut app: App,
     styles: Styles,
     trace: Option<TraceReceiver>,
-    live: Option<Live>,
+    reach: Reach,
     extra: Option<mpsc::Receiver<AppEvent>>,
     mouse: bool,
 ) -> anyhow::Result<()> {
@@ -61,7 +61,7 @@ pub async fn run(
         crossterm::execute!(std::io::stdout(), EnableMouseCapture)
             .context("turning on mouse reporting")?;
     }
-    event_loop(&mut app, &styles, terminal, trace, live, extra).await
+    event_loop(&mut app, &styles, terminal, trace, reach, extra).await
 }
 
 async fn event_loop(
@@ -69,7 +69,7 @@ async fn event_loop(
     styles: &Styles,
     mut terminal: DefaultTerminal,
     mut trace: Option<TraceReceiver>,
-    live: Option<Live>,
+    reach: Reach,
     mut extra: Option<mpsc::Receiver<AppEvent>>,
 ) -> anyhow::Result<()> {
     let log_state = TuiWidgetState::new();
@@ -100,7 +100,7 @@ async fn event_loop(
                         if effect == Effect::Quit {
                             return Ok(());
                         }
-                        run_effect(effect, app, live.as_ref(), &results_tx, &log_state);
+                        run_effect(effect, app, &reach, &results_tx, &log_state);
                     }
                     // The focused pane (and zoom) decide the layout on small terminals.
                     if let Ok(size) = terminal.size() {
@@ -123,7 +123,7 @@ async fn event_loop(
                     };
                     if let Some(pointer) = pointer {
                         if let Some(effect) = app.on_pointer(pointer) {
-                            run_effect(effect, app, live.as_ref(), &results_tx, &log_state);
+                            run_effect(effect, app, &reach, &results_tx, &log_state);
                         }
                         app.heights = draw::pane_heights(screen, app.focus, app.zoom);
                     }
