@@ -201,13 +201,20 @@ async fn send_via_bot_reaches_the_running_bot_path() {
         cmd
     };
     for (kind, expect) in [
-        ("message", "1 published, 0 skipped"),
+        (
+            "message",
+            "1 message through the running bot path: 1 published, 0 skipped",
+        ),
+        ("own", "1 own message through the running bot path"),
         ("own", "skipped: own message"),
         ("bot", "skipped: author is a bot"),
         ("webhook", "skipped: webhook"),
         ("empty", "skipped: empty content"),
         ("long", "1 published, 0 skipped"),
-        ("burst", "100 published, 0 skipped"),
+        (
+            "burst",
+            "100 burst messages through the running bot path: 100 published, 0 skipped",
+        ),
     ] {
         let out = via_bot(kind).output().await.expect("send runs");
         let text = String::from_utf8_lossy(&out.stdout);

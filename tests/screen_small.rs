@@ -501,6 +501,24 @@ fn y_copies_the_payload_and_shift_y_the_message_id() {
 }
 
 #[test]
+fn shift_i_shows_and_copies_the_send_command_of_this_instance() {
+    let mut app = story();
+    assert_eq!(app.on_key(key(KeyCode::Char('I'))), None);
+    assert!(app
+        .toasts
+        .back()
+        .is_some_and(|(_, t)| t.contains("no instance")));
+    let command = "notifyscope send --via-bot message --instance 4242".to_owned();
+    app.send_command = Some(command.clone());
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('I'))),
+        Some(Effect::Copy(command.clone()))
+    );
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains(&command), "{text}");
+}
+
+#[test]
 fn a_replayed_recording_shows_the_health_it_recorded() {
     let report = ev(
         5,

@@ -264,5 +264,13 @@ fn at_100_by_30_the_grid_shows_every_pane_and_clicks_focus_them() {
     tmux.wait("the Filter skips pane zoomed", |s| {
         s[1].contains("ZOOM") && s[2].contains("Filter skips")
     });
+    tmux.keys("z");
+    tmux.wait("unzoomed", |s| !s[1].contains("ZOOM"));
+    // The wheel over a pane scrolls it, and so focuses it.
+    tmux.wheel(80, 5, true);
+    tmux.keys("z");
+    tmux.wait("the NOTIFY pane zoomed", |s| {
+        s[1].contains("ZOOM") && s[2].contains("NOTIFY receipts")
+    });
     tmux.keys("q");
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::Snowflake;
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::rules::{self, Finding};
+use crate::diagnose::target::CheckTarget;
 use crate::trace::{CheckState, Status};
 
 /// How a check judges the evidence as of a moment.
@@ -203,23 +204,6 @@ pub struct Check {
     /// What an action on this check would act on, when there is something to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<CheckTarget>,
-}
-
-/// What an action on a check acts on (the screen's `a` key, after a confirmation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum CheckTarget {
-    /// A session that holds the pipeline up: the holder of a lock the pipeline waits for, or
-    /// a session idle in a transaction that keeps the NOTIFY queue from draining.
-    Backend {
-        pid: i32,
-        application_name: String,
-        user: String,
-    },
-    /// Outbox rows of the channel waiting, retrying or given up.
-    StuckRows,
-    /// Rejected notifications and outbox rows given up.
-    DeadLetters,
 }
 
 impl Check {

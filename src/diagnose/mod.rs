@@ -7,6 +7,7 @@ pub mod checks;
 pub mod evidence;
 mod rules;
 pub mod snapshot;
+mod target;
 mod window;
 
 use std::collections::HashMap;
@@ -19,10 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use checks::{Check, CheckId, CheckTarget};
+pub use checks::{Check, CheckId};
 pub use evidence::DiagnoseConfig;
 pub use rules::Finding;
 pub use snapshot::{listens_on, snapshot, statement_shown, Backend, LockScope, Snapshot};
+pub use target::CheckTarget;
 
 use crate::contract::Snowflake;
 use crate::diagnose::evidence::Evidence;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::contract::Snowflake;
-use crate::diagnose::checks::CheckTarget;
 use crate::diagnose::evidence::{delta, Evidence};
 use crate::diagnose::snapshot::listens_on;
+use crate::diagnose::target::CheckTarget;
 use crate::diagnose::window::{ago, SAMPLE};
 use crate::present::{counted, shorten};
 use crate::store::errors::table_named;

@@ -58,11 +58,7 @@ pub fn run_effect(
             Err(e) => app.toast(format!("copy failed: {e}")),
         },
         Effect::Save(events) => match recording::save(&events) {
-            Ok(path) => app.toast(format!(
-                "saved {} events to {path} (notifyscope replay {path})",
-                events.len(),
-                path = path.display()
-            )),
+            Ok(path) => app.toast(saved(events.len(), &path)),
             Err(e) => app.toast(format!("save failed: {e}")),
         },
         Effect::CancelBackend(_)
@@ -190,6 +186,15 @@ fn describe_sent(
     )
 }
 
+/// What a save says: how many events, where, and the command that replays them.
+pub fn saved(count: usize, path: &std::path::Path) -> String {
+    format!(
+        "saved {} to {path} (notifyscope replay {path})",
+        crate::present::counted(count, "event"),
+        path = path.display()
+    )
+}
+
 /// OSC 52 puts text on the clipboard of the terminal the user sits at, also over ssh.
 fn copy_osc52(text: &str) -> std::io::Result<()> {
     write_osc52(&mut std::io::stdout().lock(), text)
@@ -206,6 +211,15 @@ pub fn write_osc52(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_save_names_its_file_where_the_replay_command_needs_it() {
+        assert_eq!(
+            saved(438, std::path::Path::new("notifyscope-session-1.jsonl")),
+            "saved 438 events to notifyscope-session-1.jsonl \
+             (notifyscope replay notifyscope-session-1.jsonl)"
+        );
+    }
 
     #[test]
     fn osc52_bytes_are_exact() {

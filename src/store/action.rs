@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use crate::store::outbox::RowState;
+use crate::store::RowState;
 use crate::store::{ErrorClass, StoreError};
 
 /// How long an action waits for a row lock (ingestion holds its batch's rows for a moment)

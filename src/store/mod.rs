@@ -480,6 +480,41 @@ fn redact(config: &Config, schema: &Identifier) -> String {
     parts.join(" ")
 }
 
+/// Where an unprocessed row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    /// Waiting for ingestion to claim it.
+    Waiting,
+    /// Failed; claimed again at `next_attempt_at`.
+    Retrying,
+    /// Given up: a dead letter.
+    Dead,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Waiting => "waiting",
+            RowState::Retrying => "retrying",
+            RowState::Dead => "dead",
+        }
+    }
+
+    /// The value of [`STATE`].
+    pub(crate) fn of_sql(text: &str) -> Self {
+        match text {
+            "dead" => RowState::Dead,
+            "retrying" => RowState::Retrying,
+            _ => RowState::Waiting,
+        }
+    }
+}
+
+/// The [`RowState`] of an unprocessed row (SQL, text).
+pub(crate) const ROW_STATE: &str = "CASE WHEN dead_at IS NOT NULL THEN 'dead' \
+                      WHEN next_attempt_at > now() THEN 'retrying' ELSE 'waiting' END";
+
 /// An outbox row still waiting for ingestion: neither processed nor given up (SQL).
 pub const PENDING: &str = "processed_at IS NULL AND dead_at IS NULL";
 

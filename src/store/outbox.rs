@@ -9,42 +9,8 @@ use tokio_postgres::{Client, Transaction};
 use crate::contract;
 use crate::store::action::{begin, finish, Apply, NotHandled, Selection, Why};
 use crate::store::notify::notify;
-use crate::store::{Identifier, StoreError};
-
-/// Where an unprocessed row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RowState {
-    /// Waiting for ingestion to claim it.
-    Waiting,
-    /// Failed; claimed again at `next_attempt_at`.
-    Retrying,
-    /// Given up: a dead letter.
-    Dead,
-}
-
-impl RowState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RowState::Waiting => "waiting",
-            RowState::Retrying => "retrying",
-            RowState::Dead => "dead",
-        }
-    }
-
-    /// The value of [`STATE`].
-    fn of_sql(text: &str) -> Self {
-        match text {
-            "dead" => RowState::Dead,
-            "retrying" => RowState::Retrying,
-            _ => RowState::Waiting,
-        }
-    }
-}
-
-/// The [`RowState`] of an unprocessed row (SQL, text).
-const STATE: &str = "CASE WHEN dead_at IS NOT NULL THEN 'dead' \
-                      WHEN next_attempt_at > now() THEN 'retrying' ELSE 'waiting' END";
+pub use crate::store::RowState;
+use crate::store::{Identifier, StoreError, ROW_STATE};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxRow {
@@ -101,7 +67,7 @@ async fn unprocessed_where(
         .query(
             &format!(
                 "SELECT id, message_id, event_type, published_at, attempts, next_attempt_at, \
-                        error_class, last_error, dead_at, {STATE} \
+                        error_class, last_error, dead_at, {ROW_STATE} \
                  FROM event_outbox WHERE channel = $1 AND processed_at IS NULL AND {condition} \
                  ORDER BY id LIMIT $2"
             ),
@@ -176,7 +142,7 @@ pub async fn requeue(
         .query(
             &format!(
                 "WITH target AS ( \
-                   SELECT id, message_id, attempts, error_class, {STATE} AS state \
+                   SELECT id, message_id, attempts, error_class, {ROW_STATE} AS state \
                    FROM event_outbox \
                    WHERE channel = $1 AND processed_at IS NULL \
                      AND (dead_at IS NOT NULL OR ($3 AND next_attempt_at > now())) \
@@ -256,7 +222,7 @@ pub async fn purge(
                      AND (dead_at IS NOT NULL OR $3) \
                      AND ($2::int8[] IS NULL OR id = ANY($2)) \
                    FOR UPDATE) \
-                 RETURNING id, message_id, {STATE}, attempts"
+                 RETURNING id, message_id, {ROW_STATE}, attempts"
             ),
             &[&channel.as_str(), &selection.named(), &force],
         )
@@ -292,7 +258,7 @@ async fn left_alone(
     let rows = tx
         .query(
             &format!(
-                "SELECT id, channel, processed_at IS NOT NULL, {STATE} \
+                "SELECT id, channel, processed_at IS NOT NULL, {ROW_STATE} \
                  FROM event_outbox WHERE id = ANY($1)"
             ),
             &[&ids],

@@ -99,17 +99,16 @@ impl StageClock {
                 }
             }
             TraceKind::Notified { .. } => {
-                if let Some(at) = id.and_then(|id| self.published.get(&id)) {
-                    ended.push((Stage::Notify, seconds(*at, event.at)));
+                if let Some(at) = id.and_then(|id| self.published.remove(&id)) {
+                    ended.push((Stage::Notify, seconds(at, event.at)));
                 }
             }
             TraceKind::Ingested { latency_ms, .. } => {
                 ended.push((Stage::Ingest, latency_ms.max(0.0) / 1e3));
-                if let Some(id) = id {
-                    if let Some(at) = self.received.get(&id) {
-                        ended.push((Stage::Total, seconds(*at, event.at)));
-                    }
-                    self.forget(id);
+                // The publish time stays for the NOTIFY: ingestion woken by an earlier one
+                // often commits a row before its own NOTIFY arrives.
+                if let Some(at) = id.and_then(|id| self.received.remove(&id)) {
+                    ended.push((Stage::Total, seconds(at, event.at)));
                 }
             }
             TraceKind::RowObserved {
@@ -258,6 +257,41 @@ mod tests {
         assert_eq!(
             clock.observe(&event(9, 1, ingested)),
             vec![(Stage::Ingest, 0.006), (Stage::Total, 0.009)]
+        );
+        assert!(clock.is_empty());
+        // Ingested before its NOTIFY arrived: the NOTIFY is still timed.
+        clock.observe(&event(20, 3, received()));
+        clock.observe(&event(
+            22,
+            3,
+            TraceKind::Published {
+                event_id: uuid::Uuid::nil(),
+                outbox_id: 3,
+                channel: "events".into(),
+                bytes: 10,
+                by_ref: false,
+            },
+        ));
+        clock.observe(&event(
+            25,
+            3,
+            TraceKind::Ingested {
+                outbox_id: 3,
+                outcome: IngestOutcome::Inserted,
+                latency_ms: 3.0,
+            },
+        ));
+        let late = TraceKind::Notified {
+            channel: "events".into(),
+            sender_pid: 1,
+            outbox_id: Some(3),
+            by_ref: false,
+            bytes: 10,
+            payload: "{}".into(),
+        };
+        assert_eq!(
+            clock.observe(&event(30, 3, late)),
+            vec![(Stage::Notify, 0.008)]
         );
         assert!(clock.is_empty());
         clock.observe(&event(10, 2, received()));

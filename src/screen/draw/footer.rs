@@ -119,9 +119,11 @@ pub(super) fn draw_footer(frame: &mut Frame, app: &App, styles: &Styles, area: R
 
 pub(super) fn draw_toasts(frame: &mut Frame, app: &App, styles: &Styles, footer: Rect) {
     let area = frame.area();
+    // A confirmation's question takes the line above the footer: toasts go above it.
+    let above = 1 + u16::from(matches!(app.prompt, Some(Prompt::Confirm { .. })));
     for (i, (_, text)) in app.toasts.iter().rev().enumerate() {
         let width = (notifyscope_widgets::width_of(text) as u16 + 2).min(area.width);
-        let y = footer.y.saturating_sub(1 + i as u16);
+        let y = footer.y.saturating_sub(above + i as u16);
         if y < area.y + 2 {
             break;
         }
