@@ -238,37 +238,22 @@ fn rates_line(app: &App, styles: &Styles, width: usize) -> Vec<Span<'static>> {
         .iter()
         .map(|(pane, label)| format!("{label} {}/s", app.rates.last(*pane)))
         .collect();
-    let fixed = 1
+    // The fixed parts first, then the optional ones in order while they fit; what is left
+    // goes to the sparklines.
+    let mut used = 1
         + spans_width(&state)
-        + if state.is_empty() { 0 } else { 1 }
+        + usize::from(!state.is_empty())
         + labels.iter().map(|l| width_of(l) + 2).sum::<usize>()
         + spans_width(&backlog);
-    let mut with_latency = fixed + 2 + spans_width(&latency) <= width;
-    let mut with_extra = fixed
-        + 2
-        + spans_width(&extra)
-        + if with_latency {
-            2 + spans_width(&latency)
-        } else {
-            0
-        }
-        <= width;
-    if !with_extra && extra.is_empty() {
-        with_extra = true;
+    let with_latency = !latency.is_empty() && used + 2 + spans_width(&latency) <= width;
+    if with_latency {
+        used += 2 + spans_width(&latency);
     }
-    let mut room = width.saturating_sub(
-        fixed
-            + if with_latency {
-                2 + spans_width(&latency)
-            } else {
-                0
-            }
-            + if with_extra { spans_width(&extra) } else { 0 },
-    );
-    if fixed > width {
-        with_latency = false;
-        room = 0;
+    let with_extra = !extra.is_empty() && used + spans_width(&extra) <= width;
+    if with_extra {
+        used += spans_width(&extra);
     }
+    let room = width.saturating_sub(used);
     // What is left goes to the sparklines, evenly; too little for 3 columns each, none.
     let spark = (room / stages.len()).saturating_sub(1).min(30);
     let spark = if spark >= 3 { spark } else { 0 };
