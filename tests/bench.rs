@@ -168,6 +168,35 @@ async fn a_soak_reports_every_window_and_judges_drift() {
     assert!(v["drift"]["rss_allowed_mib"].is_number(), "{v:#}");
     let schema = v["schema"].as_str().expect("schema named");
     assert!(!schema_exists(schema).await, "schema left behind");
+
+    // A duration that is not a whole number of windows ends on time, its last window short.
+    let out = notifyscope()
+        .args([
+            "bench",
+            "--duration",
+            "3s",
+            "--report-every",
+            "2s",
+            "--rate",
+            "50",
+        ])
+        .args(["--publishers", "4", "--json"])
+        .args(["--database-url", &server_url()])
+        .output()
+        .await
+        .expect("bench runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let ends: Vec<f64> = v["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .filter_map(|w| w["end_s"].as_f64())
+        .collect();
+    assert_eq!(ends.len(), 2, "{v:#}");
+    assert!(
+        (1.8..2.6).contains(&ends[0]) && (2.8..3.6).contains(&ends[1]),
+        "{ends:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -599,3 +599,73 @@ fn layouts_at_80_by_24() {
     app.update(Action::Focus(1));
     insta::assert_snapshot!("grid_100_by_30", screen(&mut app, 100, 30));
 }
+
+#[test]
+fn clicks_in_a_scrolled_health_pane_select_the_check_under_the_pointer() {
+    let mut app = story();
+    let checks: Vec<Check> = CheckId::ALL
+        .iter()
+        .take(12)
+        .map(|id| check(*id, Status::Ok, "fine", None))
+        .collect();
+    app.on_event(AppEvent::Health(checks.clone()));
+    app.update(Action::Focus(PaneId::Health.index()));
+    app.heights[PaneId::Health.index()] = 5;
+    for _ in 0..7 {
+        app.update(Action::Down);
+    }
+    assert_eq!(app.health_top(5), 3, "scrolled so that check 7 shows");
+    let top_row = ClickTarget::Pane {
+        pane: PaneId::Health,
+        row: Some(0),
+    };
+    app.on_pointer(Pointer::Click(top_row));
+    assert_eq!(app.health_selected, 3, "the check under the pointer");
+    assert_eq!(app.health_top(5), 3, "the pane does not jump");
+    app.on_pointer(Pointer::Click(top_row));
+    match &app.overlay {
+        Some(Overlay::Detail { title, .. }) => {
+            assert!(title.contains(&checks[3].name), "{title}")
+        }
+        other => panic!("a double-click opens the check: {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_click_after_new_rows_arrived_is_not_a_double_click_on_another_row() {
+    let mut app = story();
+    app.update(Action::Focus(0));
+    screen(&mut app, 80, 24);
+    // A pane of four rows, full: the newest row is the fourth, and the pane follows new rows.
+    app.heights[PaneId::Received.index()] = 4;
+    let newest = ClickTarget::Pane {
+        pane: PaneId::Received,
+        row: Some(3),
+    };
+    app.on_pointer(Pointer::Click(newest));
+    through_every_stage(&mut app, 5);
+    app.on_pointer(Pointer::Click(newest));
+    assert!(app.overlay.is_none(), "the row under the pointer changed");
+}
+
+#[test]
+fn a_replay_keeps_the_latency_it_recorded() {
+    let mut app = App::new(KeyMap::default(), 100, "");
+    app.mode = Mode::Replay("r.jsonl".into());
+    through_every_stage(&mut app, 1);
+    app.on_event(AppEvent::Tick);
+    assert!(
+        app.latency
+            .percentiles(notifyscope::trace::latency::Stage::Total)
+            .is_some(),
+        "recorded times are not 'too old' in a replay"
+    );
+}
+
+#[test]
+fn ctrl_f_searches_from_the_logs_pane_too() {
+    let mut app = story();
+    app.update(Action::Focus(PaneId::Logs.index()));
+    assert_eq!(app.on_key(ctrl('f')), None);
+    assert!(matches!(app.prompt, Some(Prompt::Input { .. })));
+}

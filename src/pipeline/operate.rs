@@ -101,17 +101,26 @@ impl Operator {
         let result = async {
             let client = self.client().await?;
             let letters = dead_letters::list(&client, &self.channel, LISTED).await?;
+            let letters_count = dead_letters::count(&client, &self.channel).await?;
             let rows = outbox::given_up(&client, &self.channel, LISTED).await?;
-            Ok::<_, StoreError>((letters, rows))
+            let rows_count = outbox::given_up_count(&client, &self.channel).await?;
+            Ok::<_, StoreError>((letters, letters_count, rows, rows_count))
         }
         .await;
-        let (letters, rows) = match result {
+        let (letters, letters_count, rows, rows_count) = match result {
             Ok(found) => found,
             Err(e) => return vec![format!("could not read them: {}", error_chain(&e))],
         };
+        let shown = |listed: usize, all: i64| {
+            if i64::try_from(listed).unwrap_or(i64::MAX) < all {
+                format!("{all} (the oldest {listed} below)")
+            } else {
+                all.to_string()
+            }
+        };
         let mut lines = vec![format!(
             "Rejected notifications (dead_letters): {}",
-            letters.len()
+            shown(letters.len(), letters_count)
         )];
         lines.extend(letters.iter().map(|l| {
             format!(
@@ -124,7 +133,10 @@ impl Operator {
             )
         }));
         lines.push(String::new());
-        lines.push(format!("Outbox rows given up: {}", rows.len()));
+        lines.push(format!(
+            "Outbox rows given up: {}",
+            shown(rows.len(), rows_count)
+        ));
         lines.extend(rows.iter().map(|r| {
             format!(
                 "  outbox {} message {} after {} attempt(s): {}",
@@ -138,64 +150,79 @@ impl Operator {
     }
 
     /// Given-up rows queued again and dead letters sent again (the listener judges them by
-    /// the contract once more).
+    /// the contract once more). Two transactions: each part says what came of it.
     pub async fn requeue_dead_letters(&self) -> String {
-        let result = async {
+        let rows = async {
             let mut client = self.client().await?;
-            let rows = outbox::requeue(
+            outbox::requeue(
                 &mut client,
                 &self.channel,
                 &Selection::All,
                 Stuck::GivenUp,
                 Apply::Commit,
             )
-            .await?;
-            let letters =
-                dead_letters::resend(&mut client, &self.channel, &Selection::All, Apply::Commit)
-                    .await?;
-            Ok::<_, StoreError>((rows, letters))
+            .await
         }
         .await;
-        match result {
-            Ok((rows, letters)) => format!(
-                "{} given-up row(s) queued again, {} dead letter(s) sent again{}",
-                rows.requeued.len(),
-                letters.handled.len(),
-                if letters.not_handled.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} could not be sent", letters.not_handled.len())
-                }
-            ),
-            Err(e) => format!("requeue failed: {}", shorten(&error_chain(&e), 120)),
+        let letters = async {
+            let mut client = self.client().await?;
+            dead_letters::resend(&mut client, &self.channel, &Selection::All, Apply::Commit).await
         }
+        .await;
+        let rows = match rows {
+            Ok(o) => format!("{} given-up row(s) queued again", o.requeued.len()),
+            Err(e) => format!(
+                "given-up rows not queued: {}",
+                shorten(&error_chain(&e), 80)
+            ),
+        };
+        let letters = match letters {
+            Ok(o) if o.not_handled.is_empty() => {
+                format!("{} dead letter(s) sent again", o.handled.len())
+            }
+            Ok(o) => format!(
+                "{} dead letter(s) sent again, {} could not be sent",
+                o.handled.len(),
+                o.not_handled.len()
+            ),
+            Err(e) => format!("dead letters not sent: {}", shorten(&error_chain(&e), 80)),
+        };
+        format!("{rows}; {letters}")
     }
 
-    /// Given-up rows and dead letters deleted.
+    /// Given-up rows and dead letters deleted; each part says what came of it.
     pub async fn delete_dead_letters(&self) -> String {
-        let result = async {
+        let rows = async {
             let mut client = self.client().await?;
-            let rows = outbox::purge(
+            outbox::purge(
                 &mut client,
                 &self.channel,
                 &Selection::All,
                 false,
                 Apply::Commit,
             )
-            .await?;
-            let letters =
-                dead_letters::delete(&mut client, &self.channel, &Selection::All, Apply::Commit)
-                    .await?;
-            Ok::<_, StoreError>((rows, letters))
+            .await
         }
         .await;
-        match result {
-            Ok((rows, letters)) => format!(
-                "{} given-up row(s) and {} dead letter(s) deleted",
-                rows.purged.len(),
-                letters.handled.len()
-            ),
-            Err(e) => format!("delete failed: {}", shorten(&error_chain(&e), 120)),
+        let letters = async {
+            let mut client = self.client().await?;
+            dead_letters::delete(&mut client, &self.channel, &Selection::All, Apply::Commit).await
         }
+        .await;
+        let rows = match rows {
+            Ok(o) => format!("{} given-up row(s)", o.purged.len()),
+            Err(e) => format!(
+                "given-up rows not deleted ({})",
+                shorten(&error_chain(&e), 80)
+            ),
+        };
+        let letters = match letters {
+            Ok(o) => format!("{} dead letter(s) deleted", o.handled.len()),
+            Err(e) => format!(
+                "dead letters not deleted: {}",
+                shorten(&error_chain(&e), 80)
+            ),
+        };
+        format!("{rows} and {letters}")
     }
 }

@@ -158,17 +158,35 @@ async fn vacuum_without_autovacuum(pool: &Pool, table: &'static str, refused: &m
     let Ok(client) = pool.get().await else {
         return;
     };
-    let autovacuum = client
+    // Whether autovacuum looks after the table, and whether this role may vacuum it (the
+    // table's or the database's owner, or a superuser): VACUUM of someone else's table only
+    // warns and does nothing.
+    let looked_after = client
         .query_one(
             "SELECT current_setting('autovacuum')::bool AND coalesce(( \
-               SELECT option_value::bool FROM pg_options_to_table( \
-                 (SELECT reloptions FROM pg_class WHERE oid = to_regclass($1))) \
-               WHERE option_name = 'autovacuum_enabled'), true)",
+               SELECT option_value::bool FROM pg_options_to_table(c.reloptions) \
+               WHERE option_name = 'autovacuum_enabled'), true), \
+               pg_has_role(c.relowner, 'USAGE') \
+                 OR pg_has_role((SELECT datdba FROM pg_database \
+                                 WHERE datname = current_database()), 'USAGE') \
+                 OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+             FROM pg_class c WHERE c.oid = to_regclass($1)",
             &[&table],
         )
         .await;
-    match autovacuum {
+    match looked_after {
         Ok(row) if row.get::<_, bool>(0) => return,
+        Ok(row) if !row.get::<_, bool>(1) => {
+            if !*refused {
+                *refused = true;
+                tracing::warn!(
+                    table,
+                    "autovacuum is off and this role may not vacuum {table}: pruned rows keep \
+                     their space until its owner vacuums it"
+                );
+            }
+            return;
+        }
         Ok(_) => {}
         Err(e) => {
             tracing::debug!(table, error = %error_chain(&e), "could not read the autovacuum setting");

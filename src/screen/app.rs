@@ -196,7 +196,11 @@ pub struct App {
     health_reports: VecDeque<Arc<TraceEvent>>,
     /// The `notifyscope send` command that reaches this instance, when there is one.
     pub send_command: Option<String>,
-    last_click: Option<(Instant, ClickTarget)>,
+    /// The last click, and what it selected: a second click is a double-click only on the
+    /// same row (rows that arrive in between must not turn it into another row's).
+    last_click: Option<(Instant, ClickTarget, Option<Arc<TraceEvent>>)>,
+    /// Checks above the first one the health pane shows.
+    health_scroll: usize,
     pub overlay: Option<Overlay>,
     pub status: StatusInfo,
     pub rates: Rates,
@@ -231,6 +235,7 @@ impl App {
             health_reports: VecDeque::new(),
             send_command: None,
             last_click: None,
+            health_scroll: 0,
             overlay: None,
             status: StatusInfo::default(),
             rates: Rates::default(),
@@ -310,7 +315,10 @@ impl App {
             }
             AppEvent::Tick => {
                 self.rates.tick();
-                self.latency.prune(chrono::Utc::now());
+                // A recording's events keep their own times: its latency stays as recorded.
+                if !matches!(self.mode, Mode::Replay(_)) {
+                    self.latency.prune(chrono::Utc::now());
+                }
                 self.toasts.retain(|(at, _)| at.elapsed() < TOAST_FOR);
                 self.dirty = true;
             }
@@ -427,7 +435,12 @@ impl App {
         let action = self.keymap.action(&key);
         if self.focus == PaneId::Logs && self.overlay.is_none() {
             // The log widget has keys of its own for targets, levels and paging.
-            let own = logs::log_event(key.code).is_some() && !matches!(action, Some(Action::Quit));
+            let plain = !key.modifiers.intersects(
+                crossterm::event::KeyModifiers::CONTROL | crossterm::event::KeyModifiers::ALT,
+            );
+            let own = plain
+                && logs::log_event(key.code).is_some()
+                && !matches!(action, Some(Action::Quit));
             if own {
                 self.dirty = true;
                 return Some(Effect::LogKey(key));
@@ -520,22 +533,26 @@ impl App {
                     scroll(overlay, delta);
                 }
             }
-            Pointer::ScrollUp(pane) => {
+            Pointer::ScrollUp(pane) | Pointer::ScrollDown(pane) => {
+                let up = matches!(pointer, Pointer::ScrollUp(_));
                 self.focus = pane;
-                self.move_selection(-3, self.heights[pane.index()].max(1));
-            }
-            Pointer::ScrollDown(pane) => {
-                self.focus = pane;
-                self.move_selection(3, self.heights[pane.index()].max(1));
+                if pane == PaneId::Logs {
+                    // The log widget scrolls by its own keys.
+                    let code = if up {
+                        crossterm::event::KeyCode::PageUp
+                    } else {
+                        crossterm::event::KeyCode::PageDown
+                    };
+                    return Some(Effect::LogKey(crossterm::event::KeyEvent::from(code)));
+                }
+                let height = self.heights[pane.index()].max(1);
+                self.move_selection(if up { -3 } else { 3 }, height);
             }
             Pointer::Click(target) => {
                 if self.overlay.is_some() {
                     return None;
                 }
-                let double = self
-                    .last_click
-                    .is_some_and(|(at, last)| last == target && at.elapsed() <= DOUBLE_CLICK);
-                self.last_click = Some((Instant::now(), target));
+                let last = self.last_click.take();
                 match target {
                     ClickTarget::Tab(pane) => self.focus = pane,
                     ClickTarget::Pane { pane, row } => {
@@ -543,9 +560,19 @@ impl App {
                         if let Some(row) = row {
                             self.select_shown_row(pane, row);
                         }
+                        let clicked = self.selected_event().cloned();
+                        let same_row = match (&last, &clicked) {
+                            (Some((_, _, Some(a))), Some(b)) => Arc::ptr_eq(a, b),
+                            (Some((_, _, None)), None) => pane == PaneId::Health,
+                            _ => false,
+                        };
+                        let double = last
+                            .is_some_and(|(at, t, _)| t == target && at.elapsed() <= DOUBLE_CLICK)
+                            && same_row;
                         if double && row.is_some() {
-                            self.last_click = None;
                             self.open_detail();
+                        } else {
+                            self.last_click = Some((Instant::now(), target, clicked));
                         }
                     }
                 }
@@ -554,10 +581,17 @@ impl App {
         None
     }
 
-    /// Checks above the first one the health pane shows, for a list of `height` rows: the
-    /// selected one stays in view.
+    /// Checks above the first one the health pane shows, for a list of `height` rows: where
+    /// it was scrolled to, moved only as far as the selected check needs to stay in view.
     pub fn health_top(&self, height: usize) -> usize {
-        (self.health_selected + 1).saturating_sub(height.max(1))
+        let lowest = (self.health_selected + 1).saturating_sub(height.max(1));
+        self.health_scroll.min(self.health_selected).max(lowest)
+    }
+
+    /// Keeps the health pane scrolled where the selection put it.
+    fn settle_health_scroll(&mut self) {
+        let height = self.heights[PaneId::Health.index()].max(1);
+        self.health_scroll = self.health_top(height);
     }
 
     /// Selects the `row`-th row shown in `pane`.
@@ -567,6 +601,7 @@ impl App {
             let index = self.health_top(height) + row;
             if index < self.health.len() {
                 self.health_selected = index;
+                self.settle_health_scroll();
             }
             return;
         }
@@ -600,6 +635,7 @@ impl App {
                     p.tail = true;
                 } else if self.focus == PaneId::Health {
                     self.health_selected = self.health.len().saturating_sub(1);
+                    self.settle_health_scroll();
                 }
             }
             Action::Pause => self.toggle_pause(),
@@ -751,6 +787,7 @@ impl App {
             if len > 0 {
                 self.health_selected =
                     (self.health_selected as isize + delta).clamp(0, len as isize - 1) as usize;
+                self.settle_health_scroll();
             }
             return;
         }
@@ -891,7 +928,9 @@ impl App {
                 }
             }
             Some(CheckTarget::StuckRows) if self.mode == Mode::Live => Prompt::Confirm {
-                question: "retry the stuck outbox rows now (attempts reset)?".into(),
+                question: "retry the stuck outbox rows now, retrying and given-up ones (attempts \
+                           reset)?"
+                    .into(),
                 choices: vec![('y', "retry".into(), Effect::RetryStuckRows)],
             },
             Some(CheckTarget::DeadLetters) if self.mode == Mode::Live => Prompt::Confirm {

@@ -380,15 +380,20 @@ impl Tally {
             (TraceKind::Received { .. }, Some(id)) => {
                 self.open.insert(id, event.at);
             }
-            (TraceKind::Ingested { outcome, .. }, Some(id)) => match self.open.remove(&id) {
-                Some(received) if *outcome == IngestOutcome::Inserted => {
-                    let ms = millis(received, event.at);
-                    self.window_ms.push(ms);
-                    self.window_ingested += 1;
-                    self.ingested += 1;
+            // A second delivery of a message finds its row there: `duplicate`, whatever this
+            // reader saw before (it may have missed the message's `received` when it lagged).
+            (TraceKind::Ingested { outcome, .. }, Some(id)) => {
+                let received = self.open.remove(&id);
+                if *outcome == IngestOutcome::Duplicate {
+                    self.duplicates += 1;
+                    return;
                 }
-                _ => self.duplicates += 1,
-            },
+                self.window_ingested += 1;
+                self.ingested += 1;
+                if let Some(received) = received {
+                    self.window_ms.push(millis(received, event.at));
+                }
+            }
             (TraceKind::Skipped { .. }, Some(id)) => {
                 self.open.remove(&id);
             }
@@ -448,25 +453,26 @@ async fn drive(
     let mut window_start = Instant::now();
     let mut cpu_at_start = cpu_time();
     let mut sent_before = 0;
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + options.window, options.window);
     let end = tokio::time::Instant::now() + options.duration;
+    // Windows of `window`; the last one ends with the duration, shorter if it must be.
+    let mut window_end = (tokio::time::Instant::now() + options.window).min(end);
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => tally.note(&event),
                 None => break,
             },
-            _ = ticker.tick() => {
+            () = tokio::time::sleep_until(window_end) => {
                 let window = close_window(pipeline, &mut tally, started, window_start, cpu_at_start, &sent, sent_before).await;
                 on_window(&window);
                 sent_before = sent.load(Ordering::Relaxed);
                 windows.push(window);
                 window_start = Instant::now();
                 cpu_at_start = cpu_time();
-                if tokio::time::Instant::now() + Duration::from_millis(100) >= end {
+                if window_end >= end {
                     break;
                 }
+                window_end = (window_end + options.window).min(end);
             }
             () = cancel.cancelled() => break,
         }
@@ -686,6 +692,11 @@ mod tests {
             outcome: IngestOutcome::Inserted,
             latency_ms: 1.0,
         };
+        let again = TraceKind::Ingested {
+            outbox_id: 1,
+            outcome: IngestOutcome::Duplicate,
+            latency_ms: 1.0,
+        };
         let mut tally = Tally::default();
         tally.note(&ev(
             0,
@@ -699,9 +710,14 @@ mod tests {
             },
         ));
         tally.note(&ev(7, ingested.clone()));
-        tally.note(&ev(9, ingested));
+        tally.note(&ev(9, again));
+        // Ingested without a `received` this reader saw: counted, not timed, no duplicate.
+        tally.note(&TraceEvent {
+            message_id: Some(Snowflake(6)),
+            ..ev(10, ingested)
+        });
         assert_eq!(tally.window_ms, vec![7.0]);
-        assert_eq!((tally.ingested, tally.duplicates), (1, 1));
+        assert_eq!((tally.ingested, tally.duplicates), (2, 1));
         assert!(tally.open.is_empty(), "nothing kept once done");
     }
 }
