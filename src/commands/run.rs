@@ -57,7 +57,9 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     let record = InstanceRecord::new(&database, &channel, embedded.is_some());
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
-    let metrics_events = trace.subscribe();
+    // Subscribed before anything starts, and only for an exporter: a reader nobody drains
+    // would hold the stream's buffer for nothing.
+    let metrics_events = exporter.as_ref().map(|_| trace.subscribe());
     let secret = record.secret.clone();
     let mut running = start_pipeline(
         &args,
@@ -70,8 +72,9 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     .await?;
     let runtime_file = write_runtime_file(&record);
     let stop_metrics = CancellationToken::new();
-    let metrics =
-        exporter.map(|e| e.spawn(metrics_events, running.checks.clone(), stop_metrics.clone()));
+    let metrics = exporter
+        .zip(metrics_events)
+        .map(|(e, events)| e.spawn(events, running.checks.clone(), stop_metrics.clone()));
     let stop_sources = CancellationToken::new();
     let mut bot = start_sources(&args, &mut running.pipeline, &trace, &stop_sources).await;
 

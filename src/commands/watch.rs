@@ -56,7 +56,9 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
 
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
-    let metrics_events = trace.subscribe();
+    // Subscribed before anything starts, and only for an exporter: a reader nobody drains
+    // would hold the stream's buffer for nothing.
+    let metrics_events = exporter.as_ref().map(|_| trace.subscribe());
     let stop = CancellationToken::new();
     trace.emit(
         None,
@@ -91,7 +93,9 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         has_outbox,
         stop.clone(),
     );
-    let metrics = exporter.map(|e| e.spawn(metrics_events, checks.clone(), stop.clone()));
+    let metrics = exporter
+        .zip(metrics_events)
+        .map(|(e, events)| e.spawn(events, checks.clone(), stop.clone()));
 
     match (screen, outputs.screen.take()) {
         (Some(screen), Some(rx)) => {
