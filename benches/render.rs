@@ -31,9 +31,10 @@ fn event(i: u64) -> Arc<TraceEvent> {
             author_id: Snowflake(200_000_000_000_000_003),
             author_name: "notifyscope-sim".into(),
             content_bytes: 24,
-            synthetic: true,
+            source: notifyscope::trace::Source::Simulated,
         },
         1 => TraceKind::Published {
+            source: notifyscope::trace::Source::Simulated,
             event_id: uuid::Uuid::from_u128(i as u128),
             outbox_id: i as i64,
             channel: "events".into(),
@@ -56,6 +57,7 @@ fn event(i: u64) -> Arc<TraceEvent> {
             latency_ms: 3.2,
         },
         _ => TraceKind::Skipped {
+            source: notifyscope::trace::Source::Simulated,
             reason: SkipReason::OwnMessage,
             author_name: "notifyscope-bot".into(),
             channel_id: channel,
@@ -100,7 +102,7 @@ fn render(c: &mut Criterion) {
         "state after {EVENTS} events: RSS {:.1} MiB (was {before:.1} MiB before), {} rows kept per stage pane, {} dropped",
         rss_mib(),
         app.pane(notifyscope::screen::pane::PaneId::Received).map(|p| p.total_kept()).unwrap_or(0),
-        app.panes.iter().map(|p| p.dropped).sum::<u64>(),
+        app.stages.dropped(),
     );
     let styles = theme::load("dark", true).expect("theme");
     let (w, h) = (200, 50);

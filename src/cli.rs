@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
-use crate::contract::Snowflake;
-use crate::pipeline::filter::FilterConfig;
-use crate::pipeline::publish::NotifyMode;
-use crate::pipeline::synthetic::SimKind;
-use crate::store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
+use notifyscope_model::contract::Snowflake;
+use notifyscope_model::sim::SimKind;
+use notifyscope_pipeline::filter::FilterConfig;
+use notifyscope_pipeline::publish::NotifyMode;
+use notifyscope_store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -254,7 +254,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Bound of the publish queue; a full queue makes publishers wait (backpressure).
-    #[arg(long, default_value_t = crate::pipeline::publish::DEFAULT_QUEUE_CAPACITY,
+    #[arg(long, default_value_t = notifyscope_pipeline::publish::DEFAULT_QUEUE_CAPACITY,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub queue_capacity: usize,
     /// Seconds to let queued and unprocessed events finish at shutdown.
@@ -263,10 +263,10 @@ pub struct RunArgs {
     /// How long ingested outbox rows are kept: `forever`, or e.g. `0` (none), `30m`, `24h`,
     /// `7d`. Rows still waiting for ingestion and discord_messages are never deleted.
     #[arg(long, default_value = "24h", value_name = "AGE")]
-    pub outbox_retention: crate::pipeline::retention::Retention,
+    pub outbox_retention: notifyscope_pipeline::retention::Retention,
     /// How long dead letters (rejected notifications, outbox rows given up) are kept.
     #[arg(long, default_value = "7d", value_name = "AGE")]
-    pub dead_letter_retention: crate::pipeline::retention::Retention,
+    pub dead_letter_retention: notifyscope_pipeline::retention::Retention,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
@@ -319,7 +319,7 @@ pub struct ScreenArgs {
     #[arg(long)]
     pub no_mouse: bool,
     /// Rows each pane keeps; older rows are dropped (and counted).
-    #[arg(long, default_value_t = crate::screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(long, default_value_t = notifyscope_screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub history: usize,
     /// Config file (keys, theme); default ~/.config/notifyscope/config.toml when present.
     #[arg(long, value_name = "PATH")]
@@ -332,7 +332,7 @@ impl Default for ScreenArgs {
             theme: None,
             no_color: false,
             no_mouse: false,
-            history: crate::screen::app::DEFAULT_HISTORY,
+            history: notifyscope_screen::app::DEFAULT_HISTORY,
             config: None,
         }
     }
@@ -407,17 +407,17 @@ pub struct DiscordArgs {
     #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
     pub discord_api_url: Option<String>,
     /// Gateway intents: names separated by commas, or a number.
-    #[arg(long, default_value = crate::pipeline::bot::DEFAULT_INTENTS, value_parser = crate::pipeline::bot::parse_intents)]
-    pub intents: Option<serenity::all::GatewayIntents>,
+    #[arg(long, default_value = notifyscope_pipeline::bot::DEFAULT_INTENTS, value_parser = notifyscope_pipeline::bot::parse_intents)]
+    pub intents: Option<notifyscope_pipeline::bot::GatewayIntents>,
     /// Shards: `auto` (as many as Discord recommends) or a number (with --shard-range: the
     /// total over all processes).
     #[arg(long, default_value = "1")]
-    pub shards: Option<crate::pipeline::bot::Shards>,
+    pub shards: Option<notifyscope_pipeline::bot::Shards>,
     /// Run only these shards (FIRST..END, END not included), so that several processes on
     /// several machines share one bot; they all publish to one outbox, and their ingestion
     /// workers share it.
     #[arg(long, value_name = "FIRST..END")]
-    pub shard_range: Option<crate::pipeline::bot::ShardRange>,
+    pub shard_range: Option<notifyscope_pipeline::bot::ShardRange>,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -476,8 +476,8 @@ pub enum SendCommand {
 
 /// A length of time such as `90s`, `10m` or `1h`, above zero.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    match s.parse::<crate::pipeline::retention::Retention>() {
-        Ok(crate::pipeline::retention::Retention::For(d)) if !d.is_zero() => Ok(d),
+    match s.parse::<notifyscope_pipeline::retention::Retention>() {
+        Ok(notifyscope_pipeline::retention::Retention::For(d)) if !d.is_zero() => Ok(d),
         _ => Err(format!(
             "{s:?} is not a length of time above zero, such as 90s, 10m or 1h"
         )),
@@ -520,7 +520,7 @@ pub struct BenchArgs {
     /// With --duration: how long ingested outbox rows are kept (as `run --outbox-retention`),
     /// so that a soak shows the outbox staying bounded.
     #[arg(long, value_name = "AGE", default_value = "24h")]
-    pub outbox_retention: crate::pipeline::retention::Retention,
+    pub outbox_retention: notifyscope_pipeline::retention::Retention,
     /// Give up waiting for ingestion after this many seconds without progress.
     #[arg(long, default_value_t = 30, value_name = "S")]
     pub stall_timeout: u64,

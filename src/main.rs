@@ -46,14 +46,9 @@ fn init_logging(cli: &Cli, mut filter: EnvFilter) {
         }
     }
     if draws_a_screen(cli) {
-        // tui-logger also takes the records of dependencies that use the `log` crate; their
-        // debug records (a line per query) would cost more than they tell, so Info and up.
-        if tui_logger::init_logger(tui_logger::LevelFilter::Info).is_ok() {
-            tui_logger::set_default_level(tui_logger::LevelFilter::Info);
-        }
         let subscriber = tracing_subscriber::registry()
-            .with(tui_logger::TuiTracingSubscriberLayer.with_filter(filter))
-            .with(GatewayCloseLayer.with_filter(GatewayCloseLayer::filter()));
+            .with(notifyscope::screen::logs::pane_layer().with_filter(filter))
+            .with(GatewayCloseLayer::default().with_filter(GatewayCloseLayer::filter()));
         let _ = tracing::subscriber::set_global_default(subscriber);
         return;
     }
@@ -64,7 +59,7 @@ fn init_logging(cli: &Cli, mut filter: EnvFilter) {
         .with_filter(filter);
     let _ = tracing_subscriber::registry()
         .with(logs)
-        .with(GatewayCloseLayer.with_filter(GatewayCloseLayer::filter()))
+        .with(GatewayCloseLayer::default().with_filter(GatewayCloseLayer::filter()))
         .try_init();
 }
 

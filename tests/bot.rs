@@ -13,7 +13,7 @@ use common::fake_discord::{
     guild_on_shard, message_create, Behaviour, FakeDiscord, BOT_ID, USER_ID,
 };
 use common::process::{
-    notifyscope, notifyscope_for, pipeline_command_on, run_pipeline, stage, Running,
+    notifyscope, notifyscope_for, pipeline_command_on, run_pipeline, stage, Finish, Running,
 };
 use common::tmux::Tmux;
 use common::{server_url, TestSchema, WAIT};
@@ -332,9 +332,8 @@ async fn a_burst_of_fifty_becomes_fifty_rows() {
             &t.name,
         ])
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     let synthetic_id: u64 = text
@@ -639,9 +638,8 @@ async fn two_processes_share_the_shards_of_one_bot_and_deliver_every_message_onc
             &t.name,
         ])
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("doctor runs");
+        .finish()
+        .await;
     let report: Value = serde_json::from_slice(&doctor.stdout).expect("doctor prints JSON");
     for name in ["shards 0..1 of 2", "shards 1..2 of 2"] {
         let instance = report["instances"]
@@ -712,7 +710,7 @@ async fn a_shard_range_outside_the_total_is_refused() {
             "needs --shards N",
         ),
     ] {
-        let out = bot_command(&t, &fake, &args).output().await.expect("runs");
+        let out = bot_command(&t, &fake, &args).finish().await;
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
@@ -828,7 +826,7 @@ async fn selftest_passes_on_a_running_pipeline_and_fails_without_one() {
         .args(["--database-url", &server_url()]);
         cmd
     };
-    let out = selftest("20").output().await.expect("selftest runs");
+    let out = selftest("20").finish().await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     assert_eq!(
@@ -840,7 +838,7 @@ async fn selftest_passes_on_a_running_pipeline_and_fails_without_one() {
     let status = run.signal_and_wait(Signal::SIGTERM).await;
     assert!(status.success());
 
-    let out = selftest("2").output().await.expect("selftest runs");
+    let out = selftest("2").finish().await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::process::{notifyscope, notifyscope_for, run_pipeline, stage, Running};
+use std::time::Duration;
+
+use common::process::{notifyscope, notifyscope_for, run_pipeline, stage, Finish, Running};
 use common::{fresh_runtime_dir, server_url, TestSchema};
 use nix::sys::signal::Signal;
 
@@ -22,6 +24,52 @@ fn without_a_server_the_tests_say_what_to_do_in_one_line() {
     assert!(common::server_check(&server_url()).is_ok());
 }
 
+/// A subcommand that hangs does not hang the tests: once its limit passes it is killed, and
+/// the test fails naming it, with what it printed so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_subcommand_is_killed_and_named_with_its_output() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "echo $$ > {}; echo started; echo waiting >&2; exec sleep 600",
+        pid_file.display()
+    );
+    let hung = tokio::spawn(
+        tokio::process::Command::new("sh")
+            .args(["-c", &script])
+            .finish_within(Duration::from_secs(1)),
+    );
+    let failure = hung.await.expect_err("the hung command fails the test");
+    let message = *failure
+        .into_panic()
+        .downcast::<String>()
+        .expect("a message");
+    for part in ["`sh -c", "still running", "killed", "started", "waiting"] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid written")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+        "the hung command was killed and reaped"
+    );
+
+    // The same outside the runtime (tmux is run so).
+    let blocking = common::process::try_finish_blocking(
+        std::process::Command::new("sh").args(["-c", "echo started; exec sleep 600"]),
+        Duration::from_secs(1),
+    );
+    match blocking {
+        Err(common::process::Unfinished::Killed(message)) => {
+            assert!(message.contains("started"), "{message}")
+        }
+        other => panic!("not killed: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_json_prints_one_ingested_line_per_sent_message() {
     let t = TestSchema::new("cli_json");
@@ -39,9 +87,8 @@ async fn headless_json_prints_one_ingested_line_per_sent_message() {
             &t.name,
         ])
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     assert!(
         sent.status.success(),
         "{}",
@@ -65,6 +112,8 @@ async fn headless_json_prints_one_ingested_line_per_sent_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
+    // Without --database-url the binary makes a private cluster of its own.
+    common::require_server_binaries();
     let runtime = fresh_runtime_dir();
     let mut cmd = notifyscope();
     cmd.env("XDG_RUNTIME_DIR", &runtime)
@@ -92,9 +141,8 @@ async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
 
     let sent = notifyscope()
         .args(["send", "message", "--count", "20", "--database-url", &url])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     assert!(
         sent.status.success(),
         "{}",
@@ -104,9 +152,8 @@ async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
     let via_bot = notifyscope()
         .env("XDG_RUNTIME_DIR", &runtime)
         .args(["send", "--via-bot", "message"])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     let text = String::from_utf8_lossy(&via_bot.stdout);
     assert!(
         via_bot.status.success() && text.contains("1 published"),
@@ -136,9 +183,8 @@ async fn embedded_database_serves_another_shell_and_is_removed_at_exit() {
 async fn without_a_terminal_the_monitor_points_to_headless() {
     let out = notifyscope()
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -153,9 +199,8 @@ async fn invalid_channel_name_is_a_clear_error() {
     let out = notifyscope()
         .args(["send", "raw", "--payload", "x", "--channel", "my events"])
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -169,9 +214,8 @@ async fn unreachable_database_is_a_clear_error_without_the_password() {
     let out = notifyscope()
         .args(["run", "--headless", "--json"])
         .args(["--database-url", "postgresql://ada:s3cret@127.0.0.1:1/nope"])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -216,7 +260,7 @@ async fn send_via_bot_reaches_the_running_bot_path() {
             "100 burst messages through the running bot path: 100 published, 0 skipped",
         ),
     ] {
-        let out = via_bot(kind).output().await.expect("send runs");
+        let out = via_bot(kind).finish().await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{kind}: {text}");
         assert!(text.contains(expect), "{kind}: {text}");
@@ -259,9 +303,8 @@ async fn send_via_bot_without_a_running_instance_says_so() {
             &t.name,
         ])
         .args(["--channel", &t.name, "--database-url", &server_url()])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -294,9 +337,7 @@ async fn a_closed_stdout_stops_run_and_watch_quietly() {
     ])
     .args(["--database-url", &server_url()]);
     let mut watching = Running::start(cmd);
-    let first = tokio::time::timeout(common::WAIT, watching.next_line())
-        .await
-        .expect("a first line in time");
+    let first = watching.next_line().await;
     assert!(first.is_some(), "{}", watching.stderr());
     let (status, stderr) = watching.close_stdout_and_exit().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -340,9 +381,8 @@ async fn errors_say_each_part_once_and_never_the_password() {
         let out = notifyscope()
             .args(&args)
             .args(["--database-url", unreachable])
-            .output()
-            .await
-            .expect("runs");
+            .finish()
+            .await;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -365,9 +405,8 @@ async fn errors_say_each_part_once_and_never_the_password() {
         let out = notifyscope()
             .args(&args)
             .args(["--database-url", bad])
-            .output()
-            .await
-            .expect("runs");
+            .finish()
+            .await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let what = args.join(" ");
         assert_ne!(out.status.code(), Some(0), "{what}: {stderr}");
@@ -395,11 +434,7 @@ fn listed_options(help: &str) -> Vec<&str> {
 #[tokio::test]
 async fn help_lists_what_each_command_uses() {
     let help = |command: &'static str| async move {
-        let out = notifyscope()
-            .args([command, "--help"])
-            .output()
-            .await
-            .expect("runs");
+        let out = notifyscope().args([command, "--help"]).finish().await;
         assert!(out.status.success(), "{command} --help");
         String::from_utf8_lossy(&out.stdout).to_string()
     };

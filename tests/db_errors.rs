@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::diagnosis::{failing, Rig};
 use common::faults::{all_arrived_once, keep_sending, turned};
-use common::process::notifyscope;
+use common::process::{notifyscope, Finish};
 use common::{is_inserted, server_url, Seen, TestSchema, WAIT};
 use notifyscope::pipeline::synthetic;
 use notifyscope::pipeline::Undrained;
@@ -225,16 +225,11 @@ async fn doctor_prints_the_error_of_a_query_it_may_not_run() {
         ))
         .await
         .expect("revoked");
-    let out = tokio::time::timeout(
-        WAIT,
-        notifyscope()
-            .args(["doctor", "--timeout", "2", "--schema", &t.name])
-            .args(["--channel", &t.name, "--database-url", &role.url()])
-            .output(),
-    )
-    .await
-    .expect("doctor finishes")
-    .expect("doctor runs");
+    let out = notifyscope()
+        .args(["doctor", "--timeout", "2", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &role.url()])
+        .finish_within(WAIT)
+        .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
@@ -257,9 +252,8 @@ async fn a_bad_log_filter_is_an_error_naming_it() {
             "--database-url",
             &server_url(),
         ])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -270,9 +264,8 @@ async fn a_bad_log_filter_is_an_error_naming_it() {
     let out = notifyscope()
         .env("RUST_LOG", "notifyscope=loud")
         .args(["doctor", "--database-url", &server_url()])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -306,9 +299,9 @@ async fn outbox_list_shows_each_rows_schedule() {
         if json {
             cmd.arg("--json");
         }
-        cmd.output()
+        cmd.finish()
     };
-    let out = list(true).await.expect("runs");
+    let out = list(true).await;
     assert_eq!(out.status.code(), Some(0));
     let listing: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("one JSON document");
@@ -325,7 +318,7 @@ async fn outbox_list_shows_each_rows_schedule() {
     assert!(rows[1]["next_attempt_at"].is_string());
     assert!(rows[2]["dead_at"].is_string());
 
-    let out = list(false).await.expect("runs");
+    let out = list(false).await;
     let table = String::from_utf8_lossy(&out.stdout);
     let retrying = table
         .lines()

@@ -103,6 +103,7 @@ async fn burst(pipeline: &Arc<Pipeline>, n: usize) -> Vec<Snowflake> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn immediate_stop_mid_stream_loses_no_published_message() {
     // A private cluster: stopping the shared server would break every other test.
+    common::require_server_binaries();
     let dir = tempfile::tempdir().expect("temporary directory");
     let pg = EmbeddedPostgres::start(Some(dir.path().to_path_buf()))
         .await
@@ -292,15 +293,59 @@ fn quick_retries() -> RetrySchedule {
     }
 }
 
+/// The database refuses a poison row as a CHECK constraint named `no_poison` would (same
+/// SQLSTATE, same words), and says in the error when the attempt was claimed: `now()` inside
+/// the insert is the start of the transaction whose claim picked the row, the very `now()`
+/// the claim compared `next_attempt_at` with. And every attempt charged to a pending row is
+/// noted in `charged` with what the row was given, between the start of the statement that
+/// charged it and the end of that statement's work on it: the two moments the database's own
+/// clock puts around the `clock_timestamp()` the next attempt was counted from.
+fn refuse_poison_and_note_charges(schema: &str) -> String {
+    format!(
+        r#"
+        CREATE FUNCTION "{s}".refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.content = 'poison' THEN
+                RAISE EXCEPTION
+                    'new row violates check constraint "no_poison" (claimed at % us)',
+                    (extract(epoch FROM now()) * 1000000)::int8
+                    USING ERRCODE = 'check_violation', CONSTRAINT = 'no_poison';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER no_poison BEFORE INSERT ON "{s}".discord_messages
+            FOR EACH ROW EXECUTE FUNCTION "{s}".refuse_poison();
+        CREATE TABLE "{s}".charged (
+            outbox_id int8, attempts int4, next_attempt_at timestamptz, dead boolean,
+            statement_at timestamptz, done_by timestamptz);
+        CREATE FUNCTION "{s}".note_charge() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO "{s}".charged VALUES (NEW.id, NEW.attempts, NEW.next_attempt_at,
+                NEW.dead_at IS NOT NULL, statement_timestamp(), clock_timestamp());
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER note_charge AFTER UPDATE OF attempts ON "{s}".event_outbox
+            FOR EACH ROW WHEN (NEW.processed_at IS NULL AND NEW.attempts > OLD.attempts)
+            EXECUTE FUNCTION "{s}".note_charge();
+        "#,
+        s = schema
+    )
+}
+
+/// When the claim of the attempt that failed with `error` was made, in µs since the epoch,
+/// as the database put it in the error.
+fn claimed_at_us(error: &str) -> i64 {
+    error
+        .split("claimed at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no claim time in the error: {error}"))
+}
+
 /// One failed attempt as traced: its number, whether it gave the row up, the error class,
-/// the next attempt, and when it was traced.
-type Attempt = (
-    i32,
-    bool,
-    Option<ErrorClass>,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-);
+/// the next attempt, and when (µs) its claim was made, by the database's clock.
+type Attempt = (i32, bool, Option<ErrorClass>, Option<DateTime<Utc>>, i64);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_after_five() {
@@ -317,11 +362,9 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
     .await;
     t.client()
         .await
-        .batch_execute(
-            "ALTER TABLE discord_messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')",
-        )
+        .batch_execute(&refuse_poison_and_note_charges(&t.name))
         .await
-        .expect("constraint added");
+        .expect("poison refused, charges noted");
 
     // Sent together, so that the refused rows share batches with good ones.
     let publisher = pipeline.publisher().clone();
@@ -348,6 +391,7 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
     let poison = [ids[60], ids[140]];
     seen.until_count("198 good messages ingested", 198, is_inserted)
         .await;
+    let client = t.client().await;
     for id in poison {
         let failures = |e: &TraceEvent| e.message_id == Some(id) && is_stage(e, "ingest_failed");
         seen.until_count("five attempts of a refused row", 5, failures)
@@ -366,38 +410,79 @@ async fn rows_the_database_refuses_are_isolated_retried_spaced_and_given_up_afte
                     ..
                 } => {
                     assert!(error.contains("no_poison"), "{error}");
-                    (*attempts, *permanent, *class, *next_attempt_at, e.at)
+                    (
+                        *attempts,
+                        *permanent,
+                        *class,
+                        *next_attempt_at,
+                        claimed_at_us(error),
+                    )
                 }
                 _ => unreachable!("matched on the stage name"),
             })
             .collect();
         let numbers: Vec<i32> = attempts.iter().map(|a| a.0).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5], "one attempt at a time, counted");
-        for (n, permanent, class, next, at) in &attempts[..4] {
+        for (n, permanent, class, next, _) in &attempts[..4] {
             assert!(!permanent, "attempt {n} is retried");
             assert_eq!(*class, Some(ErrorClass::Constraint));
-            let next = next.expect("a retried row has its next attempt");
-            let wait = (next - *at).num_milliseconds();
-            let expected = quick_retries().delay_after(*n).as_millis() as i64;
             assert!(
-                // The database set the time; the trace, a moment later, stamped the attempt.
-                (expected - 40..=expected + 10).contains(&wait),
-                "attempt {n}: next one {wait} ms later, the schedule says {expected} ms"
-            );
-        }
-        // Spaced: no attempt comes before the time the previous one set for it.
-        for pair in attempts.windows(2) {
-            let next = pair[0].3.expect("set above");
-            assert!(
-                pair[1].4 >= next - chrono::TimeDelta::milliseconds(20),
-                "attempt {} at {}, before its time {next}",
-                pair[1].0,
-                pair[1].4
+                next.is_some(),
+                "attempt {n}: a retried row has its next attempt"
             );
         }
         let (_, permanent, _, next, _) = attempts[4];
         assert!(permanent, "the fifth attempt gives the row up");
         assert_eq!(next, None, "no attempt after the fifth");
+
+        // Spaced: no attempt was claimed before the time the previous one set for it, both
+        // by the database's clock, whatever the machine's load made of the waits in between.
+        for pair in attempts.windows(2) {
+            let due = pair[0].3.expect("set above").timestamp_micros();
+            let claimed = pair[1].4;
+            assert!(
+                claimed >= due,
+                "attempt {} claimed {} µs before its time",
+                pair[1].0,
+                due - claimed
+            );
+        }
+
+        // By the schedule: each retried attempt set its next one the schedule's delay after
+        // the moment it was charged, which the database's clock puts between the start of
+        // the charging statement and its end.
+        let charged = client
+            .query(
+                "SELECT c.attempts, c.next_attempt_at, c.dead, \
+                        (extract(epoch FROM c.next_attempt_at - c.done_by) * 1e6)::int8, \
+                        (extract(epoch FROM c.next_attempt_at - c.statement_at) * 1e6)::int8 \
+                 FROM charged c JOIN event_outbox o ON o.id = c.outbox_id \
+                 WHERE o.message_id = $1 ORDER BY c.attempts",
+                &[&id.as_i64()],
+            )
+            .await
+            .expect("charges");
+        let numbers: Vec<i32> = charged.iter().map(|r| r.get(0)).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "each attempt charged once");
+        for (row, traced) in charged.iter().zip(&attempts) {
+            let n: i32 = row.get(0);
+            let next: Option<DateTime<Utc>> = row.get(1);
+            assert_eq!(next, traced.3, "attempt {n}: traced as the row holds it");
+            assert_eq!(
+                row.get::<_, bool>(2),
+                n == 5,
+                "attempt {n}: given up only at five"
+            );
+            if n < 5 {
+                let expected = quick_retries().delay_after(n).as_micros() as i64;
+                let (at_least, at_most): (i64, i64) = (row.get(3), row.get(4));
+                assert!(
+                    (at_least..=at_most).contains(&expected),
+                    "attempt {n}: the next one {at_least}..{at_most} µs after it was charged, \
+                     the schedule says {expected} µs"
+                );
+            }
+        }
     }
 
     // The connections that carried the failed transactions still work.

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::process::{
-    notifyscope, notifyscope_for, pipeline_command, run_pipeline, stage, Running,
+    notifyscope, notifyscope_for, pipeline_command, reap_blocking, run_pipeline, stage, Finish,
+    Running,
 };
 use common::{fresh_runtime_dir, server_url, TestSchema};
 use nix::sys::signal::Signal;
@@ -72,9 +73,8 @@ async fn send_without_options_reaches_the_one_running_instance() {
 
     let out = notifyscope_for(&t)
         .args(["send", "--via-bot", "message", "--json"])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     let id = published_id(&out);
     run.until("the message ingested", |v| {
         stage(v) == "ingested" && id_of(v).as_deref() == Some(id.as_str())
@@ -113,7 +113,7 @@ async fn several_instances_are_listed_and_instance_picks_one() {
         cmd
     };
 
-    let out = send(&[]).output().await.expect("send runs");
+    let out = send(&[]).finish().await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--instance PID"), "{stderr}");
@@ -129,12 +129,7 @@ async fn several_instances_are_listed_and_instance_picks_one() {
     }
 
     let pid = runs[1].pid().to_string();
-    let id = published_id(
-        &send(&["--instance", &pid])
-            .output()
-            .await
-            .expect("send runs"),
-    );
+    let id = published_id(&send(&["--instance", &pid]).finish().await);
     runs[1]
         .until("the message ingested by the second", |v| {
             stage(v) == "ingested" && id_of(v).as_deref() == Some(id.as_str())
@@ -148,10 +143,7 @@ async fn several_instances_are_listed_and_instance_picks_one() {
         .await;
     assert_eq!(in_first, 0);
 
-    let out = send(&["--instance", "1"])
-        .output()
-        .await
-        .expect("send runs");
+    let out = send(&["--instance", "1"]).finish().await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -180,9 +172,8 @@ async fn without_a_database_url_or_an_instance_every_command_could_not_run() {
         let out = notifyscope()
             .env("XDG_RUNTIME_DIR", &runtime)
             .args(args)
-            .output()
-            .await
-            .expect("runs");
+            .finish()
+            .await;
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
@@ -222,11 +213,11 @@ async fn files_of_processes_that_are_gone_are_skipped_and_removed() {
     let mut run = run_pipeline(&t).await;
     let dir = instance_dir(&t.runtime_dir());
 
-    let mut finished = std::process::Command::new("true")
+    let finished = std::process::Command::new("true")
         .spawn()
         .expect("true starts");
     let gone = finished.id();
-    finished.wait().expect("true exits");
+    reap_blocking(finished, "true");
     let crashed = plant(&dir, gone, None);
     // This test process is alive, but it started at another time than the record says: a
     // later process that was given the pid of one that crashed.
@@ -234,9 +225,8 @@ async fn files_of_processes_that_are_gone_are_skipped_and_removed() {
 
     let out = notifyscope_for(&t)
         .args(["send", "--via-bot", "message", "--json"])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     let id = published_id(&out);
     run.until("the message ingested", |v| {
         stage(v) == "ingested" && id_of(v).as_deref() == Some(id.as_str())
@@ -354,9 +344,8 @@ async fn control_requests_without_the_secret_are_refused_traced_and_not_carried_
         .args(["send", "--via-bot", "message", "--timeout", "2"])
         .args(["--schema", &t.name, "--channel", &t.name])
         .args(["--database-url", &server_url()])
-        .output()
-        .await
-        .expect("send runs");
+        .finish()
+        .await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("requires its secret"), "{stderr}");
@@ -375,9 +364,8 @@ async fn control_requests_without_the_secret_are_refused_traced_and_not_carried_
     let id = published_id(
         &notifyscope_for(&t)
             .args(["send", "--via-bot", "message", "--json"])
-            .output()
-            .await
-            .expect("send runs"),
+            .finish()
+            .await,
     );
     run.until("the message with the secret ingested", |v| {
         stage(v) == "ingested" && id_of(v).as_deref() == Some(id.as_str())

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{notifyscope, notifyscope_for, pipeline_command, stage, Running};
+use common::process::{notifyscope, notifyscope_for, pipeline_command, stage, Finish, Running};
 use common::{server_url, TestSchema, WAIT};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,9 +87,8 @@ async fn run_and_watch_serve_stages_latencies_and_checks() {
         let out = notifyscope_for(&t)
             .args(["send", "--via-bot", kind, "--schema", &t.name])
             .args(["--channel", &t.name, "--database-url", &server_url()])
-            .output()
-            .await
-            .expect("send runs");
+            .finish()
+            .await;
         assert!(
             out.status.success(),
             "{}",
@@ -165,9 +164,8 @@ async fn a_metrics_port_in_use_is_refused_before_anything_starts() {
     let addr = taken.local_addr().expect("addr");
     let out = pipeline_command(&t)
         .args(["--metrics", &addr.to_string()])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::process::Output;
 use std::time::Duration;
 
-use common::process::{notifyscope, run_pipeline, stage};
+use common::process::{notifyscope, run_pipeline, stage, Finish};
 use common::{server_url, TestSchema, WAIT};
 use notifyscope::contract::Envelope;
 use notifyscope::pipeline::synthetic;
@@ -115,10 +115,7 @@ async fn run(t: &TestSchema, args: &[&str]) -> Output {
     cmd.args(args)
         .args(["--schema", &t.name, "--channel", &t.name])
         .args(["--database-url", &server_url()]);
-    tokio::time::timeout(WAIT, cmd.output())
-        .await
-        .expect("finishes")
-        .expect("runs")
+    cmd.finish_within(WAIT).await
 }
 
 fn json(out: &Output) -> Value {
@@ -564,9 +561,8 @@ async fn without_a_database_a_change_could_not_run() {
     let out = notifyscope()
         .args(["outbox", "retry", "--all-stuck", "--yes", "--json"])
         .args(["--database-url", "host=127.0.0.1 port=1 user=postgres"])
-        .output()
-        .await
-        .expect("runs");
+        .finish()
+        .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(
@@ -749,9 +745,9 @@ async fn backend_terminate_through_the_binary_asks_first_and_refuses_other_datab
         if yes {
             cmd.arg("--yes");
         }
-        cmd.output()
+        cmd.finish()
     };
-    let out = terminate(pid, false).await.expect("runs");
+    let out = terminate(pid, false).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
     holder
@@ -759,7 +755,7 @@ async fn backend_terminate_through_the_binary_asks_first_and_refuses_other_datab
         .await
         .expect("not terminated without --yes");
 
-    let out = terminate(pid, true).await.expect("runs");
+    let out = terminate(pid, true).await;
     assert_eq!(out.status.code(), Some(0));
     let report = json(&out);
     assert_eq!(report["outcome"], "sent");
@@ -769,7 +765,7 @@ async fn backend_terminate_through_the_binary_asks_first_and_refuses_other_datab
     lock_is_free(&t).await;
 
     let (elsewhere, other_pid) = session_elsewhere().await;
-    let out = terminate(other_pid, true).await.expect("runs");
+    let out = terminate(other_pid, true).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["outcome"], "other_database");
     elsewhere

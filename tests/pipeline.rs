@@ -23,7 +23,7 @@ async fn publish_many(publisher: &PublisherHandle, n: usize) -> Vec<Snowflake> {
             async move {
                 let msg = synthetic::message(format!("message {i}")).to_record();
                 let id = msg.message_id;
-                publish::publish_event_safe(&publisher, msg)
+                publish::publish_event_safe(&publisher, msg, notifyscope::trace::Source::Simulated)
                     .await
                     .expect("published");
                 id

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use notifyscope::commands::reach::Reach;
 use notifyscope::contract::Envelope;
 use notifyscope::diagnose::{Check, CheckId, CheckTarget};
 use notifyscope::pipeline::synthetic;
 use notifyscope::screen::app::{App, AppEvent};
 use notifyscope::screen::detail::Overlay;
-use notifyscope::screen::effects::{run_effect, Reach};
+use notifyscope::screen::effects::run_effect;
 use notifyscope::screen::keys::{Action, KeyMap};
 use notifyscope::screen::pane::PaneId;
 use notifyscope::trace::Status;
@@ -47,7 +48,7 @@ fn check(id: CheckId, target: CheckTarget) -> Check {
 fn app_with(check: Check) -> App {
     let mut app = App::new(KeyMap::default(), 100, "events");
     app.on_event(AppEvent::Health(vec![check]));
-    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Focus(PaneId::Health));
     app
 }
 
@@ -98,7 +99,7 @@ async fn stuck_rows_are_retried_and_dead_letters_listed_and_deleted_from_the_hea
 
     let mut app = app_with(check(CheckId::Backlog, CheckTarget::StuckRows));
     let said = toast(act(&mut app, 'y', &reach).await);
-    assert!(said.contains("1 stuck outbox row(s) due now"), "{said}");
+    assert!(said.contains("1 stuck outbox row due now"), "{said}");
     rig.seen
         .first("the retried row ingested", |e| {
             is_inserted(e) && e.message_id == Some(message_id)
@@ -123,13 +124,13 @@ async fn stuck_rows_are_retried_and_dead_letters_listed_and_deleted_from_the_hea
                 "{text}"
             );
             app.on_event(AppEvent::Lines { title, lines });
-            assert!(matches!(app.overlay, Some(Overlay::Detail { .. })));
+            assert!(matches!(app.layers.overlay, Some(Overlay::Detail { .. })));
         }
         other => panic!("expected the list, got {other:?}"),
     }
     app.update(Action::Close);
     let said = toast(act(&mut app, 'd', &reach).await);
-    assert!(said.contains("1 dead letter(s) deleted"), "{said}");
+    assert!(said.contains("1 dead letter deleted"), "{said}");
     assert_eq!(
         rig.t
             .count(&format!(
@@ -173,7 +174,7 @@ async fn the_session_holding_the_pipeline_up_is_ended_only_when_chosen() {
         None,
         "q answers the question, it does not quit"
     );
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
     let alive = |pid: i32| {
         let t = &rig.t;
         async move {

@@ -52,7 +52,7 @@ fn received(n: u64, author: &str) -> Arc<TraceEvent> {
             author_id: Snowflake(3),
             author_name: author.into(),
             content_bytes: 12,
-            synthetic: true,
+            source: notifyscope::trace::Source::Simulated,
         },
     )
 }
@@ -63,6 +63,7 @@ fn through_every_stage(app: &mut App, n: u64) {
         n as i64 * 100 + 2,
         Some(id(n)),
         TraceKind::Published {
+            source: notifyscope::trace::Source::Simulated,
             event_id: uuid::Uuid::nil(),
             outbox_id: n as i64,
             channel: "events".into(),
@@ -135,6 +136,7 @@ fn story() -> App {
         401,
         Some(id(4)),
         TraceKind::Skipped {
+            source: notifyscope::trace::Source::Simulated,
             reason: SkipReason::OwnMessage,
             author_name: "notifyscope-bot".into(),
             channel_id: CHANNEL,
@@ -269,11 +271,11 @@ fn every_pane_is_reached_by_its_number_and_name_at_80_columns() {
 #[test]
 fn ids_are_in_full_where_they_fit_and_reasons_before_names() {
     let mut app = story();
-    app.update(Action::Focus(0));
+    app.update(Action::Focus(PaneId::Received));
     let wide = screen(&mut app, 80, 24);
     assert!(wide.contains(&id(3).to_string()), "{wide}");
     assert!(wide.contains("message id"), "column headers: {wide}");
-    app.update(Action::Focus(4));
+    app.update(Action::Focus(PaneId::Skips));
     let skips = screen(&mut app, 80, 24);
     assert!(skips.contains("own message · notifyscope-bot"), "{skips}");
     // In the 100-column grid a pane is a third of the width: the id shortens to its last
@@ -292,14 +294,14 @@ fn f_on_a_health_row_follows_its_first_message_and_scrolls_the_panes_to_it() {
         through_every_stage(&mut app, n);
     }
     screen(&mut app, 80, 24);
-    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Focus(PaneId::Health));
     assert_eq!(
-        app.health.get(app.health_selected).map(|c| c.id),
+        app.health.checks.get(app.health.selected).map(|c| c.id),
         Some(CheckId::Malformed),
         "worst first"
     );
     app.update(Action::Follow);
-    assert_eq!(app.followed, Some(Snowflake(id(2))));
+    assert_eq!(app.stages.followed, Some(Snowflake(id(2))));
     for pane in [
         PaneId::Received,
         PaneId::Published,
@@ -312,7 +314,7 @@ fn f_on_a_health_row_follows_its_first_message_and_scrolls_the_panes_to_it() {
             .and_then(|e| e.message_id);
         assert_eq!(selected, Some(Snowflake(id(2))), "{pane:?}");
     }
-    app.update(Action::Focus(3));
+    app.update(Action::Focus(PaneId::Ingest));
     let text = screen(&mut app, 80, 24);
     assert!(text.contains(&id(2).to_string()), "scrolled to it:\n{text}");
 }
@@ -320,7 +322,7 @@ fn f_on_a_health_row_follows_its_first_message_and_scrolls_the_panes_to_it() {
 #[test]
 fn zoom_shows_the_focused_pane_alone_and_back() {
     let mut app = story();
-    app.update(Action::Focus(2));
+    app.update(Action::Focus(PaneId::Notify));
     let before = draw::areas(Rect::new(0, 0, 200, 40), app.focus, app.zoom);
     assert!(before.panes.iter().filter(|p| p.is_some()).count() == 7);
     app.on_key(key(KeyCode::Char('z')));
@@ -344,13 +346,13 @@ fn zoom_shows_the_focused_pane_alone_and_back() {
 #[test]
 fn search_highlights_and_n_and_shift_n_walk_the_matches_across_panes() {
     let mut app = story();
-    app.update(Action::Focus(0));
+    app.update(Action::Focus(PaneId::Received));
     app.on_key(ctrl('f'));
     type_text(&mut app, &id(2).to_string());
     app.on_key(key(KeyCode::Enter));
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
     assert_eq!(
-        app.search.as_ref().map(|s| s.text.clone()),
+        app.stages.search.as_ref().map(|s| s.text.clone()),
         Some(id(2).to_string())
     );
     // Nothing hidden, unlike the filter.
@@ -381,7 +383,7 @@ fn search_highlights_and_n_and_shift_n_walk_the_matches_across_panes() {
 #[test]
 fn the_mouse_focuses_selects_scrolls_and_opens_with_a_double_click() {
     let mut app = story();
-    app.update(Action::Focus(0));
+    app.update(Action::Focus(PaneId::Received));
     let area = Rect::new(0, 0, 200, 40);
     screen(&mut app, 200, 40);
     // The wide layout: five 40-column stage panes from row 2; the border, the column
@@ -402,10 +404,10 @@ fn the_mouse_focuses_selects_scrolls_and_opens_with_a_double_click() {
             .and_then(|e| e.message_id),
         Some(Snowflake(id(2)))
     );
-    assert!(app.overlay.is_none());
+    assert!(app.layers.overlay.is_none());
     app.on_pointer(Pointer::Click(target.expect("a pane")));
     assert!(
-        matches!(app.overlay, Some(Overlay::Detail { .. })),
+        matches!(app.layers.overlay, Some(Overlay::Detail { .. })),
         "a second click on the row opens it"
     );
     app.update(Action::Close);
@@ -434,10 +436,10 @@ fn the_mouse_focuses_selects_scrolls_and_opens_with_a_double_click() {
 #[test]
 fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
     let mut app = story();
-    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Focus(PaneId::Health));
     // The worst first: malformed (dead letters), then the lock wait (a backend).
     assert_eq!(app.on_key(key(KeyCode::Char('a'))), None);
-    assert!(matches!(app.prompt, Some(Prompt::Confirm { .. })));
+    assert!(matches!(app.layers.prompt, Some(Prompt::Confirm { .. })));
     let text = screen(&mut app, 80, 24);
     assert!(line(&text, 22).contains("dead letters"), "{text}");
     assert!(line(&text, 23).contains("r  requeue"), "{text}");
@@ -445,11 +447,11 @@ fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
         app.on_key(key(KeyCode::Char('r'))),
         Some(Effect::RequeueDeadLetters)
     );
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
 
     app.update(Action::Down);
     app.on_key(key(KeyCode::Char('a')));
-    match &app.prompt {
+    match &app.layers.prompt {
         Some(Prompt::Confirm { question, .. }) => {
             assert!(question.contains("pid 99 (psql, user alice)"), "{question}")
         }
@@ -457,7 +459,7 @@ fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
     }
     // Any other key does nothing at all.
     assert_eq!(app.on_key(key(KeyCode::Char('m'))), None);
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
     app.on_key(key(KeyCode::Char('a')));
     assert_eq!(
         app.on_key(key(KeyCode::Char('c'))),
@@ -474,19 +476,19 @@ fn acting_on_a_check_asks_first_and_does_only_what_is_chosen() {
     app.update(Action::Down);
     app.update(Action::Down);
     app.on_key(key(KeyCode::Char('a')));
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
     // A replay acts on nothing.
     let mut replay = story();
     replay.mode = Mode::Replay("r.jsonl".into());
-    replay.update(Action::Focus(PaneId::Health.index()));
+    replay.update(Action::Focus(PaneId::Health));
     assert_eq!(replay.on_key(key(KeyCode::Char('a'))), None);
-    assert!(replay.prompt.is_none());
+    assert!(replay.layers.prompt.is_none());
 }
 
 #[test]
 fn y_copies_the_payload_and_shift_y_the_message_id() {
     let mut app = story();
-    app.update(Action::Focus(2));
+    app.update(Action::Focus(PaneId::Notify));
     assert_eq!(
         app.on_key(key(KeyCode::Char('Y'))),
         Some(Effect::Copy(id(3).to_string()))
@@ -505,11 +507,12 @@ fn shift_i_shows_and_copies_the_send_command_of_this_instance() {
     let mut app = story();
     assert_eq!(app.on_key(key(KeyCode::Char('I'))), None);
     assert!(app
-        .toasts
-        .back()
-        .is_some_and(|(_, t)| t.contains("no instance")));
+        .status
+        .toasts()
+        .next_back()
+        .is_some_and(|t| t.contains("no instance")));
     let command = "notifyscope send --via-bot message --instance 4242".to_owned();
-    app.send_command = Some(command.clone());
+    app.status.send_command = Some(command.clone());
     assert_eq!(
         app.on_key(key(KeyCode::Char('I'))),
         Some(Effect::Copy(command.clone()))
@@ -536,10 +539,10 @@ fn a_replayed_recording_shows_the_health_it_recorded() {
     let mut app = App::new(KeyMap::default(), 100, "");
     app.mode = Mode::Replay("r.jsonl".into());
     app.on_trace(Arc::new(read));
-    assert_eq!(app.health.len(), 2);
-    assert_eq!(app.health[0].id, CheckId::Listener);
-    assert_eq!(app.health[0].status, Status::Fail);
-    app.update(Action::Focus(PaneId::Health.index()));
+    assert_eq!(app.health.checks.len(), 2);
+    assert_eq!(app.health.checks[0].id, CheckId::Listener);
+    assert_eq!(app.health.checks[0].status, Status::Fail);
+    app.update(Action::Focus(PaneId::Health));
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("✗ listener running"), "{text}");
     assert!(!text.contains("all ok"), "{text}");
@@ -547,7 +550,7 @@ fn a_replayed_recording_shows_the_health_it_recorded() {
     let mut old = App::new(KeyMap::default(), 100, "");
     old.mode = Mode::Replay("old.jsonl".into());
     old.on_trace(received(1, "ada"));
-    old.update(Action::Focus(PaneId::Health.index()));
+    old.update(Action::Focus(PaneId::Health));
     let text = screen(&mut old, 80, 24);
     assert!(text.contains("not judged yet"), "{text}");
     assert!(!text.contains("all ok"), "{text}");
@@ -561,7 +564,7 @@ fn the_status_bar_shows_live_latency_where_it_fits() {
     assert!(rates.contains("total p50/p99 "), "{rates}");
     assert!(rates.contains("7.0/7.0 ms"), "{rates}");
     app.on_key(key(KeyCode::Char('i')));
-    assert_eq!(app.overlay, Some(Overlay::Stats));
+    assert_eq!(app.layers.overlay, Some(Overlay::Stats));
     let stats = screen(&mut app, 80, 24);
     assert!(stats.contains("publish"), "{stats}");
     assert!(stats.contains("bot path → row commit"), "{stats}");
@@ -571,32 +574,32 @@ fn the_status_bar_shows_live_latency_where_it_fits() {
 /// a prompt.
 #[test]
 fn layouts_at_80_by_24() {
-    for (i, _) in PaneId::ALL.iter().enumerate().take(6) {
+    for (i, pane) in PaneId::ALL.into_iter().enumerate().take(6) {
         let mut app = story();
-        app.update(Action::Focus(i));
+        app.update(Action::Focus(pane));
         insta::assert_snapshot!(format!("pane_{}", i + 1), screen(&mut app, 80, 24));
     }
     let mut app = story();
-    app.update(Action::Focus(3));
+    app.update(Action::Focus(PaneId::Ingest));
     app.update(Action::Zoom);
     insta::assert_snapshot!("zoom", screen(&mut app, 80, 24));
     let mut app = story();
     app.update(Action::Help);
     insta::assert_snapshot!("help", screen(&mut app, 80, 24));
     let mut app = story();
-    app.update(Action::Focus(2));
+    app.update(Action::Focus(PaneId::Notify));
     app.update(Action::Detail);
     insta::assert_snapshot!("detail", screen(&mut app, 80, 24));
     let mut app = story();
     app.update(Action::Stats);
     insta::assert_snapshot!("stats", screen(&mut app, 80, 24));
     let mut app = story();
-    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Focus(PaneId::Health));
     app.update(Action::Down);
     app.on_key(key(KeyCode::Char('a')));
     insta::assert_snapshot!("confirm", screen(&mut app, 80, 24));
     let mut app = story();
-    app.update(Action::Focus(1));
+    app.update(Action::Focus(PaneId::Published));
     insta::assert_snapshot!("grid_100_by_30", screen(&mut app, 100, 30));
 }
 
@@ -609,21 +612,21 @@ fn clicks_in_a_scrolled_health_pane_select_the_check_under_the_pointer() {
         .map(|id| check(*id, Status::Ok, "fine", None))
         .collect();
     app.on_event(AppEvent::Health(checks.clone()));
-    app.update(Action::Focus(PaneId::Health.index()));
+    app.update(Action::Focus(PaneId::Health));
     app.heights[PaneId::Health.index()] = 5;
     for _ in 0..7 {
         app.update(Action::Down);
     }
-    assert_eq!(app.health_top(5), 3, "scrolled so that check 7 shows");
+    assert_eq!(app.health.top(5), 3, "scrolled so that check 7 shows");
     let top_row = ClickTarget::Pane {
         pane: PaneId::Health,
         row: Some(0),
     };
     app.on_pointer(Pointer::Click(top_row));
-    assert_eq!(app.health_selected, 3, "the check under the pointer");
-    assert_eq!(app.health_top(5), 3, "the pane does not jump");
+    assert_eq!(app.health.selected, 3, "the check under the pointer");
+    assert_eq!(app.health.top(5), 3, "the pane does not jump");
     app.on_pointer(Pointer::Click(top_row));
-    match &app.overlay {
+    match &app.layers.overlay {
         Some(Overlay::Detail { title, .. }) => {
             assert!(title.contains(&checks[3].name), "{title}")
         }
@@ -634,7 +637,7 @@ fn clicks_in_a_scrolled_health_pane_select_the_check_under_the_pointer() {
 #[test]
 fn a_second_click_after_new_rows_arrived_is_not_a_double_click_on_another_row() {
     let mut app = story();
-    app.update(Action::Focus(0));
+    app.update(Action::Focus(PaneId::Received));
     screen(&mut app, 80, 24);
     // A pane of four rows, full: the newest row is the fourth, and the pane follows new rows.
     app.heights[PaneId::Received.index()] = 4;
@@ -645,7 +648,10 @@ fn a_second_click_after_new_rows_arrived_is_not_a_double_click_on_another_row() 
     app.on_pointer(Pointer::Click(newest));
     through_every_stage(&mut app, 5);
     app.on_pointer(Pointer::Click(newest));
-    assert!(app.overlay.is_none(), "the row under the pointer changed");
+    assert!(
+        app.layers.overlay.is_none(),
+        "the row under the pointer changed"
+    );
 }
 
 #[test]
@@ -655,7 +661,8 @@ fn a_replay_keeps_the_latency_it_recorded() {
     through_every_stage(&mut app, 1);
     app.on_event(AppEvent::Tick);
     assert!(
-        app.latency
+        app.status
+            .latency
             .percentiles(notifyscope::trace::latency::Stage::Total)
             .is_some(),
         "recorded times are not 'too old' in a replay"
@@ -665,7 +672,7 @@ fn a_replay_keeps_the_latency_it_recorded() {
 #[test]
 fn ctrl_f_searches_from_the_logs_pane_too() {
     let mut app = story();
-    app.update(Action::Focus(PaneId::Logs.index()));
+    app.update(Action::Focus(PaneId::Logs));
     assert_eq!(app.on_key(ctrl('f')), None);
-    assert!(matches!(app.prompt, Some(Prompt::Input { .. })));
+    assert!(matches!(app.layers.prompt, Some(Prompt::Input { .. })));
 }

@@ -75,13 +75,14 @@ fn story() -> Vec<Arc<TraceEvent>> {
                 author_id: Snowflake(200_000_000_000_000_003),
                 author_name: "ada".into(),
                 content_bytes: 12,
-                synthetic: true,
+                source: notifyscope::trace::Source::Simulated,
             },
         ));
         events.push(ev(
             base + 2,
             Some(id),
             TraceKind::Published {
+                source: notifyscope::trace::Source::Simulated,
                 event_id: uuid::Uuid::from_u128(i as u128 + 1),
                 outbox_id: i as i64 + 1,
                 channel: "events".into(),
@@ -115,6 +116,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         500,
         Some(1_575_700_000_000_000_200),
         TraceKind::Skipped {
+            source: notifyscope::trace::Source::Simulated,
             reason: SkipReason::OwnMessage,
             author_name: "notifyscope-bot".into(),
             channel_id: channel,
@@ -134,6 +136,7 @@ fn story() -> Vec<Arc<TraceEvent>> {
         700,
         Some(1_575_700_000_000_000_300),
         TraceKind::PublishFailed {
+            source: notifyscope::trace::Source::Simulated,
             event_type: "discord.message_created".into(),
             channel: "events".into(),
             error: "database: connection closed".into(),
@@ -222,7 +225,7 @@ fn grid_layout_between_100_and_160_columns() {
 #[test]
 fn tabs_below_100_columns() {
     let mut app = app_with_story();
-    app.update(Action::Focus(3));
+    app.update(Action::Focus(PaneId::Ingest));
     insta::assert_snapshot!(screen(&mut app, 80, 24));
 }
 
@@ -246,7 +249,7 @@ fn help_overlay_lists_every_key() {
 #[test]
 fn detail_view_has_payload_fields_and_timeline() {
     let mut app = app_with_story();
-    app.update(Action::Focus(2));
+    app.update(Action::Focus(PaneId::Notify));
     app.update(Action::Top);
     app.update(Action::Detail);
     let text = screen(&mut app, 160, 45);
@@ -269,7 +272,10 @@ fn filter_applies_to_every_pane() {
         app.on_key(key(KeyCode::Char(c)));
     }
     app.on_key(key(KeyCode::Enter));
-    assert_eq!(app.filter.as_ref().map(|f| f.text.as_str()), Some("101"));
+    assert_eq!(
+        app.stages.filter.as_ref().map(|f| f.text.as_str()),
+        Some("101")
+    );
     for pane in [
         PaneId::Received,
         PaneId::Published,
@@ -281,7 +287,7 @@ fn filter_applies_to_every_pane() {
     assert_eq!(app.pane(PaneId::Skips).map(|p| p.len()), Some(0));
     insta::assert_snapshot!(screen(&mut app, 200, 30));
     app.update(Action::Close);
-    assert!(app.filter.is_none());
+    assert!(app.stages.filter.is_none());
     assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(3));
 }
 
@@ -334,16 +340,16 @@ fn a_bad_regex_keeps_the_prompt_and_sends_nothing() {
             "{c} must be typed, never sent"
         );
     }
-    match &app.prompt {
+    match &app.layers.prompt {
         Some(Prompt::Input { text, error, .. }) => {
             assert_eq!(text, "re:(owneowbmMxwd");
             assert!(error.is_none(), "typing clears the error");
         }
         other => panic!("the prompt closed: {other:?}"),
     }
-    assert!(app.filter.is_none());
+    assert!(app.stages.filter.is_none());
     app.on_key(key(KeyCode::Esc));
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
     let text = screen(&mut app, 80, 24);
     let footer = text.lines().last().expect("footer");
     assert!(
@@ -359,7 +365,7 @@ fn paused_view_counts_new_events() {
     for e in story().into_iter().skip(2).take(4) {
         app.on_trace(e);
     }
-    assert_eq!(app.pending(), 4);
+    assert_eq!(app.stages.pending(), 4);
     assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(3));
     let text = screen(&mut app, 200, 30);
     assert!(text.contains("PAUSED, 4 new"), "{text}");
@@ -448,29 +454,32 @@ fn every_key_changes_state_as_it_says() {
     assert!(app.pane(PaneId::Received).map(|p| p.tail).unwrap_or(false));
 
     press(&mut app, KeyCode::Char(' '));
-    assert!(app.paused);
+    assert!(app.stages.paused);
     press(&mut app, KeyCode::Char(' '));
-    assert!(!app.paused);
+    assert!(!app.stages.paused);
 
     press(&mut app, KeyCode::Char('f'));
-    assert_eq!(app.followed, Some(Snowflake(1_575_700_000_000_000_102)));
+    assert_eq!(
+        app.stages.followed,
+        Some(Snowflake(1_575_700_000_000_000_102))
+    );
     press(&mut app, KeyCode::Esc);
-    assert_eq!(app.followed, None);
+    assert_eq!(app.stages.followed, None);
 
     press(&mut app, KeyCode::Enter);
-    assert!(matches!(app.overlay, Some(Overlay::Detail { .. })));
+    assert!(matches!(app.layers.overlay, Some(Overlay::Detail { .. })));
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Esc);
-    assert!(app.overlay.is_none());
+    assert!(app.layers.overlay.is_none());
     press(&mut app, KeyCode::Char('?'));
-    assert!(matches!(app.overlay, Some(Overlay::Help { .. })));
+    assert!(matches!(app.layers.overlay, Some(Overlay::Help { .. })));
     press(&mut app, KeyCode::Char('?'));
-    assert!(app.overlay.is_none());
+    assert!(app.layers.overlay.is_none());
 
     press(&mut app, KeyCode::Char('/'));
-    assert!(matches!(app.prompt, Some(Prompt::Input { .. })));
+    assert!(matches!(app.layers.prompt, Some(Prompt::Input { .. })));
     press(&mut app, KeyCode::Esc);
-    assert!(app.prompt.is_none());
+    assert!(app.layers.prompt.is_none());
 
     // y copies the selected row (the newest message's receipt, as JSON) with OSC 52.
     let copied = match press(&mut app, KeyCode::Char('y')).1 {
@@ -542,10 +551,10 @@ fn replay_is_read_only() {
     app.mode = notifyscope::screen::app::Mode::Replay("run.jsonl".into());
     assert_eq!(app.update(Action::Send(SimKind::Message)), None);
     assert!(app
-        .toasts
-        .back()
-        .map(|(_, t)| t.contains("read-only"))
-        .unwrap_or(false));
+        .status
+        .toasts()
+        .next_back()
+        .is_some_and(|t| t.contains("read-only")));
 }
 
 #[test]
@@ -561,7 +570,7 @@ fn history_is_bounded_and_drops_are_counted() {
                 author_id: Snowflake(2),
                 author_name: "x".into(),
                 content_bytes: 1,
-                synthetic: false,
+                source: notifyscope::trace::Source::Gateway,
             },
         ));
     }
@@ -577,9 +586,9 @@ fn history_is_bounded_and_drops_are_counted() {
 #[test]
 fn health_detail_shows_evidence_and_follows_its_messages() {
     let mut app = app_with_story();
-    app.update(Action::Focus(5));
+    app.update(Action::Focus(PaneId::Health));
     app.update(Action::Detail);
-    match &app.overlay {
+    match &app.layers.overlay {
         Some(Overlay::Detail {
             lines, message_ids, ..
         }) => {
@@ -594,7 +603,10 @@ fn health_detail_shows_evidence_and_follows_its_messages() {
         other => panic!("expected check detail, got {other:?}"),
     }
     app.update(Action::Follow);
-    assert_eq!(app.followed, Some(Snowflake(1_575_700_000_000_000_100)));
+    assert_eq!(
+        app.stages.followed,
+        Some(Snowflake(1_575_700_000_000_000_100))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -667,8 +679,9 @@ async fn a_recorded_run_replays_into_the_same_rows() {
 /// empty pane's hint, and the toast of the test message it sends through a real pipeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebound_key_is_named_in_help_footer_hint_and_toast() {
+    use notifyscope::commands::reach::{Live, Reach};
     use notifyscope::screen::config::ConfigFile;
-    use notifyscope::screen::effects::{run_effect, Live, Reach};
+    use notifyscope::screen::effects::run_effect;
 
     let config: ConfigFile =
         toml::from_str("[keys]\nsend_message = [\"u\"]\n").expect("config parses");

@@ -2,26 +2,16 @@
 //! `dead-letters retry|delete`, `backend cancel|terminate`): they show what would change and
 //! ask first, report what changed as lines or one JSON document, and exit 0 when done, 1 when
 //! some named row or session could not be handled, 2 when they could not run (no database,
-//! bad arguments, not confirmed).
+//! bad arguments, not confirmed, a part the database refused). The lists (`outbox list`,
+//! `dead-letters list`) print the same way. What is done, and how it is said, is the
+//! operator's ([`notifyscope_pipeline::operate`]); these only ask and print.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use serde::Serialize;
-
-use crate::cli::ChangeArgs;
-use crate::store::action::Why;
-use crate::store::{error_chain, Database, StoreError};
-
-/// What an action did, or would do.
-pub trait Report: Serialize {
-    /// Rows (or sessions) it changes.
-    fn changes(&self) -> usize;
-    /// Rows (or sessions) named that it could not handle.
-    fn not_handled(&self) -> usize;
-    /// For people: what changed (or would change), then what was left alone and why.
-    fn lines(&self) -> Vec<String>;
-}
+use crate::cli::{ChangeArgs, SharedArgs};
+use crate::commands::wiring::pipeline_database;
+use notifyscope_pipeline::operate::{Apply, Operator, Present};
 
 /// The exit code of a command that could not run, said on stderr.
 pub fn could_not_run(command: &str, e: &anyhow::Error) -> ExitCode {
@@ -29,14 +19,35 @@ pub fn could_not_run(command: &str, e: &anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// An error of the database while acting, with its class.
-pub fn store_failed(what: &str, database: &Database, e: &StoreError) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} in {} failed ({}): {}",
-        database.redacted(),
-        e.class().describe(),
-        error_chain(e)
-    )
+/// What acts on the pipeline `command` looks at (`why` ends the error when it cannot tell
+/// which), through a connection of its own.
+pub fn operator(shared: &SharedArgs, command: &str, why: &str) -> anyhow::Result<Operator> {
+    let (channel, database) = pipeline_database(shared, command, why)?;
+    Ok(Operator::on(&database, channel)?)
+}
+
+/// Works out what `act` would do, asks (unless `--yes`), then does it and prints what it did.
+pub async fn carry_out<P: Present>(
+    command: &str,
+    args: &ChangeArgs,
+    question: &str,
+    act: impl AsyncFn(Apply) -> P,
+) -> anyhow::Result<ExitCode> {
+    if !args.yes {
+        let plan = act(Apply::Preview).await;
+        if let Some(exit) = confirm(command, args, &plan, question).await? {
+            return Ok(exit);
+        }
+    }
+    print(&act(Apply::Commit).await, args.json)
+}
+
+/// The outcome, or the error of its part that failed (the command could not run).
+pub fn went_through<P: Present>(outcome: &P) -> anyhow::Result<()> {
+    match outcome.failed() {
+        Some(failed) => Err(failed.clone().into()),
+        None => Ok(()),
+    }
 }
 
 /// Asks before `plan` is carried out (unless `--yes` was given, the command does not work
@@ -46,9 +57,10 @@ pub fn store_failed(what: &str, database: &Database, e: &StoreError) -> anyhow::
 pub async fn confirm(
     command: &str,
     args: &ChangeArgs,
-    plan: &impl Report,
+    plan: &impl Present,
     question: &str,
 ) -> anyhow::Result<Option<ExitCode>> {
+    went_through(plan)?;
     if plan.changes() == 0 {
         return Ok(Some(print(plan, args.json)?));
     }
@@ -85,7 +97,8 @@ fn is_yes(answer: &str) -> bool {
 
 /// Prints what was done (one JSON document with `json`); the exit code: 1 when something
 /// named could not be handled.
-pub fn print(report: &impl Report, json: bool) -> anyhow::Result<ExitCode> {
+pub fn print(report: &impl Present, json: bool) -> anyhow::Result<ExitCode> {
+    went_through(report)?;
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
@@ -100,27 +113,6 @@ pub fn print(report: &impl Report, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Why a named row was left alone, for the reasons every action shares; `None` for a row's
-/// state, which each action words for itself.
-pub fn why_text(why: &Why) -> Option<String> {
-    Some(match why {
-        Why::NotFound => "no such row".into(),
-        Why::OtherChannel { channel } => format!("a row of channel {channel}: not touched"),
-        Why::Ingested => "ingested already (retention deletes it)".into(),
-        Why::Refused { class, error } => format!("refused ({}): {error}", class.describe()),
-        Why::State { .. } => return None,
-    })
-}
-
-/// `n thing(s)`.
-pub fn count(n: usize, thing: &str) -> String {
-    if n == 1 {
-        format!("1 {thing}")
-    } else {
-        format!("{n} {thing}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,12 +125,5 @@ mod tests {
         for no in ["", "\n", "n", "no", "yep", "y y"] {
             assert!(!is_yes(no), "{no:?}");
         }
-    }
-
-    #[test]
-    fn counts() {
-        assert_eq!(count(1, "row"), "1 row");
-        assert_eq!(count(0, "row"), "0 rows");
-        assert_eq!(count(3, "dead letter"), "3 dead letters");
     }
 }

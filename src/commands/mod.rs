@@ -8,6 +8,7 @@ pub mod change;
 pub mod dead_letters;
 pub mod doctor;
 pub mod outbox;
+pub mod reach;
 pub mod replay;
 pub mod run;
 pub mod selftest;

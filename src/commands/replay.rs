@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use crate::cli::ReplayArgs;
-use crate::commands::wiring::ScreenSettings;
-use crate::recording;
-use crate::screen::app::{App, Mode};
-use crate::screen::effects::Reach;
-use crate::screen::event_loop;
+use crate::commands::reach::Reach;
+use crate::commands::wiring::{screen_stop, ScreenSettings};
+use notifyscope_pipeline::recording;
+use notifyscope_screen::app::{App, Mode};
+use notifyscope_screen::event_loop::{self, Attached};
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let events = recording::load(&args.file)?;
@@ -31,14 +31,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in events {
         app.on_trace(std::sync::Arc::new(event));
     }
-    event_loop::run(
-        app,
-        screen.styles,
-        None,
-        Reach::default(),
-        None,
-        screen.mouse,
-    )
-    .await?;
+    let attached = Attached {
+        trace: None,
+        outside: &Reach::default(),
+        extra: None,
+        mouse: screen.mouse,
+        stop: screen_stop(),
+    };
+    event_loop::run(app, screen.styles, attached).await?;
     Ok(ExitCode::SUCCESS)
 }

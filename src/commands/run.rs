@@ -9,23 +9,23 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SharedArgs};
+use crate::commands::reach::{Live, Reach};
 use crate::commands::wiring::{
-    bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_stop, Outputs,
-    ScreenSettings,
+    bind_metrics, channel_and_schema, forward_checks, screen_settings, screen_stop, wait_for_stop,
+    Outputs, ScreenSettings,
 };
-use crate::diagnose::{self, DiagnoseConfig, Report};
-use crate::pipeline::bot::{
+use notifyscope_diagnose::{DiagnoseConfig, Report};
+use notifyscope_model::trace::{Trace, TraceKind};
+use notifyscope_pipeline::bot::{
     parse_intents, run_bot, BotConfig, BotError, Shards, Token, DEFAULT_INTENTS,
 };
-use crate::pipeline::listen::ListenerState;
-use crate::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
-use crate::screen::app::{App, AppEvent};
-use crate::screen::effects::{Live, Reach};
-use crate::screen::event_loop;
-use crate::store::embedded::EmbeddedPostgres;
-use crate::store::instance::{ControlSecret, InstanceFile, InstanceRecord, RuntimeDir};
-use crate::store::{error_chain, Database, Identifier};
-use crate::trace::{Trace, TraceKind};
+use notifyscope_pipeline::listen::ListenerState;
+use notifyscope_pipeline::{Pipeline, PipelineConfig, ShutdownReport};
+use notifyscope_screen::app::{App, AppEvent};
+use notifyscope_screen::event_loop::{self, Attached};
+use notifyscope_store::embedded::EmbeddedPostgres;
+use notifyscope_store::instance::{ControlSecret, InstanceFile, InstanceRecord, RuntimeDir};
+use notifyscope_store::{error_chain, Database, Identifier};
 
 type BotTask = JoinHandle<Result<(), BotError>>;
 
@@ -205,13 +205,13 @@ async fn start_pipeline(
         .iter()
         .map(|c| Identifier::channel(c))
         .collect::<Result<_, _>>()?;
-    config.watch_channels = diagnose::neighbours(channel, &extra);
+    config.watch_channels = notifyscope_diagnose::neighbours(channel, &extra);
     let diagnosis_events = trace.subscribe();
     let pipeline = Pipeline::start(config, trace.clone())
         .await
         .context("starting the pipeline")?;
     let stop_diagnosis = CancellationToken::new();
-    let (checks, diagnosis) = diagnose::spawn(
+    let (checks, diagnosis) = notifyscope_diagnose::spawn(
         diagnose_config,
         diagnosis_events,
         trace.clone(),
@@ -309,7 +309,7 @@ fn spawn_gated_bot(
 /// screen stays to explain.
 async fn run_screen(
     screen: ScreenSettings,
-    rx: crate::trace::TraceReceiver,
+    rx: notifyscope_model::trace::TraceReceiver,
     args: &RunArgs,
     channel: &Identifier,
     running: &Running,
@@ -318,8 +318,8 @@ async fn run_screen(
 ) -> anyhow::Result<()> {
     let pipeline = &running.pipeline;
     let mut app = App::new(screen.keymap, args.screen.history, channel.as_str());
-    app.status.simulated = running.simulated_only;
-    app.send_command = send_command;
+    app.status.info.simulated = running.simulated_only;
+    app.status.send_command = send_command;
     let reach = Reach {
         live: Some(Live {
             simulated: pipeline.simulated().clone(),
@@ -342,15 +342,14 @@ async fn run_screen(
             result
         }));
     }
-    event_loop::run(
-        app,
-        screen.styles,
-        Some(rx),
-        reach,
-        Some(extra_rx),
-        screen.mouse,
-    )
-    .await
+    let attached = Attached {
+        trace: Some(rx),
+        outside: &reach,
+        extra: Some(extra_rx),
+        mouse: screen.mouse,
+        stop: screen_stop(),
+    };
+    event_loop::run(app, screen.styles, attached).await
 }
 
 /// Runs until a signal or the reader of stdout goes away, or until the bot fails for good

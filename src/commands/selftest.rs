@@ -9,13 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::SharedArgs;
 use crate::commands::wiring::{locate_pipeline, TargetPipeline};
-use crate::contract::Snowflake;
-use crate::pipeline::control;
-use crate::pipeline::publish;
-use crate::pipeline::synthetic::{self, SimKind};
-use crate::store::instance::ControlSecret;
-use crate::store::{error_chain, Database, Identifier, APP_NAME};
-use crate::trace::Trace;
+use notifyscope_model::contract::Snowflake;
+use notifyscope_model::trace::Trace;
+use notifyscope_pipeline::control;
+use notifyscope_pipeline::publish;
+use notifyscope_pipeline::synthetic::{self, SimKind};
+use notifyscope_store::examine::Examiner;
+use notifyscope_store::instance::ControlSecret;
+use notifyscope_store::{error_chain, Database, Identifier};
 
 struct Report {
     failed: bool,
@@ -42,8 +43,8 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     let schema = database.schema().clone();
     let mut report = Report { failed: false };
 
-    let client = match database.connect_plain(APP_NAME).await {
-        Ok(c) => c,
+    let examiner = match Examiner::connect(&database).await {
+        Ok(examiner) => examiner,
         Err(e) => {
             // The error names the server ("cannot connect to host=…").
             let class = e.class();
@@ -57,13 +58,7 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
         }
     };
     report.pass(format!("database {} answers", database.redacted()));
-    let tables = client
-        .query_one(
-            "SELECT to_regclass('event_outbox') IS NOT NULL AND to_regclass('discord_messages') IS NOT NULL",
-            &[],
-        )
-        .await?;
-    if !tables.get::<_, bool>(0) {
+    if !examiner.tables().await?.pipeline() {
         report.fail(format!(
             "schema {schema} has no event_outbox/discord_messages: is notifyscope running with --schema {schema}?"
         ));
@@ -80,14 +75,14 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
     if let Some(id) = straight_to_outbox(&mut report, &database, &channel).await? {
         expected.push((id, "direct"));
     }
-    let ids: Vec<i64> = expected.iter().map(|(id, _)| id.as_i64()).collect();
-    let found = wait_for_rows(&client, &ids, timeout).await?;
+    let ids: Vec<Snowflake> = expected.iter().map(|(id, _)| *id).collect();
+    let found = wait_for_rows(&examiner, &ids, timeout).await?;
     for (id, path) in &expected {
-        if found.contains(&id.as_i64()) {
+        if found.contains(id) {
             report.pass(format!("{path}: message {id} is in discord_messages"));
             continue;
         }
-        let why = why_missing(&client, *id, &channel).await?;
+        let why = why_missing(&examiner, *id, &channel).await?;
         report.fail(format!(
             "{path}: message {id} not in discord_messages after {} s: {why}",
             timeout.as_secs()
@@ -163,22 +158,14 @@ async fn straight_to_outbox(
 
 /// The `ids` found in `discord_messages` within `timeout`.
 async fn wait_for_rows(
-    client: &tokio_postgres::Client,
-    ids: &[i64],
+    examiner: &Examiner,
+    ids: &[Snowflake],
     timeout: Duration,
-) -> anyhow::Result<Vec<i64>> {
+) -> anyhow::Result<Vec<Snowflake>> {
     let started = Instant::now();
-    let mut found: Vec<i64> = Vec::new();
+    let mut found = Vec::new();
     while found.len() < ids.len() && started.elapsed() < timeout {
-        found = client
-            .query(
-                "SELECT message_id FROM discord_messages WHERE message_id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        found = examiner.ingested(ids).await?;
         if found.len() < ids.len() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -188,29 +175,22 @@ async fn wait_for_rows(
 
 /// Where a message that never reached `discord_messages` stopped, from its outbox row.
 async fn why_missing(
-    client: &tokio_postgres::Client,
+    examiner: &Examiner,
     id: Snowflake,
     channel: &Identifier,
 ) -> anyhow::Result<String> {
-    let outbox = client
-        .query_opt(
-            "SELECT id, processed_at IS NOT NULL, attempts, last_error FROM event_outbox \
-             WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
-            &[&id.as_i64()],
-        )
-        .await?;
-    Ok(match outbox {
+    Ok(match examiner.outbox_trail(id).await? {
         None => "it never reached event_outbox".to_owned(),
-        Some(row) if row.get::<_, bool>(1) => format!(
+        Some(row) if row.processed => format!(
             "outbox row {} is marked processed but the row is missing",
-            row.get::<_, i64>(0)
+            row.id
         ),
         Some(row) => format!(
             "outbox row {} is still unprocessed (attempts {}, last error {:?}): no listener \
              ingests channel {channel}",
-            row.get::<_, i64>(0),
-            row.get::<_, i32>(2),
-            row.get::<_, Option<String>>(3).unwrap_or_default()
+            row.id,
+            row.attempts,
+            row.last_error.unwrap_or_default()
         ),
     })
 }

@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{SendArgs, SendCommand, SharedArgs};
 use crate::commands::wiring::{locate_pipeline, TargetPipeline};
-use crate::contract::Snowflake;
-use crate::pipeline::control::{self, ViaBotReply};
-use crate::pipeline::publish::{self, publish_event_safe};
-use crate::pipeline::synthetic::{self, SimKind};
-use crate::store::{Database, Identifier, APP_NAME};
-use crate::trace::Trace;
+use notifyscope_model::contract::Snowflake;
+use notifyscope_model::trace::{Source, Trace};
+use notifyscope_pipeline::control::{self, ViaBotReply};
+use notifyscope_pipeline::publish::{self, publish_event_safe};
+use notifyscope_pipeline::synthetic::{self, SimKind};
+use notifyscope_store::{Database, Identifier, APP_NAME};
 
 pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode> {
     let TargetPipeline {
@@ -51,7 +51,7 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
         ) => send_messages(database, channel, count, content, json).await,
         (None, Some(SendCommand::Raw { payload })) => {
             let client = database.connect_plain(APP_NAME).await?;
-            crate::store::notify::notify(&client, channel.as_str(), &payload)
+            notifyscope_store::notify::notify(&client, channel.as_str(), &payload)
                 .await
                 .with_context(|| format!("NOTIFY on channel {channel}"))?;
             println!(
@@ -74,7 +74,7 @@ fn print_outcomes(kind: SimKind, ids: &[Snowflake], reply: &ViaBotReply) {
     };
     println!(
         "{} through the running bot path: {} published, {} skipped, {} failed",
-        crate::present::counted(ids.len(), &noun),
+        notifyscope_model::present::counted(ids.len(), &noun),
         reply.published.len(),
         reply.skipped.len(),
         reply.failed.len()
@@ -135,7 +135,10 @@ async fn send_messages(
             async move {
                 let msg = synthetic::message(text).to_record();
                 let id = msg.message_id;
-                (id, publish_event_safe(&publisher, msg).await)
+                (
+                    id,
+                    publish_event_safe(&publisher, msg, Source::Simulated).await,
+                )
             }
         })
         .buffered(1024)

@@ -1,5 +1,5 @@
 //! `notifyscope watch`: monitor a pipeline someone else runs. The tap
-//! ([`crate::pipeline::watched`]) reports its NOTIFYs and rows on the trace; the diagnosis runs
+//! ([`notifyscope_pipeline::watched`]) reports its NOTIFYs and rows on the trace; the diagnosis runs
 //! the checks that make sense without our own bot and ingestion. Every connection is
 //! read-only, so it cannot write to their tables even by mistake.
 
@@ -9,22 +9,23 @@ use anyhow::Context;
 
 use std::sync::Arc;
 
-use serenity::all::GatewayIntents;
+use notifyscope_pipeline::bot::GatewayIntents;
 
 use crate::cli::{SharedArgs, WatchArgs};
+use crate::commands::reach::Reach;
 use crate::commands::wiring::{
-    bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_stop, Outputs,
+    bind_metrics, forward_checks, pipeline_database, screen_settings, screen_stop, wait_for_stop,
+    Outputs,
 };
-use crate::diagnose::{self, DiagnoseConfig, LockScope};
-use crate::pipeline::bot::{run_bot, BotConfig, Shards, Token};
-use crate::pipeline::bot_path::BotPath;
-use crate::pipeline::operate::Operator;
-use crate::pipeline::watched::{self, WatchedTable};
-use crate::screen::app::{App, Mode};
-use crate::screen::effects::Reach;
-use crate::screen::event_loop;
-use crate::store::Identifier;
-use crate::trace::TraceKind;
+use notifyscope_diagnose::{DiagnoseConfig, LockScope};
+use notifyscope_model::trace::TraceKind;
+use notifyscope_pipeline::bot::{run_bot, BotConfig, Shards, Token};
+use notifyscope_pipeline::bot_path::BotPath;
+use notifyscope_pipeline::operate::Operator;
+use notifyscope_pipeline::watched::{self, WatchedTable};
+use notifyscope_screen::app::{App, Mode};
+use notifyscope_screen::event_loop::{self, Attached};
+use notifyscope_store::Identifier;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
@@ -67,7 +68,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
             embedded: false,
         },
     );
-    let neighbours = diagnose::neighbours(&channel, &extra);
+    let neighbours = notifyscope_diagnose::neighbours(&channel, &extra);
     // Their backends are not ours by name: anyone waiting on their table (or the outbox)
     // is watched.
     let mut lock_tables = vec![table.table.clone()];
@@ -85,7 +86,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         tables: lock_tables,
         ours_only: false,
     };
-    let (checks, diagnosis) = diagnose::spawn(
+    let (checks, diagnosis) = notifyscope_diagnose::spawn(
         config,
         trace.subscribe(),
         trace.clone(),
@@ -103,20 +104,20 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
             app.mode = Mode::Watch;
             let (extra_tx, extra_rx) = tokio::sync::mpsc::channel(16);
             forward_checks(checks, extra_tx);
-            event_loop::run(
-                app,
-                screen.styles,
-                Some(rx),
-                Reach {
-                    live: None,
-                    // Their sessions may be cancelled or ended from the health pane (each
-                    // after a confirmation); their tables are never written.
-                    operator: Some(Operator::new(database.pool(1)?, channel.clone())),
-                },
-                Some(extra_rx),
-                screen.mouse,
-            )
-            .await?;
+            let reach = Reach {
+                live: None,
+                // Their sessions may be cancelled or ended from the health pane (each after a
+                // confirmation); their tables are never written.
+                operator: Some(Operator::new(database.pool(1)?, channel.clone())),
+            };
+            let attached = Attached {
+                trace: Some(rx),
+                outside: &reach,
+                extra: Some(extra_rx),
+                mouse: screen.mouse,
+                stop: screen_stop(),
+            };
+            event_loop::run(app, screen.styles, attached).await?;
         }
         _ => {
             drop(checks);
@@ -141,7 +142,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
 /// the message intents only. A token Discord rejects is said once and watching goes on.
 fn start_observer(
     args: &WatchArgs,
-    trace: &crate::trace::Trace,
+    trace: &notifyscope_model::trace::Trace,
     stop: &CancellationToken,
     headless: bool,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {

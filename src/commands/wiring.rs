@@ -6,20 +6,20 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{MetricsArgs, RecordArgs, ScreenArgs, SharedArgs};
-use crate::diagnose;
-use crate::metrics::{Exporter, MetricsError};
-use crate::recording::writer;
-use crate::screen::app::AppEvent;
-use crate::screen::config;
-use crate::screen::keys::KeyMap;
-use crate::screen::theme;
-use crate::store::instance::{self, InstanceError, InstanceRecord};
-use crate::store::{error_chain, Database, Identifier, DEFAULT_CHANNEL, DEFAULT_SCHEMA};
-use crate::trace::{Trace, TraceReceiver};
+use notifyscope_model::trace::{Trace, TraceReceiver};
+use notifyscope_pipeline::metrics::{Exporter, MetricsError};
+use notifyscope_pipeline::recording::writer;
+use notifyscope_screen::app::AppEvent;
+use notifyscope_screen::config;
+use notifyscope_screen::keys::KeyMap;
+use notifyscope_screen::theme;
+use notifyscope_store::instance::{self, InstanceError, InstanceRecord};
+use notifyscope_store::{error_chain, Database, Identifier, DEFAULT_CHANNEL, DEFAULT_SCHEMA};
 
 /// The channel and schema of the command line (or their defaults), checked.
 pub fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Identifier)> {
@@ -356,7 +356,7 @@ pub async fn bind_metrics(args: &MetricsArgs) -> Result<Option<Exporter>, Metric
 
 /// Hands every new diagnosis report to the screen.
 pub fn forward_checks(
-    mut reports: tokio::sync::watch::Receiver<std::sync::Arc<diagnose::Report>>,
+    mut reports: tokio::sync::watch::Receiver<std::sync::Arc<notifyscope_diagnose::Report>>,
     screen: tokio::sync::mpsc::Sender<AppEvent>,
 ) {
     tokio::spawn(async move {
@@ -403,20 +403,28 @@ impl ScreenSettings {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// The first of `kinds` this process receives; without a way to catch them, never. The one
+/// place notifyscope waits for signals.
+pub async fn first_signal(kinds: &[SignalKind]) {
+    let mut caught: Vec<Signal> = kinds.iter().filter_map(|k| signal(*k).ok()).collect();
+    if caught.is_empty() {
+        return std::future::pending().await;
     }
+    futures_util::future::select_all(caught.iter_mut().map(|s| Box::pin(s.recv()))).await;
+}
+
+async fn wait_for_signal() {
+    first_signal(&[SignalKind::interrupt(), SignalKind::terminate()]).await;
+}
+
+/// A token that ends the monitor like `q` on SIGTERM or SIGHUP (an ssh hang-up); Ctrl-C is a
+/// key while the terminal is raw.
+pub fn screen_stop() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        first_signal(&[SignalKind::terminate(), SignalKind::hangup()]).await;
+        on_signal.cancel();
+    });
+    stop
 }

@@ -35,10 +35,15 @@ fn case_neighbours(channel: &Identifier) -> Vec<Identifier> {
         .collect()
 }
 
+/// The rig's deadline for a message to reach its next stage, and the backlog age it warns
+/// at: short, so that a fault is named within seconds.
+pub const DEADLINE: Duration = Duration::from_secs(2);
+pub const BACKLOG_AGE: Duration = Duration::from_secs(1);
+
 fn config(channel: &Identifier) -> DiagnoseConfig {
     let mut c = DiagnoseConfig::new(channel.clone());
-    c.deadline = Duration::from_secs(2);
-    c.backlog_age = Duration::from_secs(1);
+    c.deadline = DEADLINE;
+    c.backlog_age = BACKLOG_AGE;
     c
 }
 
@@ -111,6 +116,7 @@ impl Rig {
     /// its NOTIFY queue) with the whole pipeline on `events`; the cluster is stopped by the
     /// caller.
     pub async fn private_cluster() -> (Rig, EmbeddedPostgres, Database) {
+        super::require_server_binaries();
         let pg = EmbeddedPostgres::start(None)
             .await
             .expect("private cluster");

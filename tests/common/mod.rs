@@ -91,6 +91,20 @@ fn say_no_server(url: &str, error: &str) -> String {
     )
 }
 
+/// Fails the test at once, in one line, when PostgreSQL's server binaries are missing: the
+/// tests that make a private cluster (to stop it, crash it or fill its NOTIFY queue, or the
+/// binary's embedded database) need `initdb` and `postgres`, found where the embedded cluster
+/// itself looks for them. The shared test server is not enough for those tests.
+pub fn require_server_binaries() {
+    if notifyscope::store::embedded::find_server_binaries().is_none() {
+        panic!(
+            "this test needs PostgreSQL's server binaries (initdb, postgres) for a private \
+             cluster, and finds none on PATH or under /usr/lib/postgresql/*/bin: install them \
+             (apt-get install postgresql) or put their bin directory on PATH"
+        );
+    }
+}
+
 /// Where the tests' runtime directories (`XDG_RUNTIME_DIR`) are made.
 fn runtime_root() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runtime")

@@ -4,13 +4,19 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::process::{finish_blocking, try_finish_blocking, Unfinished};
+
+/// How long one tmux command may take: it answers at once, unless its server hangs.
+const TMUX_WAIT: Duration = Duration::from_secs(30);
+
 /// Fails the test with a clear word when tmux is missing.
 pub fn require_tmux() {
-    let version = Command::new("tmux").arg("-V").output();
-    assert!(
-        version.is_ok_and(|o| o.status.success()),
-        "this test needs tmux (apt-get install tmux)"
-    );
+    let version = try_finish_blocking(Command::new("tmux").arg("-V"), TMUX_WAIT);
+    match version {
+        Ok(o) if o.status.success() => {}
+        Err(Unfinished::Killed(failure)) => panic!("{failure}"),
+        _ => panic!("this test needs tmux (apt-get install tmux)"),
+    }
 }
 
 pub struct Tmux {
@@ -40,11 +46,7 @@ impl Tmux {
     }
 
     pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs (apt-get install tmux)");
+        let out = finish_blocking(Command::new("tmux").args(["-L", &self.socket]).args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -103,8 +105,10 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
+        // No panic here: it may run while a failed test unwinds.
+        let _ = try_finish_blocking(
+            Command::new("tmux").args(["-L", &self.socket, "kill-server"]),
+            TMUX_WAIT,
+        );
     }
 }

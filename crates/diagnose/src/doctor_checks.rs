@@ -1,0 +1,366 @@
+//! The judgements of `doctor` that the live diagnosis has no evidence for (the server's
+//! version, the schema, the configuration, a query doctor may not run), and its listener
+//! check, which the live rule decides from the snapshot and the round trip's probe.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::{DiagnoseConfig, Diagnosis};
+use notifyscope_model::check::{Check, CheckId};
+use notifyscope_model::contract::Snowflake;
+use notifyscope_model::present::counted;
+use notifyscope_model::trace::{Status, TraceEvent, TraceKind};
+use notifyscope_pipeline::bot::{self, BotError, Token};
+use notifyscope_store::errors::table_named;
+use notifyscope_store::examine::Tables;
+use notifyscope_store::snapshot::{Backend, Snapshot};
+use notifyscope_store::{error_chain, ErrorClass, Identifier, StoreError};
+
+pub(crate) fn check(id: CheckId, status: Status, summary: String, hint: &str) -> Check {
+    Check {
+        id,
+        name: id.name().into(),
+        status,
+        summary,
+        evidence: vec![],
+        hint: hint.into(),
+        since: Utc::now(),
+        message_ids: vec![],
+        target: None,
+    }
+}
+
+/// A check doctor could not judge, with the real error of the query it needed.
+pub(crate) fn unjudged(
+    id: CheckId,
+    what: &str,
+    error: &str,
+    class: Option<ErrorClass>,
+    role: Option<&str>,
+) -> Check {
+    let class = class.unwrap_or(ErrorClass::Other);
+    check(
+        id,
+        Status::Unknown,
+        format!(
+            "not judged: reading {what} failed ({}): {error}",
+            class.describe()
+        ),
+        &class.fix(role, table_named(error)),
+    )
+}
+
+/// Doctor itself cannot connect: the error names the server once; the fix says what to
+/// check, since doctor is the one that cannot connect.
+pub(crate) fn unreachable(e: &StoreError, role: Option<&str>) -> Check {
+    let class = e.class();
+    check(
+        CheckId::Database,
+        Status::Fail,
+        format!("{}: {}", class.describe(), error_chain(e)),
+        &class.fix(role, None),
+    )
+}
+
+/// The database answers, and with which version.
+pub(crate) fn version(
+    version: Result<String, StoreError>,
+    redacted: &str,
+    role: Option<&str>,
+) -> Check {
+    match version {
+        Ok(version) => check(
+            CheckId::Database,
+            Status::Ok,
+            format!("PostgreSQL {version} answers at {redacted}"),
+            CheckId::Database.hint(),
+        ),
+        Err(e) => unjudged(
+            CheckId::Database,
+            "the server version",
+            &error_chain(&e),
+            Some(e.class()),
+            role,
+        ),
+    }
+}
+
+/// notifyscope's tables and migrations in `schema`: `tables` as found, `applied` the count
+/// of migrations (asked only when they are there).
+pub(crate) fn schema(
+    schema: &Identifier,
+    tables: &Result<Tables, StoreError>,
+    applied: Option<Result<i64, StoreError>>,
+    role: Option<&str>,
+) -> Check {
+    match (tables, applied) {
+        (Err(e), _) => check(
+            CheckId::Schema,
+            Status::Fail,
+            format!("cannot look at schema {schema}: {}", error_chain(e)),
+            "grant the role USAGE on the schema (and SELECT on its tables)",
+        ),
+        (Ok(_), Some(Ok(applied))) => check(
+            CheckId::Schema,
+            Status::Ok,
+            format!(
+                "schema {schema}: event_outbox, discord_messages, {} applied",
+                counted(usize::try_from(applied).unwrap_or(0), "migration")
+            ),
+            "",
+        ),
+        (Ok(_), Some(Err(e))) => unjudged(
+            CheckId::Schema,
+            "notifyscope_schema_history",
+            &error_chain(&e),
+            Some(e.class()),
+            role,
+        ),
+        (Ok(_), None) => check(
+            CheckId::Schema,
+            Status::Fail,
+            format!("schema {schema} has no notifyscope tables"),
+            "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
+        ),
+    }
+}
+
+/// The round trip's message, followed: when it was published, its NOTIFY heard and its row
+/// found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Probe {
+    pub id: Snowflake,
+    pub outbox_id: i64,
+    pub published_at: DateTime<Utc>,
+    pub heard_at: Option<DateTime<Utc>>,
+    pub ingested_at: Option<DateTime<Utc>>,
+}
+
+impl Probe {
+    /// What the probe showed, as the trace of a watched pipeline would show it.
+    fn events(&self, channel: &Identifier) -> Vec<TraceEvent> {
+        let event = |at, kind| TraceEvent {
+            at,
+            message_id: Some(self.id),
+            kind,
+        };
+        let heard = self.heard_at.map(|at| {
+            let notified = TraceKind::Notified {
+                channel: channel.as_str().to_owned(),
+                sender_pid: 0,
+                outbox_id: Some(self.outbox_id),
+                by_ref: false,
+                bytes: 0,
+                payload: String::new(),
+            };
+            event(at, notified)
+        });
+        let ingested = self.ingested_at.map(|at| {
+            let latency = (at - self.published_at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+            let observed = TraceKind::RowObserved {
+                table: "discord_messages".into(),
+                latency_ms: Some(latency),
+            };
+            event(at, observed)
+        });
+        heard.into_iter().chain(ingested).collect()
+    }
+}
+
+/// Whether a listener ingests the channel, by the live rule for a pipeline seen from outside
+/// (as `watch` judges one): a backend whose last query is `LISTEN channel`, or else the
+/// probe's row reaching the table after its NOTIFY; doctor waited for the probe already, so
+/// the rule's deadline is over. Said as doctor says it: the listeners by pid, or `no
+/// listener` with what decides (`round_trip`: a round trip is shown after this check).
+pub(crate) fn listener(
+    snapshot: &Snapshot,
+    channel: &Identifier,
+    round_trip: bool,
+    probe: Option<&Probe>,
+) -> Check {
+    if let Some(error) = &snapshot.error {
+        return unjudged(
+            CheckId::Listener,
+            "pg_stat_activity",
+            error,
+            snapshot.error_class,
+            None,
+        );
+    }
+    let mut config = DiagnoseConfig::new(channel.clone());
+    config.watch_only = true;
+    config.deadline = Duration::ZERO;
+    let mut diagnosis = Diagnosis::new(config);
+    diagnosis.observe_snapshot(snapshot.clone());
+    for event in probe.map(|p| p.events(channel)).unwrap_or_default() {
+        diagnosis.observe(&event);
+    }
+    let Some(judged) = diagnosis.check(CheckId::Listener, Utc::now()) else {
+        return check(
+            CheckId::Listener,
+            Status::Unknown,
+            "not judged".into(),
+            CheckId::Listener.hint(),
+        );
+    };
+    let summary = if !snapshot.listeners.is_empty() {
+        let listening: Vec<String> = snapshot.listeners.iter().map(describe).collect();
+        format!("{} listening: {}", listening.len(), listening.join(", "))
+    } else if judged.status == Status::Ok {
+        judged.summary.clone()
+    } else {
+        no_listener(snapshot, channel, round_trip)
+    };
+    Check { summary, ..judged }
+}
+
+/// `pid 42 (notifyscope-listener)`.
+fn describe(b: &Backend) -> String {
+    format!(
+        "pid {} ({})",
+        b.pid,
+        if b.application_name.is_empty() {
+            "no application_name"
+        } else {
+            &b.application_name
+        }
+    )
+}
+
+fn no_listener(snapshot: &Snapshot, channel: &Identifier, round_trip: bool) -> String {
+    let elsewhere: Vec<String> = snapshot
+        .other_listeners
+        .iter()
+        .map(|b| format!("{} on {:?}", describe(b), b.query))
+        .collect();
+    format!(
+        "no listener: no backend shows LISTEN {channel} as its last query{} \
+         (a listener that ran other queries since is invisible here{})",
+        if elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; notifyscope listeners elsewhere: {}",
+                elsewhere.join(", ")
+            )
+        },
+        if round_trip {
+            "; the round trip below decides"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The channel's name, and the bot token (from `token_env`) when one is set: whether
+/// Discord accepts it.
+pub(crate) async fn config(
+    channel: &Identifier,
+    token: Option<&str>,
+    token_env: &str,
+    api_url: Option<&str>,
+) -> Check {
+    let token = token.and_then(|t| Token::new(t.to_owned()));
+    let lower = channel.as_str().to_lowercase();
+    let case_note = if channel.as_str() != lower {
+        format!(
+            "; channel {channel:?} has capitals: a plain `LISTEN {channel}` elsewhere listens on {lower:?}"
+        )
+    } else {
+        String::new()
+    };
+    let Some(token) = token else {
+        return check(
+            CheckId::Config,
+            Status::Ok,
+            format!("channel {channel} is a valid identifier; no token in ${token_env} (simulated source only){case_note}"),
+            "",
+        );
+    };
+    match bot::check_token(&token, api_url).await {
+        Ok(user) => check(
+            CheckId::Config,
+            Status::Ok,
+            format!("channel {channel} is a valid identifier; Discord accepts the token (bot {user}){case_note}"),
+            "",
+        ),
+        Err(BotError::Unreachable { api, error }) => check(
+            CheckId::Config,
+            Status::Warn,
+            format!("the Discord API at {api} is unreachable, token not checked: {error}"),
+            "check the network or --discord-api-url",
+        ),
+        Err(e) => check(
+            CheckId::Config,
+            Status::Fail,
+            e.to_string(),
+            "set the bot token from the Developer Portal's Bot page",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(listeners: Vec<Backend>) -> Snapshot {
+        Snapshot {
+            at: Some(Utc::now()),
+            listeners,
+            ..Snapshot::default()
+        }
+    }
+
+    fn probe(heard: bool, ingested: bool) -> Probe {
+        let at = Utc::now() - chrono::TimeDelta::seconds(2);
+        Probe {
+            id: Snowflake(7),
+            outbox_id: 1,
+            published_at: at,
+            heard_at: heard.then_some(at),
+            ingested_at: ingested.then_some(at),
+        }
+    }
+
+    #[test]
+    fn a_listen_in_pg_stat_activity_is_a_listener() {
+        let listening = Backend {
+            pid: 42,
+            application_name: "notifyscope-listener".into(),
+            state: "idle".into(),
+            query: "LISTEN events".into(),
+            seconds_in_state: 1.0,
+        };
+        let c = listener(
+            &snapshot(vec![listening]),
+            &Identifier::fixed("events"),
+            false,
+            None,
+        );
+        assert_eq!(c.status, Status::Ok);
+        assert_eq!(c.summary, "1 listening: pid 42 (notifyscope-listener)");
+    }
+
+    #[test]
+    fn the_probe_decides_when_no_listen_is_visible() {
+        let channel = Identifier::fixed("events");
+        let ingested = listener(&snapshot(vec![]), &channel, true, Some(&probe(true, true)));
+        assert_eq!(ingested.status, Status::Ok, "{ingested:?}");
+        assert!(
+            ingested.summary.contains("reached the table"),
+            "{ingested:?}"
+        );
+        let lost = listener(&snapshot(vec![]), &channel, true, Some(&probe(true, false)));
+        assert_eq!(lost.status, Status::Fail, "{lost:?}");
+        assert!(
+            lost.summary.starts_with("no listener")
+                && lost.summary.ends_with("the round trip below decides)"),
+            "{lost:?}"
+        );
+        // Without a probe nothing proves it either way: the live rule warns.
+        let unproven = listener(&snapshot(vec![]), &channel, false, None);
+        assert_eq!(unproven.status, Status::Warn, "{unproven:?}");
+        assert!(!unproven.summary.contains("round trip"), "{unproven:?}");
+    }
+}

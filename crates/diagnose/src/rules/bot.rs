@@ -1,0 +1,239 @@
+//! The rules of the bot's side: the runtime it publishes from, every received message
+//! handled, the listener up before publishing, errors reported, the filter, the content intent.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{found, ok, Finding};
+use crate::evidence::{delta, Evidence};
+use crate::window::{ago, SAMPLE};
+use notifyscope_model::contract::Snowflake;
+use notifyscope_model::present::counted;
+use notifyscope_model::trace::{SkipReason, Status, WriteStage};
+
+pub(crate) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let seen = e
+        .runtime_errors
+        .last_seen("publish attempt", "from inside the async runtime", now);
+    match seen {
+        Some(summary) => found(Status::Fail, summary, e.runtime_errors.samples(), vec![]),
+        None => ok(format!(
+            "no wrong-runtime publish ({} ever)",
+            e.runtime_errors.total
+        )),
+    }
+}
+
+pub(crate) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let overdue = e.received.overdue(now - delta(e.config.deadline));
+    if overdue.is_empty() {
+        ok(format!(
+            "every received message skipped or published within {} s",
+            e.config.deadline.as_secs()
+        ))
+    } else {
+        let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
+        if e.config.watch_only {
+            // Someone else's bot: a message without NOTIFY may be one their filter skips,
+            // or one whose publish was never awaited; which, only their code knows.
+            return found(
+                Status::Warn,
+                format!(
+                    "{} their bot received, not published within {} s (first: message {}): skipped by their filter, or the publish never awaited",
+                    counted(ids.len(), "message"),
+                    e.config.deadline.as_secs(),
+                    ids[0]
+                ),
+                overdue
+                    .iter()
+                    .take(SAMPLE)
+                    .map(|(at, id)| format!("message {id} received {}, no NOTIFY since", ago(now, *at)))
+                    .collect(),
+                ids.into_iter().take(20).collect(),
+            );
+        }
+        // While the database is away, refuses the outbox or the queue is full, publishing
+        // is slow, not forgotten.
+        let slowed = e.database_down.is_some()
+            || !e.publish_errors.items.is_empty()
+            || e.refused_now(now)
+                .iter()
+                .any(|(_, r)| r.part == WriteStage::Publish);
+        found(
+            if slowed { Status::Warn } else { Status::Fail },
+            format!(
+                "{} neither skipped nor published after {} s{}",
+                counted(ids.len(), "received message"),
+                e.config.deadline.as_secs(),
+                if slowed {
+                    " (the database is failing, so they may still be on their way)"
+                } else {
+                    ""
+                }
+            ),
+            overdue
+                .iter()
+                .take(SAMPLE)
+                .map(|(at, id)| format!("message {id} received {}", ago(now, *at)))
+                .collect(),
+            ids.into_iter().take(20).collect(),
+        )
+    }
+}
+
+pub(crate) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let seen = e
+        .published_while_down
+        .last_seen("event", "published while no listener was up", now);
+    match seen {
+        Some(summary) => found(
+            Status::Warn,
+            summary,
+            vec![format!(
+                "listener: {}",
+                match &e.listener_down {
+                    Some((_, cause)) => format!("down ({cause})"),
+                    None => "not started yet".into(),
+                }
+            )],
+            e.published_while_down.samples(),
+        ),
+        None => ok("nothing published while the listener was down".into()),
+    }
+}
+
+pub(crate) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let lost = e.notified.overdue(now - delta(e.config.deadline));
+    let counts: Vec<String> = e.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if !lost.is_empty() {
+        let ids: Vec<Snowflake> = lost.iter().map(|(_, id)| *id).collect();
+        // Ingestion refused as a whole, or the database gone, is reported: the messages wait
+        // in the outbox, they are not lost in silence.
+        let reported = e.database_down.is_some()
+            || e.refused_now(now)
+                .iter()
+                .any(|(_, r)| r.part == WriteStage::Ingest);
+        return found(
+            if reported { Status::Warn } else { Status::Fail },
+            format!(
+                "{} neither ingested nor reported failed after {} s",
+                counted(ids.len(), "notified message"),
+                e.config.deadline.as_secs()
+            ),
+            lost.iter()
+                .take(SAMPLE)
+                .map(|(at, id)| {
+                    format!(
+                        "message {id} notified {}, no row and no error since",
+                        ago(now, *at)
+                    )
+                })
+                .chain(std::iter::once(format!(
+                    "errors counted: {}",
+                    if counts.is_empty() {
+                        "none".into()
+                    } else {
+                        counts.join(", ")
+                    }
+                )))
+                .collect(),
+            ids.into_iter().take(20).collect(),
+        );
+    }
+    if counts.is_empty() {
+        ok("no error on any path".into())
+    } else {
+        ok(format!("every error reported: {}", counts.join(", ")))
+    }
+}
+
+/// Someone else's bot, seen by the observer: everything received and nothing published is
+/// a filter that drops everything.
+fn foreign_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let received = e.received_recent.len();
+    let published = e.handled.len();
+    let unpublished = e.received.overdue(now - delta(e.config.deadline));
+    let summary = format!(
+        "{published} of {} their bot received in the last {} s published",
+        counted(received, "message"),
+        e.config.window.as_secs()
+    );
+    if published == 0 && unpublished.len() >= 3 {
+        found(
+            Status::Fail,
+            format!(
+                "their bot received {} and published none: its filter drops everything (an over-eager self-message rule?)",
+                counted(received, "message")
+            ),
+            vec![summary],
+            unpublished.iter().map(|(_, id)| *id).take(20).collect(),
+        )
+    } else {
+        ok(summary)
+    }
+}
+
+pub(crate) fn self_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only {
+        return foreign_filter(e, now);
+    }
+    let total = e.handled.len();
+    let skipped: Vec<&SkipReason> = e
+        .handled
+        .items
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .collect();
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &skipped {
+        *by_reason.entry(r.as_str()).or_default() += 1;
+    }
+    let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let summary = format!(
+        "{} of {} skipped in the last {} s{}",
+        skipped.len(),
+        counted(total, "message"),
+        e.config.window.as_secs(),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    let ids = e.skipped_ids.samples();
+    // Channels left out on purpose (--allow-channel) are not a broken filter.
+    let deliberate = by_reason.contains_key(SkipReason::ChannelNotAllowed.as_str());
+    if total >= 3 && skipped.len() == total && by_reason.len() == 1 && !deliberate {
+        found(
+            Status::Fail,
+            format!("every message skipped for one reason: {summary}"),
+            reasons,
+            ids,
+        )
+    } else if total >= 10 && skipped.len() * 10 >= total * 9 {
+        found(Status::Warn, summary, reasons, ids)
+    } else {
+        ok(summary)
+    }
+}
+
+pub(crate) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    let what = format!(
+        "without content in the last {} s",
+        e.config.window.as_secs()
+    );
+    match e.content_missing.last_seen("guild message", &what, now) {
+        Some(summary) => found(
+            Status::Fail,
+            summary,
+            vec![
+                "guild messages that do not mention the bot arrive empty without the \
+                 MESSAGE_CONTENT intent"
+                    .into(),
+            ],
+            e.content_missing.samples(),
+        ),
+        None => ok("messages arrive with their content".into()),
+    }
+}

@@ -1,0 +1,586 @@
+//! The database: connection settings, schema migrations (`migrations/`), pools, NOTIFY
+//! ([`notify`]), the private embedded cluster ([`embedded`]), the runtime file that tells
+//! other processes on the machine where a running instance's pipeline is ([`instance`]), the
+//! queries over the outbox that more than one stage needs, and the actions people take on
+//! stored rows ([`outbox`], [`dead_letters`]) and on other sessions ([`backends`]), the
+//! server's views the diagnosis reads ([`snapshot`], [`examine`]). It sits on the model only
+//! and knows nothing of the pipeline's stages or the trace stream.
+
+pub mod action;
+pub mod backends;
+pub mod dead_letters;
+pub mod embedded;
+pub mod errors;
+pub mod examine;
+pub mod instance;
+pub mod notify;
+pub mod outbox;
+pub mod snapshot;
+
+pub use errors::ErrorClass;
+pub use notifyscope_model::identifier::{Identifier, IdentifierError};
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// The schema of the pipeline's tables when none is given.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// The NOTIFY channel of the event bus when none is given.
+pub const DEFAULT_CHANNEL: &str = "events";
+
+/// Application name of pooled connections (publisher, ingestion) in `pg_stat_activity`.
+pub const APP_NAME: &str = "notifyscope";
+/// Application name of the dedicated LISTEN connection.
+pub const LISTENER_APP_NAME: &str = "notifyscope-listener";
+
+/// PostgreSQL keeps at most this many bytes of an `application_name`.
+const APPLICATION_NAME_MAX: usize = 63;
+
+/// The part of an application name before the instance that follows it
+/// (`notifyscope-listener shards 0..2 of 4` → `notifyscope-listener`).
+pub fn base_application_name(name: &str) -> &str {
+    name.split(' ').next().unwrap_or(name)
+}
+
+/// The instance an application name of ours carries after its base, if any.
+pub fn instance_of_application_name(name: &str) -> Option<&str> {
+    name.split_once(' ')
+        .map(|(_, rest)| rest.trim())
+        .filter(|r| !r.is_empty())
+}
+
+mod embedded_migrations {
+    refinery::embed_migrations!("src/migrations");
+}
+
+/// A database error. Each text carries its causes and `source()` returns none, so that every
+/// way of printing it (`{}`, [`error_chain`], anyhow's `{:#}`) says each part once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// What is wrong in the URL; never the URL itself, which may hold a password.
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error(transparent)]
+    BadIdentifier(#[from] IdentifierError),
+    #[error("cannot connect to {target}: {}", error_chain(.error))]
+    Connect {
+        target: String,
+        error: tokio_postgres::Error,
+    },
+    #[error("{}", error_chain(.0))]
+    Db(tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(String),
+    #[error("schema migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl StoreError {
+    /// What kind of error this is (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        crate::errors::class_of_store(self)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Db(e),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+/// Where the pipeline's tables live: a server and a schema in it.
+#[derive(Clone)]
+pub struct Database {
+    config: Config,
+    schema: Identifier,
+    redacted: String,
+    /// Where to connect and as whom, without the password (see [`Database::connection_string`]).
+    connection_string: String,
+    /// Which process of several this is (e.g. `shards 0..2 of 4`); it follows the base of
+    /// every application name, so that `pg_stat_activity` tells the instances apart.
+    instance: Option<String>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl Database {
+    /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts.
+    pub fn new(url: &str, schema: Identifier) -> Result<Self, StoreError> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // The parser's own words ("invalid connection string") say nothing; its cause
+            // names the part, e.g. "invalid value for option `port`".
+            StoreError::BadUrl(e.source().map_or_else(|| e.to_string(), error_chain))
+        })?;
+        if config.get_hosts().is_empty() {
+            // libpq's default: the local socket directory of Debian's packages.
+            config.host("/var/run/postgresql");
+        }
+        if config.get_user().is_none() {
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "postgres".into());
+            config.user(user);
+        }
+        let connection_string = connection_string(&config);
+        let search_path = format!("-c search_path={}", schema.quoted());
+        let options = match config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
+            _ => search_path,
+        };
+        config
+            .options(options)
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .application_name(APP_NAME);
+        let redacted = redact(&config, &schema);
+        Ok(Database {
+            config,
+            schema,
+            redacted,
+            connection_string,
+            instance: None,
+        })
+    }
+
+    pub fn schema(&self) -> &Identifier {
+        &self.schema
+    }
+
+    /// Host, port, user, database and the URL's own `options` as a `key=value` string that
+    /// connects again, with libpq's defaults written out and never the password: for other
+    /// processes to find this database, and to tell whether two URLs name the same one.
+    pub fn connection_string(&self) -> &str {
+        &self.connection_string
+    }
+
+    /// Every connection's application name carries `instance` after its base.
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        let instance = instance.trim();
+        self.instance = (!instance.is_empty()).then(|| instance.to_owned());
+        let pooled = self.application_name(APP_NAME);
+        self.config.application_name(pooled);
+        self
+    }
+
+    /// `base` followed by this process's instance, cut to what PostgreSQL keeps.
+    pub fn application_name(&self, base: &str) -> String {
+        let mut name = match &self.instance {
+            Some(instance) => format!("{base} {instance}"),
+            None => base.to_owned(),
+        };
+        if name.len() > APPLICATION_NAME_MAX {
+            let mut end = APPLICATION_NAME_MAX;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+        }
+        name
+    }
+
+    /// Every connection refuses writes (`default_transaction_read_only`): for watching a
+    /// pipeline that belongs to someone else.
+    pub fn read_only(mut self) -> Self {
+        let options = format!(
+            "{} -c default_transaction_read_only=on",
+            self.config.get_options().unwrap_or_default()
+        );
+        self.config.options(options.trim());
+        self.redacted.push_str(" read-only");
+        self
+    }
+
+    /// Host, port, user, database and schema; never the password.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A connection of its own; the caller drives the returned connection future.
+    pub async fn connect(
+        &self,
+        application_name: &str,
+    ) -> Result<
+        (
+            Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        StoreError,
+    > {
+        let mut config = self.config.clone();
+        config.application_name(self.application_name(application_name));
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|error| StoreError::Connect {
+                target: self.redacted.clone(),
+                error,
+            })
+    }
+
+    /// A connection whose messages nobody needs (no LISTEN on it).
+    pub async fn connect_plain(&self, application_name: &str) -> Result<Client, StoreError> {
+        let (client, connection) = self.connect(application_name).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    pub fn pool(&self, max_size: usize) -> Result<Pool, StoreError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    /// A pool whose sessions commit without waiting for the WAL flush
+    /// (`synchronous_commit = off`). Only for work that is safe to lose in a server crash:
+    /// ingestion, whose lost commit leaves the outbox row unprocessed, so the message is
+    /// ingested again after recovery (the insert is idempotent). Never for the outbox writes.
+    pub fn pool_with_async_commit(&self, max_size: usize) -> Result<Pool, StoreError> {
+        self.with_setting("synchronous_commit", "off")
+            .pool(max_size)
+    }
+
+    /// Every session of this database sets `name` to `value` (a server setting such as
+    /// `lock_timeout`). Both are fixed strings of this program, never user input.
+    pub fn with_setting(&self, name: &str, value: &str) -> Database {
+        let mut changed = self.clone();
+        let setting = format!("-c {name}={value}");
+        let options = match changed.config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+            _ => setting,
+        };
+        changed.config.options(options);
+        changed
+    }
+
+    /// The database role the pipeline connects as.
+    pub fn role(&self) -> Option<&str> {
+        self.config.get_user()
+    }
+
+    /// Creates the schema when missing and applies pending migrations. Several processes may
+    /// start at once on one schema: an advisory lock lets one migrate while the others wait.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.connect_plain(APP_NAME).await?;
+        client
+            .batch_execute("SELECT pg_advisory_lock(hashtext('notifyscope.migrate'))")
+            .await?;
+        // CREATE SCHEMA IF NOT EXISTS needs the CREATE right on the database even when the
+        // schema exists, which an application role often lacks: look first.
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&self.schema.as_str()],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    self.schema.quoted()
+                ))
+                .await?;
+        }
+        let result = embedded_migrations::migrations::runner()
+            .set_migration_table_name("notifyscope_schema_history")
+            .run_async(&mut client)
+            .await;
+        client
+            .batch_execute("SELECT pg_advisory_unlock(hashtext('notifyscope.migrate'))")
+            .await?;
+        let report = result.map_err(|e| StoreError::Migration(e.to_string()))?;
+        for m in report.applied_migrations() {
+            tracing::info!(schema = %self.schema, migration = %m, "applied migration");
+        }
+        Ok(())
+    }
+}
+
+/// See [`Database::connection_string`]; `config` as the URL gave it, defaults filled in.
+fn connection_string(config: &Config) -> String {
+    let join = |items: Vec<String>| items.join(",");
+    let hosts = join(
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect(),
+    );
+    let mut parts = vec![format!("host={}", conninfo_value(&hosts))];
+    let addresses = config.get_hostaddrs();
+    if !addresses.is_empty() {
+        let addresses = join(addresses.iter().map(|a| a.to_string()).collect());
+        parts.push(format!("hostaddr={}", conninfo_value(&addresses)));
+    }
+    let ports = match config.get_ports() {
+        [] => "5432".to_owned(),
+        ports => join(ports.iter().map(|p| p.to_string()).collect()),
+    };
+    parts.push(format!("port={ports}"));
+    let user = config.get_user().unwrap_or_default();
+    parts.push(format!("user={}", conninfo_value(user)));
+    // libpq's default database is the one named after the user.
+    let dbname = config.get_dbname().unwrap_or(user);
+    parts.push(format!("dbname={}", conninfo_value(dbname)));
+    if let Some(options) = config.get_options().filter(|o| !o.is_empty()) {
+        parts.push(format!("options={}", conninfo_value(options)));
+    }
+    parts.join(" ")
+}
+
+/// A value of a `key=value` connection string, quoted when it has to be.
+fn conninfo_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\\' || c == '\'');
+    if plain {
+        return value.to_owned();
+    }
+    let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
+}
+
+fn redact(config: &Config, schema: &Identifier) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let mut parts = vec![format!("host={}", hosts.join(","))];
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(db) = config.get_dbname() {
+        parts.push(format!("dbname={db}"));
+    }
+    parts.push(format!("(schema {schema})"));
+    parts.join(" ")
+}
+
+/// Where an unprocessed row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    /// Waiting for ingestion to claim it.
+    Waiting,
+    /// Failed; claimed again at `next_attempt_at`.
+    Retrying,
+    /// Given up: a dead letter.
+    Dead,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Waiting => "waiting",
+            RowState::Retrying => "retrying",
+            RowState::Dead => "dead",
+        }
+    }
+
+    /// The value of [`STATE`].
+    pub(crate) fn of_sql(text: &str) -> Self {
+        match text {
+            "dead" => RowState::Dead,
+            "retrying" => RowState::Retrying,
+            _ => RowState::Waiting,
+        }
+    }
+}
+
+/// The [`RowState`] of an unprocessed row (SQL, text).
+pub(crate) const ROW_STATE: &str = "CASE WHEN dead_at IS NOT NULL THEN 'dead' \
+                      WHEN next_attempt_at > now() THEN 'retrying' ELSE 'waiting' END";
+
+/// An outbox row still waiting for ingestion: neither processed nor given up (SQL).
+pub const PENDING: &str = "processed_at IS NULL AND dead_at IS NULL";
+
+/// Outbox rows of `channel` not yet ingested and not given up.
+pub async fn backlog(client: &Client, channel: &Identifier) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            &format!("SELECT count(*) FROM event_outbox WHERE {PENDING} AND channel = $1"),
+            &[&channel.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The error with its whole chain of causes on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_follows_every_application_name() {
+        let plain = Database::new("host=h user=u", Identifier::fixed("public")).expect("parses");
+        assert_eq!(plain.application_name(LISTENER_APP_NAME), LISTENER_APP_NAME);
+        let sharded = plain.with_instance("shards 0..2 of 4");
+        assert_eq!(
+            sharded.application_name(LISTENER_APP_NAME),
+            "notifyscope-listener shards 0..2 of 4"
+        );
+        assert_eq!(
+            sharded.config().get_application_name(),
+            Some("notifyscope shards 0..2 of 4")
+        );
+        assert_eq!(
+            base_application_name("notifyscope-listener shards 0..2 of 4"),
+            LISTENER_APP_NAME
+        );
+        assert_eq!(
+            instance_of_application_name("notifyscope shards 0..2 of 4"),
+            Some("shards 0..2 of 4")
+        );
+        assert_eq!(instance_of_application_name("notifyscope"), None);
+        let long = sharded.with_instance(&"x".repeat(80));
+        assert_eq!(long.application_name(APP_NAME).len(), 63);
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(Identifier::channel("events").is_ok());
+        assert!(Identifier::channel("Events_2$").is_ok());
+        for bad in ["2events", "ev ents", "ev\"ents"] {
+            assert!(
+                matches!(
+                    Identifier::channel(bad),
+                    Err(IdentifierError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Identifier::channel(""),
+            Err(IdentifierError::Empty { .. })
+        ));
+        assert!(matches!(
+            Identifier::channel(&"a".repeat(64)),
+            Err(IdentifierError::TooLong { .. })
+        ));
+        assert_eq!(
+            Identifier::channel("Events").expect("valid").quoted(),
+            "\"Events\""
+        );
+    }
+
+    #[test]
+    fn redaction_hides_the_password() {
+        let db = Database::new(
+            "postgresql://ada:s3cret@db.example:6543/app",
+            Identifier::schema("s").expect("valid"),
+        )
+        .expect("parses");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        assert_eq!(
+            db.redacted(),
+            "host=db.example port=6543 user=ada dbname=app (schema s)"
+        );
+        let kv = Database::new(
+            "host=/tmp/x user=u password=hunter2",
+            Identifier::schema("s").expect("valid"),
+        )
+        .expect("parses");
+        assert!(!kv.redacted().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_connection_string_names_the_server_without_the_password() {
+        let schema = || Identifier::schema("s").expect("valid");
+        let url =
+            Database::new("postgresql://ada:s3cret@db.example/app", schema()).expect("parses");
+        let kv = Database::new(
+            "host=db.example port=5432 user=ada dbname=app password=hunter2",
+            schema(),
+        )
+        .expect("parses");
+        assert_eq!(
+            url.connection_string(),
+            "host=db.example port=5432 user=ada dbname=app"
+        );
+        assert_eq!(url.connection_string(), kv.connection_string());
+        let odd = Database::new(
+            "host=/tmp/x user=ada options='-c work_mem=64MB' password=hunter2",
+            schema(),
+        )
+        .expect("parses");
+        let text = odd.connection_string();
+        assert_eq!(
+            text,
+            "host=/tmp/x port=5432 user=ada dbname=ada options='-c work_mem=64MB'"
+        );
+        let again = Database::new(text, schema()).expect("parses again");
+        assert_eq!(again.connection_string(), text);
+    }
+
+    #[test]
+    fn bad_url_is_an_error() {
+        let err = Database::new("postgresql://[", Identifier::schema("s").expect("valid"));
+        assert!(matches!(err, Err(StoreError::BadUrl(_))));
+    }
+}
