@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use crate::cli::ReplayArgs;
 use crate::commands::reach::Reach;
-use crate::commands::wiring::{screen_stop, ScreenSettings};
+use crate::commands::wiring::{attach, ScreenSettings};
 use notifyscope_pipeline::recording;
 use notifyscope_screen::app::{App, Mode};
-use notifyscope_screen::event_loop::{self, Attached};
+use notifyscope_screen::event_loop;
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let events = recording::load(&args.file)?;
@@ -31,13 +31,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in events {
         app.on_trace(std::sync::Arc::new(event));
     }
-    let attached = Attached {
-        trace: None,
-        outside: &Reach::default(),
-        extra: None,
-        mouse: screen.mouse,
-        stop: screen_stop(),
-    };
+    let nothing_to_reach = Reach::default();
+    let attached = attach(None, &nothing_to_reach, None, screen.mouse);
     event_loop::run(app, screen.styles, attached).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{RunArgs, SharedArgs};
 use crate::commands::reach::{Live, Reach};
 use crate::commands::wiring::{
-    bind_metrics, channel_and_schema, forward_checks, screen_settings, screen_stop, wait_for_stop,
+    attach, bind_metrics, channel_and_schema, forward_checks, screen_settings, wait_for_stop,
     Outputs, ScreenSettings,
 };
 use notifyscope_diagnose::{DiagnoseConfig, Report};
@@ -22,7 +22,7 @@ use notifyscope_pipeline::bot::{
 use notifyscope_pipeline::listen::ListenerState;
 use notifyscope_pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use notifyscope_screen::app::{App, AppEvent};
-use notifyscope_screen::event_loop::{self, Attached};
+use notifyscope_screen::event_loop;
 use notifyscope_store::embedded::EmbeddedPostgres;
 use notifyscope_store::instance::{ControlSecret, InstanceFile, InstanceRecord, RuntimeDir};
 use notifyscope_store::{error_chain, Database, Identifier};
@@ -342,13 +342,7 @@ async fn run_screen(
             result
         }));
     }
-    let attached = Attached {
-        trace: Some(rx),
-        outside: &reach,
-        extra: Some(extra_rx),
-        mouse: screen.mouse,
-        stop: screen_stop(),
-    };
+    let attached = attach(Some(rx), &reach, Some(extra_rx), screen.mouse);
     event_loop::run(app, screen.styles, attached).await
 }
 

@@ -14,7 +14,7 @@ use notifyscope_pipeline::bot::GatewayIntents;
 use crate::cli::{SharedArgs, WatchArgs};
 use crate::commands::reach::Reach;
 use crate::commands::wiring::{
-    bind_metrics, forward_checks, pipeline_database, screen_settings, screen_stop, wait_for_stop,
+    attach, bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_stop,
     Outputs,
 };
 use notifyscope_diagnose::{DiagnoseConfig, LockScope};
@@ -24,7 +24,7 @@ use notifyscope_pipeline::bot_path::BotPath;
 use notifyscope_pipeline::operate::Operator;
 use notifyscope_pipeline::watched::{self, WatchedTable};
 use notifyscope_screen::app::{App, Mode};
-use notifyscope_screen::event_loop::{self, Attached};
+use notifyscope_screen::event_loop;
 use notifyscope_store::Identifier;
 use tokio_util::sync::CancellationToken;
 
@@ -110,13 +110,7 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
                 // confirmation); their tables are never written.
                 operator: Some(Operator::new(database.pool(1)?, channel.clone())),
             };
-            let attached = Attached {
-                trace: Some(rx),
-                outside: &reach,
-                extra: Some(extra_rx),
-                mouse: screen.mouse,
-                stop: screen_stop(),
-            };
+            let attached = attach(Some(rx), &reach, Some(extra_rx), screen.mouse);
             event_loop::run(app, screen.styles, attached).await?;
         }
         _ => {

@@ -16,6 +16,8 @@ use notifyscope_pipeline::metrics::{Exporter, MetricsError};
 use notifyscope_pipeline::recording::writer;
 use notifyscope_screen::app::AppEvent;
 use notifyscope_screen::config;
+use notifyscope_screen::effects::Outside;
+use notifyscope_screen::event_loop::Attached;
 use notifyscope_screen::keys::KeyMap;
 use notifyscope_screen::theme;
 use notifyscope_store::instance::{self, InstanceError, InstanceRecord};
@@ -417,9 +419,26 @@ async fn wait_for_signal() {
     first_signal(&[SignalKind::interrupt(), SignalKind::terminate()]).await;
 }
 
+/// The monitor attached to `trace` (none in replay), reaching `outside`, hearing `extra`
+/// events, ended like `q` by SIGTERM or SIGHUP.
+pub fn attach<'a>(
+    trace: Option<TraceReceiver>,
+    outside: &'a dyn Outside,
+    extra: Option<tokio::sync::mpsc::Receiver<AppEvent>>,
+    mouse: bool,
+) -> Attached<'a> {
+    Attached {
+        trace,
+        outside,
+        extra,
+        mouse,
+        stop: screen_stop(),
+    }
+}
+
 /// A token that ends the monitor like `q` on SIGTERM or SIGHUP (an ssh hang-up); Ctrl-C is a
 /// key while the terminal is raw.
-pub fn screen_stop() -> CancellationToken {
+fn screen_stop() -> CancellationToken {
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {

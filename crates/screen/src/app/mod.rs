@@ -13,7 +13,7 @@ pub use events::{AppEvent, ClickTarget, Effect, InputKind, Mode, Pointer, Prompt
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::detail::{self, copy_text, Overlay};
+use crate::detail::Overlay;
 use crate::keys::{Action, KeyMap};
 use crate::logs;
 use crate::pane::{Pane, PaneId, PANE_COUNT};
@@ -22,6 +22,7 @@ use crate::views::health::HealthView;
 use crate::views::layers::{Layers, OverlayOutcome, PromptOutcome};
 use crate::views::stages::StageView;
 use crate::views::status::{Connection, StatusView};
+use crate::views::Reply;
 use notifyscope_model::check::{Check, CheckId};
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::sim::SimKind;
@@ -321,27 +322,12 @@ impl App {
                 }
             };
         }
-        let height = self.height(self.focus);
         match action {
             Action::Quit => return Some(Effect::Quit),
             Action::Help => self.layers.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::FocusNext => self.focus = self.focus.step(1),
             Action::FocusPrev => self.focus = self.focus.step(-1),
             Action::Focus(pane) => self.focus = pane,
-            Action::Up => self.move_selection(-1),
-            Action::Down => self.move_selection(1),
-            Action::PageUp => self.move_selection(-(height as isize)),
-            Action::PageDown => self.move_selection(height as isize),
-            Action::Top => self.move_selection(isize::MIN / 2),
-            Action::Bottom => {
-                if self.focus == PaneId::Health {
-                    self.health.select_last(height);
-                } else {
-                    self.stages.follow_tail(self.focus);
-                }
-            }
-            Action::Pause => self.stages.toggle_pause(),
-            Action::Detail => self.open_detail(),
             Action::Close => return self.close(),
             Action::Filter => self.read(InputKind::Filter),
             Action::Search => self.read(InputKind::Search),
@@ -359,15 +345,6 @@ impl App {
             Action::Stats => self.layers.overlay = Some(Overlay::Stats),
             Action::Act => return self.act(),
             Action::SendCommand => return self.show_send_command(),
-            Action::Follow => self.follow_selected(),
-            Action::Copy => match self.selected_event() {
-                Some(ev) => return Some(Effect::Copy(copy_text(ev))),
-                None => self.toast("nothing selected to copy"),
-            },
-            Action::CopyId => match self.selected_event().and_then(|e| e.message_id) {
-                Some(id) => return Some(Effect::Copy(id.to_string())),
-                None => self.toast("the selected row has no message id"),
-            },
             Action::Save => return Some(Effect::Save(self.stages.session())),
             Action::Clear => {
                 self.stages.clear();
@@ -377,6 +354,26 @@ impl App {
             Action::SendMalformed => return self.live(Effect::SendMalformed),
             Action::SendWrongChannel => return self.live(Effect::SendWrongChannel),
             Action::SendDirect => return self.live(Effect::SendDirect),
+            pane_action => return self.update_focused(pane_action),
+        }
+        None
+    }
+
+    /// An action of the focused pane, by its view.
+    fn update_focused(&mut self, action: Action) -> Option<Effect> {
+        let height = self.height(self.focus);
+        let reply = if self.focus == PaneId::Health {
+            self.health.update(action, height, &self.keymap)
+        } else {
+            self.stages.update(self.focus, action, height)
+        };
+        match reply {
+            Reply::Nothing | Reply::NotMine => {}
+            Reply::Effect(effect) => return Some(effect),
+            Reply::Toast(text) => self.toast(text),
+            Reply::Open(overlay) => self.layers.overlay = Some(overlay),
+            Reply::Follow(id) if self.stages.followed == Some(id) => self.stages.followed = None,
+            Reply::Follow(id) => self.follow(id),
         }
         None
     }
@@ -420,23 +417,6 @@ impl App {
             message_ids: Vec::new(),
         });
         Some(Effect::Copy(command))
-    }
-
-    fn follow_selected(&mut self) {
-        let on_health = self.focus == PaneId::Health;
-        let id = if on_health {
-            self.health
-                .selected_check()
-                .and_then(|c| c.message_ids.first().copied())
-        } else {
-            self.selected_event().and_then(|e| e.message_id)
-        };
-        match id {
-            Some(id) if self.stages.followed == Some(id) => self.stages.followed = None,
-            Some(id) => self.follow(id),
-            None if on_health => self.toast("the selected check names no message"),
-            None => self.toast("the selected row is not about a message"),
-        }
     }
 
     fn follow(&mut self, id: Snowflake) {
@@ -487,22 +467,9 @@ impl App {
         self.stages.selected(self.focus)
     }
 
+    /// The detail of the focused pane's selection (a double click).
     fn open_detail(&mut self) {
-        if self.focus == PaneId::Health {
-            if let Some(check) = self.health.selected_check() {
-                self.layers.overlay = Some(detail::check_detail(check, &self.keymap));
-            }
-            return;
-        }
-        let Some(event) = self.selected_event().cloned() else {
-            self.toast("no row selected");
-            return;
-        };
-        let timeline = event
-            .message_id
-            .map(|id| self.stages.timeline(id))
-            .unwrap_or_default();
-        self.layers.overlay = Some(detail::event_detail(self.focus.title(), &event, &timeline));
+        self.update_focused(Action::Detail);
     }
 
     /// The keys the footer offers now, in order of use; the last ones give way on a narrow

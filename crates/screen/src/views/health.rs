@@ -1,8 +1,10 @@
 //! The health pane as a view: the diagnosis's checks, worst first, the selected one, how far
 //! the list is scrolled, and the action a check offers, as a question to confirm.
 
+use super::Reply;
 use crate::app::{Effect, Mode, Prompt};
-use crate::keys::Action;
+use crate::detail::check_detail;
+use crate::keys::{Action, KeyMap};
 use notifyscope_model::check::{Check, CheckTarget};
 
 #[derive(Debug, Default)]
@@ -61,6 +63,36 @@ impl HealthView {
             self.selected = index;
             self.settle(height);
         }
+    }
+
+    /// The keys of the health pane while it is focused, for a list of `height` rows.
+    pub fn update(&mut self, action: Action, height: usize, keys: &KeyMap) -> Reply {
+        match action {
+            Action::Up => self.move_selection(-1, height),
+            Action::Down => self.move_selection(1, height),
+            Action::PageUp => self.move_selection(-(height as isize), height),
+            Action::PageDown => self.move_selection(height as isize, height),
+            Action::Top => self.move_selection(isize::MIN / 2, height),
+            Action::Bottom => self.select_last(height),
+            Action::Detail => {
+                if let Some(check) = self.selected_check() {
+                    return Reply::Open(check_detail(check, keys));
+                }
+            }
+            Action::Follow => {
+                return match self
+                    .selected_check()
+                    .and_then(|c| c.message_ids.first().copied())
+                {
+                    Some(id) => Reply::Follow(id),
+                    None => Reply::Toast("the selected check names no message".into()),
+                }
+            }
+            Action::Copy => return Reply::Toast("nothing selected to copy".into()),
+            Action::CopyId => return Reply::Toast("the selected row has no message id".into()),
+            _ => return Reply::NotMine,
+        }
+        Reply::Nothing
     }
 
     /// The action the selected check offers in `mode`, as a question to confirm; why there

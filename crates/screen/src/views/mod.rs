@@ -5,3 +5,21 @@ pub mod health;
 pub mod layers;
 pub mod stages;
 pub mod status;
+
+use crate::app::Effect;
+use crate::detail::Overlay;
+use notifyscope_model::contract::Snowflake;
+
+/// What a view's update asks of the app beyond the view's own state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Done, or nothing to do.
+    Nothing,
+    /// Not an action of this view.
+    NotMine,
+    Effect(Effect),
+    Toast(String),
+    Open(Overlay),
+    /// Follow this message across the stage panes (or stop, when it is followed already).
+    Follow(Snowflake),
+}

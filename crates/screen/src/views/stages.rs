@@ -5,6 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::Reply;
+use crate::app::Effect;
+use crate::detail::{copy_text, event_detail};
 use crate::keys::Action;
 use crate::pane::{Pane, PaneId, PANE_COUNT};
 use crate::search::Search;
@@ -242,6 +245,49 @@ impl StageView {
             }
         }
         None
+    }
+
+    /// The keys of the stage pane `pane` while it is focused, for a list of `height` rows.
+    pub fn update(&mut self, pane: PaneId, action: Action, height: usize) -> Reply {
+        match action {
+            Action::Up => self.move_selection(pane, -1, height),
+            Action::Down => self.move_selection(pane, 1, height),
+            Action::PageUp => self.move_selection(pane, -(height as isize), height),
+            Action::PageDown => self.move_selection(pane, height as isize, height),
+            Action::Top => self.move_selection(pane, isize::MIN / 2, height),
+            Action::Bottom => self.follow_tail(pane),
+            Action::Pause => self.toggle_pause(),
+            Action::Detail => {
+                let Some(event) = self.selected(pane) else {
+                    return Reply::Toast("no row selected".into());
+                };
+                let timeline = event
+                    .message_id
+                    .map(|id| self.timeline(id))
+                    .unwrap_or_default();
+                return Reply::Open(event_detail(pane.title(), event, &timeline));
+            }
+            Action::Follow => {
+                return match self.selected(pane).and_then(|e| e.message_id) {
+                    Some(id) => Reply::Follow(id),
+                    None => Reply::Toast("the selected row is not about a message".into()),
+                }
+            }
+            Action::Copy => {
+                return match self.selected(pane) {
+                    Some(event) => Reply::Effect(Effect::Copy(copy_text(event))),
+                    None => Reply::Toast("nothing selected to copy".into()),
+                }
+            }
+            Action::CopyId => {
+                return match self.selected(pane).and_then(|e| e.message_id) {
+                    Some(id) => Reply::Effect(Effect::Copy(id.to_string())),
+                    None => Reply::Toast("the selected row has no message id".into()),
+                }
+            }
+            _ => return Reply::NotMine,
+        }
+        Reply::Nothing
     }
 
     /// The keys of the stage panes in the footer, in order of use.
