@@ -11,6 +11,7 @@ pub mod detail;
 pub mod draw;
 pub mod effects;
 pub mod event_loop;
+pub mod events;
 pub mod keys;
 pub mod logs;
 pub mod pane;

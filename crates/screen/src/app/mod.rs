@@ -6,9 +6,7 @@
 //! prompt and the overlays) and the status bar ([`StatusView`]). The app routes keys, the
 //! mouse and events to them and keeps what they share: the mode, the focus and the layout.
 
-mod events;
-
-pub use events::{AppEvent, ClickTarget, Effect, InputKind, Mode, Pointer, Prompt};
+pub use crate::events::{AppEvent, ClickTarget, Effect, InputKind, Mode, Pointer, Prompt};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,9 +5,11 @@ use ratatui::layout::Rect;
 use ratatui::Frame;
 
 use crate::app::App;
+use crate::events::Mode;
 use crate::keys::Action;
 use crate::pane::PaneId;
 use crate::rows::pane_row;
+use notifyscope_model::sim::SimKind;
 use notifyscope_model::trace::Status;
 
 /// What an empty pane says: why it is empty, and what would fill it where the user can (the
@@ -17,7 +19,13 @@ fn empty_hint(app: &App, pane: PaneId) -> String {
         // The status bar shows the filter itself.
         return "nothing matches the filter".into();
     }
-    (pane.spec().empty)(&app.mode, &app.keymap)
+    let empty = pane.spec().empty;
+    let text = match app.mode {
+        Mode::Live => empty.live,
+        Mode::Watch => empty.watch,
+        Mode::Replay(_) => empty.replay,
+    };
+    text.replace("{send}", &app.keymap.label(Action::Send(SimKind::Message)))
 }
 
 pub(super) fn draw_stage(

@@ -7,9 +7,6 @@ mod history;
 
 pub use history::Pane;
 
-use crate::app::Mode;
-use crate::keys::{Action, KeyMap};
-use notifyscope_model::sim::SimKind;
 use notifyscope_model::trace::{TraceKind, WriteStage};
 
 /// What a pane shows.
@@ -36,7 +33,27 @@ pub struct PaneSpec {
     pub columns: &'static str,
     pub shows: Shows,
     /// Why it is empty, and what would fill it where the user can, in one short line.
-    pub empty: fn(&Mode, &KeyMap) -> String,
+    pub empty: Empty,
+}
+
+/// What an empty pane says, by what the screen is attached to. `{send}` stands for the key
+/// that sends a test message.
+#[derive(Clone, Copy)]
+pub struct Empty {
+    pub live: &'static str,
+    pub watch: &'static str,
+    pub replay: &'static str,
+}
+
+impl Empty {
+    /// The same words whatever the screen is attached to.
+    const fn always(text: &'static str) -> Empty {
+        Empty {
+            live: text,
+            watch: text,
+            replay: text,
+        }
+    }
 }
 
 impl PaneSpec {
@@ -71,15 +88,12 @@ macro_rules! panes {
 panes! {
     Received => "Discord messages received", "Received", "Rx", "author #channel size",
         Shows::Stage(|k| matches!(k, TraceKind::Received { .. })),
-        |mode, keys| match mode {
-            Mode::Live => format!(
-                "no messages yet: press {} to send one",
-                keys.label(Action::Send(SimKind::Message))
-            ),
-            // Test keys send nothing into someone else's pipeline: only an observer of
-            // their bot sees messages arrive.
-            Mode::Watch => "messages need --discord-token-env".into(),
-            Mode::Replay(_) => "no message in this recording".into(),
+        // Test keys send nothing into someone else's pipeline: only an observer of their bot
+        // sees messages arrive.
+        Empty {
+            live: "no messages yet: press {send} to send one",
+            watch: "messages need --discord-token-env",
+            replay: "no message in this recording",
         };
     Published => "Published payloads", "Published", "Pub", "outbox row, NOTIFY size",
         Shows::Stage(|k| matches!(
@@ -89,9 +103,10 @@ panes! {
                 | TraceKind::Backpressure { .. }
                 | TraceKind::DatabaseRefused { part: WriteStage::Publish, .. }
         )),
-        |mode, _| match mode {
-            Mode::Watch => "their publishes: see NOTIFY receipts".into(),
-            _ => "nothing published yet".into(),
+        Empty {
+            live: "nothing published yet",
+            watch: "their publishes: see NOTIFY receipts",
+            replay: "nothing published yet",
         };
     Notify => "NOTIFY receipts", "NOTIFY", "Ntfy", "channel, sender pid, outbox row, size",
         Shows::Stage(|k| matches!(
@@ -101,7 +116,7 @@ panes! {
                 | TraceKind::NeighbourNotified { .. }
                 | TraceKind::DatabaseRefused { part: WriteStage::DeadLetters, .. }
         )),
-        |_, _| "no NOTIFY received yet".into();
+        Empty::always("no NOTIFY received yet");
     Ingest => "Ingestion results", "Ingestion", "Ingest", "result, latency, outbox row",
         Shows::Stage(|k| matches!(
             k,
@@ -110,15 +125,15 @@ panes! {
                 | TraceKind::RowObserved { .. }
                 | TraceKind::DatabaseRefused { part: WriteStage::Ingest, .. }
         )),
-        |_, _| "nothing ingested yet".into();
+        Empty::always("nothing ingested yet");
     Skips => "Filter skips", "Skips", "Skip", "reason · author #channel",
         Shows::Stage(|k| matches!(
             k,
             TraceKind::Skipped { .. } | TraceKind::ContentIntentSuspected { .. }
         )),
-        |_, _| "no message skipped".into();
-    Health => "Health", "Health", "Health", "", Shows::Health, |_, _| String::new();
-    Logs => "Logs", "Logs", "Logs", "", Shows::Logs, |_, _| String::new();
+        Empty::always("no message skipped");
+    Health => "Health", "Health", "Health", "", Shows::Health, Empty::always("");
+    Logs => "Logs", "Logs", "Logs", "", Shows::Logs, Empty::always("");
 }
 
 /// How many panes there are.

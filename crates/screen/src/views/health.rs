@@ -2,8 +2,8 @@
 //! the list is scrolled, and the action a check offers, as a question to confirm.
 
 use super::Reply;
-use crate::app::{Effect, Mode, Prompt};
 use crate::detail::check_detail;
+use crate::events::{Effect, Mode, Prompt};
 use crate::keys::{Action, KeyMap};
 use notifyscope_model::check::{Check, CheckTarget};
 

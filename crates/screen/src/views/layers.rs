@@ -4,8 +4,8 @@
 
 use crossterm::event::KeyCode;
 
-use crate::app::{Effect, InputKind, Prompt};
 use crate::detail::{scroll, Overlay};
+use crate::events::{Effect, InputKind, Prompt};
 use crate::keys::Action;
 use notifyscope_model::contract::Snowflake;
 

@@ -6,8 +6,8 @@ pub mod layers;
 pub mod stages;
 pub mod status;
 
-use crate::app::Effect;
 use crate::detail::Overlay;
+use crate::events::Effect;
 use notifyscope_model::contract::Snowflake;
 
 /// What a view's update asks of the app beyond the view's own state.

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::Reply;
-use crate::app::Effect;
 use crate::detail::{copy_text, event_detail};
+use crate::events::Effect;
 use crate::keys::Action;
 use crate::pane::{Pane, PaneId, PANE_COUNT};
 use crate::search::Search;
