@@ -240,8 +240,12 @@ fn help_overlay_lists_every_key() {
     let mut app = app_with_story();
     app.update(Action::Help);
     let text = screen(&mut app, 160, 60);
-    for (_, _, _, help) in notifyscope::screen::keys::BINDINGS {
-        assert!(text.contains(help), "help misses {help:?}");
+    for binding in notifyscope::screen::keys::bindings() {
+        assert!(
+            text.contains(&binding.help),
+            "help misses {:?}",
+            binding.help
+        );
     }
     insta::assert_snapshot!(text);
 }
@@ -372,6 +376,17 @@ fn paused_view_counts_new_events() {
     insta::assert_snapshot!(text);
     app.update(Action::Pause);
     assert_eq!(app.pane(PaneId::Received).map(|p| p.len()), Some(4));
+}
+
+/// Space pauses the view from any pane, the health and logs panes too.
+#[test]
+fn the_view_pauses_whichever_pane_has_the_focus() {
+    for pane in PaneId::ALL {
+        let mut app = app_with_story();
+        app.update(Action::Focus(pane));
+        app.on_key(key(KeyCode::Char(' ')));
+        assert!(app.stages.paused, "from {pane:?}");
+    }
 }
 
 #[test]

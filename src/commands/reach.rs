@@ -32,6 +32,13 @@ pub struct Reach {
     pub operator: Option<Operator>,
 }
 
+/// A toast, delivered however full the channel is for now.
+fn say(results: mpsc::Sender<AppEvent>, text: String) {
+    tokio::spawn(async move {
+        let _ = results.send(AppEvent::Toast(text)).await;
+    });
+}
+
 impl Outside for Reach {
     fn carry_out(&self, effect: Effect, key: String, results: mpsc::Sender<AppEvent>) {
         match effect {
@@ -40,7 +47,7 @@ impl Outside for Reach {
                     Ok(path) => saved(events.len(), &path),
                     Err(e) => format!("save failed: {e}"),
                 };
-                let _ = results.try_send(AppEvent::Toast(said));
+                say(results, said);
             }
             Effect::CancelBackend(_)
             | Effect::TerminateBackend(_)
@@ -50,7 +57,7 @@ impl Outside for Reach {
             | Effect::DeleteDeadLetters => match &self.operator {
                 Some(operator) => act(effect, operator.clone(), results),
                 None => {
-                    let _ = results.try_send(AppEvent::Toast("nothing to act with here".into()));
+                    say(results, "nothing to act with here".into());
                 }
             },
             test => {

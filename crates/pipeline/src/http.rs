@@ -1,5 +1,5 @@
 //! The one small HTTP/1 server of notifyscope (hyper), for the endpoints it offers on an
-//! address it was asked to bind: `/metrics`, and receivers that take telemetry in. A
+//! address it was asked to bind (`/metrics`; a telemetry receiver is to share it). A
 //! request's body is read up to a limit (larger ones get 413 without being read whole), and
 //! the handler answers from the whole request; a handler never sees a socket.
 

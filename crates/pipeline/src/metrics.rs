@@ -103,8 +103,9 @@ impl Exporter {
             let serve = http::serve(
                 self.listener,
                 Arc::new(move |request| answer(request, &scraped)),
-                // A scrape has no body.
-                0,
+                // A scrape has no body; a request with one is answered by the handler (405),
+                // unless it is large.
+                64 * 1024,
                 stop.clone(),
             );
             let record = record_stream(events, reports, stop.clone());
@@ -247,6 +248,30 @@ mod tests {
     use notifyscope_model::check::CheckId;
     use notifyscope_model::contract::Snowflake;
     use notifyscope_model::trace::{IngestOutcome, SkipReason};
+
+    #[test]
+    fn the_endpoint_answers_scrapes_only() {
+        let handle = builder().build_recorder().handle();
+        let ask = |method: Method, path: &str, body: &'static [u8]| {
+            answer(
+                Request {
+                    method,
+                    path: path.into(),
+                    headers: Default::default(),
+                    body: body.into(),
+                },
+                &handle,
+            )
+            .status
+        };
+        assert_eq!(ask(Method::GET, "/metrics", b""), StatusCode::OK);
+        assert_eq!(ask(Method::HEAD, "/metrics", b""), StatusCode::OK);
+        assert_eq!(ask(Method::GET, "/nothing", b""), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ask(Method::POST, "/metrics", b"x=1"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
 
     fn event(at: DateTime<Utc>, id: u64, kind: TraceKind) -> TraceEvent {
         TraceEvent {

@@ -17,21 +17,13 @@ pub enum Source {
     Simulated,
     /// A `send --via-bot` request carried out by a running instance's bot path.
     Control,
-    /// A line of a foreign bot's own log.
+    /// A line of a foreign bot's own log (`watch --bot-log`, to come).
     BotLog,
-    /// A span or log record a foreign bot sent over OpenTelemetry.
+    /// A span or log record a foreign bot sent over OpenTelemetry (`watch --otlp`, to come).
     Otlp,
 }
 
 impl Source {
-    pub const ALL: [Source; 5] = [
-        Source::Gateway,
-        Source::Simulated,
-        Source::Control,
-        Source::BotLog,
-        Source::Otlp,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Gateway => "gateway",
@@ -55,11 +47,6 @@ impl Source {
         } else {
             Source::Gateway
         }
-    }
-
-    /// Reported by a bot notifyscope does not run.
-    pub fn is_foreign(self) -> bool {
-        matches!(self, Source::BotLog | Source::Otlp)
     }
 
     /// The short mark of a pane row; none for the gateway, the usual case.

@@ -327,6 +327,8 @@ impl App {
             Action::FocusPrev => self.focus = self.focus.step(-1),
             Action::Focus(pane) => self.focus = pane,
             Action::Close => return self.close(),
+            // The view pauses, whichever pane has the focus.
+            Action::Pause => self.stages.toggle_pause(),
             Action::Filter => self.read(InputKind::Filter),
             Action::Search => self.read(InputKind::Search),
             Action::SearchNext | Action::SearchPrev => {

@@ -256,7 +256,6 @@ impl StageView {
             Action::PageDown => self.move_selection(pane, height as isize, height),
             Action::Top => self.move_selection(pane, isize::MIN / 2, height),
             Action::Bottom => self.follow_tail(pane),
-            Action::Pause => self.toggle_pause(),
             Action::Detail => {
                 let Some(event) = self.selected(pane) else {
                     return Reply::Toast("no row selected".into());
