@@ -22,7 +22,7 @@ use notifyscope_model::trace::TraceKind;
 use notifyscope_pipeline::bot::{run_bot, BotConfig, Shards, Token};
 use notifyscope_pipeline::bot_path::BotPath;
 use notifyscope_pipeline::operate::Operator;
-use notifyscope_pipeline::watched::{self, WatchedTable};
+use notifyscope_pipeline::watched::{self, Looks, WatchedTable};
 use notifyscope_screen::app::{App, Mode};
 use notifyscope_screen::event_loop;
 use notifyscope_store::Identifier;
@@ -76,7 +76,13 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         lock_tables.push(Identifier::new("table", "event_outbox")?);
     }
     let tap = watched::spawn(
-        &database, &channel, neighbours, table, start_id, &trace, &stop,
+        &database,
+        &channel,
+        neighbours,
+        table,
+        Looks::after(start_id),
+        &trace,
+        &stop,
     );
     let observer = start_observer(&args, &trace, &stop, screen.is_none())?;
     let mut config = DiagnoseConfig::new(channel.clone());

@@ -57,14 +57,32 @@ pub async fn starting_point(
     Ok((start_id, has_outbox))
 }
 
+/// How the watched table is looked at: for rows above `after`, every `idle_gap` while no row
+/// is awaited, and promptly after each NOTIFY that announces one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Looks {
+    pub after: i64,
+    pub idle_gap: Duration,
+}
+
+impl Looks {
+    /// Rows above `start_id`, at the idle pace of [`IDLE_GAP`].
+    pub fn after(start_id: i64) -> Self {
+        Looks {
+            after: start_id,
+            idle_gap: IDLE_GAP,
+        }
+    }
+}
+
 /// Taps the pipeline until `stop`: LISTEN on `channel` and `neighbours`, and new rows of the
-/// table after `start_id`.
+/// table as `looks` says.
 pub fn spawn(
     database: &Database,
     channel: &Identifier,
     neighbours: Vec<Identifier>,
     watched: WatchedTable,
-    start_id: i64,
+    looks: Looks,
     trace: &Trace,
     stop: &CancellationToken,
 ) -> [JoinHandle<()>; 2] {
@@ -81,7 +99,7 @@ pub fn spawn(
     let polling = tokio::spawn(poll_rows(
         database.clone(),
         watched,
-        start_id,
+        looks,
         trace.clone(),
         (notified, row_awaited),
         stop.clone(),
@@ -101,7 +119,7 @@ const PROMPT_MAX_GAP: Duration = Duration::from_millis(5);
 /// How long the looks stay that close together; after that they back off.
 const PROMPT_FAST_FOR: Duration = Duration::from_secs(1);
 /// With no row awaited, new rows are looked for this often.
-const IDLE_GAP: Duration = Duration::from_millis(500);
+pub const IDLE_GAP: Duration = Duration::from_millis(500);
 
 /// When each message id was notified, to time the row's arrival, and the notified ids whose
 /// row has not appeared yet.
@@ -277,12 +295,16 @@ const PAGE: i64 = 1000;
 async fn poll_rows(
     database: Database,
     watched: WatchedTable,
-    start: i64,
+    looks: Looks,
     trace: Trace,
     (notified, row_awaited): NotifiedShared,
     stop: CancellationToken,
 ) {
     let WatchedTable { table, id_column } = watched;
+    let Looks {
+        after: start,
+        idle_gap,
+    } = looks;
     let sql = format!(
         "SELECT {col}::int8 FROM {table} WHERE {col} > $1 ORDER BY {col} LIMIT {PAGE}",
         col = id_column.quoted(),
@@ -291,7 +313,7 @@ async fn poll_rows(
     let mut highest = start;
     let mut seen: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     let mut client: Option<tokio_postgres::Client> = None;
-    let mut gap = IDLE_GAP;
+    let mut gap = idle_gap;
     let mut prompting_since: Option<Instant> = None;
     let mut failing = false;
     loop {
@@ -310,7 +332,7 @@ async fn poll_rows(
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     poll_failed(&trace, &mut failing, e.class(), error_chain(&e));
-                    gap = IDLE_GAP;
+                    gap = idle_gap;
                     continue;
                 }
             }
@@ -382,13 +404,13 @@ async fn poll_rows(
         // Every few milliseconds for the first second after a NOTIFY, then backing off
         // toward the idle pace: a row that does not come costs little.
         gap = match (awaiting, prompting_since) {
-            (false, _) | (true, None) => IDLE_GAP,
+            (false, _) | (true, None) => idle_gap,
             (true, Some(since)) if since.elapsed() < PROMPT_FAST_FOR => {
                 (gap * 2).min(PROMPT_MAX_GAP)
             }
-            (true, Some(_)) => (gap * 2).min(IDLE_GAP),
+            (true, Some(_)) => (gap * 2).min(idle_gap),
         };
-        if gap == IDLE_GAP {
+        if gap == idle_gap {
             prompting_since = None;
         }
     }
