@@ -133,15 +133,13 @@ impl Operator {
         done
     }
 
-    /// A part of an action on the rows `selection` names (`None`: not asked for, nothing
-    /// done), on a connection of its own.
+    /// A part of an action on the rows `selection` names, on a connection of its own.
     async fn part<T>(
         &self,
-        selection: Option<&Selection>,
+        selection: &Selection,
         doing: &'static str,
         work: impl AsyncFnOnce(&mut Object, &Selection) -> Result<T, StoreError>,
-    ) -> Option<Part<T>> {
-        let selection = selection?;
+    ) -> Part<T> {
         let result = async {
             let mut client = self.client().await?;
             work(&mut client, selection)
@@ -149,7 +147,21 @@ impl Operator {
                 .map_err(self.failed(doing))
         }
         .await;
-        Some(result.into())
+        result.into()
+    }
+
+    /// [`part`](Self::part) for a kind of rows that may not be asked for (`None`: nothing
+    /// done).
+    async fn part_if_asked<T>(
+        &self,
+        selection: Option<&Selection>,
+        doing: &'static str,
+        work: impl AsyncFnOnce(&mut Object, &Selection) -> Result<T, StoreError>,
+    ) -> Option<Part<T>> {
+        match selection {
+            Some(selection) => Some(self.part(selection, doing, work).await),
+            None => None,
+        }
     }
 
     /// Puts the stuck (retrying or given-up) rows of `selection` back in the queue, attempts
@@ -164,8 +176,8 @@ impl Operator {
             let outcome = outbox::requeue(client, &self.channel, selection, stuck, apply).await?;
             Ok(Requeue::of(outcome, stuck))
         };
-        let part = self.part(Some(selection), doing, requeue).await;
-        self.acted(apply, part.expect("asked for"))
+        let part = self.part(selection, doing, requeue).await;
+        self.acted(apply, part)
     }
 
     /// Deletes the given-up rows of `selection`; with `force`, undelivered rows named by id
@@ -184,8 +196,8 @@ impl Operator {
             let outcome = outbox::purge(client, &self.channel, selection, force, apply).await?;
             Ok(Purge::of(outcome))
         };
-        let part = self.part(Some(selection), doing, purge).await;
-        self.acted(apply, part.expect("asked for"))
+        let part = self.part(selection, doing, purge).await;
+        self.acted(apply, part)
     }
 
     /// The rows of the channel not ingested yet, oldest first, at most `limit`.
@@ -251,9 +263,11 @@ impl Operator {
         let requeue = async |client: &mut Object, selection: &Selection| {
             outbox::requeue(client, &self.channel, selection, Stuck::GivenUp, apply).await
         };
-        let letters = self.part(letters, "re-sending dead letters", resend).await;
+        let letters = self
+            .part_if_asked(letters, "re-sending dead letters", resend)
+            .await;
         let rows = self
-            .part(given_up, "requeuing rows of event_outbox", requeue)
+            .part_if_asked(given_up, "requeuing rows of event_outbox", requeue)
             .await;
         self.acted(apply, DeadLetters::of(letters, rows))
     }
@@ -274,9 +288,11 @@ impl Operator {
         let purge = async |client: &mut Object, selection: &Selection| {
             outbox::purge(client, &self.channel, selection, false, apply).await
         };
-        let letters = self.part(letters, "deleting dead letters", delete).await;
+        let letters = self
+            .part_if_asked(letters, "deleting dead letters", delete)
+            .await;
         let rows = self
-            .part(given_up, "deleting rows of event_outbox", purge)
+            .part_if_asked(given_up, "deleting rows of event_outbox", purge)
             .await;
         self.acted(apply, DeadLetters::of(letters, rows))
     }
