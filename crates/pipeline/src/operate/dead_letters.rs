@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::outcome::{why_text, Failed, Part, Rows, Work};
+use super::outcome::{left_alone_lines, Failed, Part, Rows, Work};
 use notifyscope_model::contract;
 use notifyscope_model::present::{counted, shorten};
 use notifyscope_store::action::NotHandled;
@@ -121,16 +121,12 @@ impl Letters {
                 shorten(&l.payload, PAYLOAD_LINE)
             ));
         }
-        if !self.not_handled.is_empty() {
-            lines.push(format!(
-                "left alone: {}",
-                counted(self.not_handled.len(), "rejected notification")
-            ));
-            for row in &self.not_handled {
-                let why = why_text(&row.why).unwrap_or_default();
-                lines.push(format!("  {:>10}  {why}", row.id));
-            }
-        }
+        // A rejected notification has no row state of its own to word.
+        lines.extend(left_alone_lines(
+            &self.not_handled,
+            "rejected notification",
+            |_| String::new(),
+        ));
         lines
     }
 }

@@ -226,7 +226,7 @@ pub trait Rows: Serialize {
             )
         }];
         lines.extend(self.row_lines(channel));
-        lines.extend(left_alone_lines(self.left_alone(), Self::state_why));
+        lines.extend(left_alone_lines(self.left_alone(), "row", Self::state_why));
         lines
     }
 }
@@ -417,7 +417,7 @@ impl Rows for PurgeOutcome {
 
 /// Why a named row was left alone, for the reasons every action shares; `None` for a row's
 /// state, which each action words for itself.
-pub fn why_text(why: &Why) -> Option<String> {
+fn why_text(why: &Why) -> Option<String> {
     Some(match why {
         Why::NotFound => "no such row".into(),
         Why::OtherChannel { channel } => format!("a row of channel {channel}: not touched"),
@@ -427,12 +427,16 @@ pub fn why_text(why: &Why) -> Option<String> {
     })
 }
 
-/// The lines for rows named by id and left alone; `state` words a row's state.
-fn left_alone_lines(rows: &[NotHandled], state: fn(RowState) -> String) -> Vec<String> {
+/// The lines for `noun`s named by id and left alone; `state` words a row's state.
+pub(super) fn left_alone_lines(
+    rows: &[NotHandled],
+    noun: &str,
+    state: fn(RowState) -> String,
+) -> Vec<String> {
     if rows.is_empty() {
         return Vec::new();
     }
-    let mut lines = vec![format!("left alone: {}", counted(rows.len(), "row"))];
+    let mut lines = vec![format!("left alone: {}", counted(rows.len(), noun))];
     for row in rows {
         let why = match &row.why {
             Why::State { state: s } => state(*s),

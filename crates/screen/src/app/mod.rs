@@ -368,7 +368,7 @@ impl App {
             self.stages.update(self.focus, action, height)
         };
         match reply {
-            Reply::Nothing | Reply::NotMine => {}
+            Reply::Nothing => {}
             Reply::Effect(effect) => return Some(effect),
             Reply::Toast(text) => self.toast(text),
             Reply::Open(overlay) => self.layers.overlay = Some(overlay),

@@ -90,7 +90,7 @@ impl HealthView {
             }
             Action::Copy => return Reply::Toast("nothing selected to copy".into()),
             Action::CopyId => return Reply::Toast("the selected row has no message id".into()),
-            _ => return Reply::NotMine,
+            _ => {}
         }
         Reply::Nothing
     }

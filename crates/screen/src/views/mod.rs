@@ -13,10 +13,8 @@ use notifyscope_model::contract::Snowflake;
 /// What a view's update asks of the app beyond the view's own state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// Done, or nothing to do.
+    /// Done, nothing to do, or not an action of this view.
     Nothing,
-    /// Not an action of this view.
-    NotMine,
     Effect(Effect),
     Toast(String),
     Open(Overlay),

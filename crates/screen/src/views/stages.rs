@@ -84,8 +84,9 @@ impl StageView {
                 self.pending_dropped += 1;
             }
             self.pending.push_back(event);
-        } else if let Some(p) = pane.is_stage().then(|| &mut self.panes[pane.index()]) {
-            p.push(event, self.history, self.filter.as_ref());
+        } else if pane.is_stage() {
+            // Indexed here, not through `pane_mut`: the filter is borrowed beside the pane.
+            self.panes[pane.index()].push(event, self.history, self.filter.as_ref());
         }
     }
 
@@ -284,7 +285,7 @@ impl StageView {
                     None => Reply::Toast("the selected row has no message id".into()),
                 }
             }
-            _ => return Reply::NotMine,
+            _ => {}
         }
         Reply::Nothing
     }
