@@ -11,7 +11,7 @@ mod kind;
 pub mod latency;
 mod source;
 
-pub use health::{CheckState, Status};
+pub use health::{CheckState, Status, Verdict};
 pub use kind::{ControlRefusal, IngestOutcome, SkipReason, TraceKind, WriteStage};
 pub use source::Source;
 
