@@ -241,6 +241,44 @@ async fn doctor_prints_the_error_of_a_query_it_may_not_run() {
     assert_ne!(out.status.code(), Some(0), "{stdout}");
 }
 
+/// With INSERT on discord_messages revoked, doctor names the grant as the screen does, not
+/// a missing listener, and publishes no probe that could only get stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_revoked_grant_and_leaves_no_probe() {
+    let t = TestSchema::new("e_grant");
+    let role = TestRole::create(&t).await;
+    role.database(&t).migrate().await.expect("migrated");
+    t.client()
+        .await
+        .batch_execute(&format!(
+            "REVOKE INSERT ON \"{}\".discord_messages FROM \"{}\"",
+            t.name, role.name
+        ))
+        .await
+        .expect("revoked");
+    let out = notifyscope()
+        .args(["doctor", "--timeout", "3", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &role.url()])
+        .finish_within(WAIT)
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let writes = stdout
+        .lines()
+        .find(|l| l.contains("the database accepts our writes"))
+        .unwrap_or_else(|| panic!("a writes check: {stdout}"));
+    assert!(
+        writes.starts_with('✗') && writes.contains("INSERT") && writes.contains("discord_messages"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("GRANT SELECT, INSERT, UPDATE ON discord_messages"), "{stdout}");
+    assert!(!stdout.contains("start the LISTEN subscriber"), "{stdout}");
+    let rows = t
+        .count(&format!("SELECT count(*) FROM \"{}\".event_outbox", t.name))
+        .await;
+    assert_eq!(rows, 0, "no probe left behind: {stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_log_filter_is_an_error_naming_it() {
     // With a database, so that only the filter can make it exit 2.

@@ -559,6 +559,11 @@ async fn doctor_promises_a_round_trip_only_when_one_follows() {
         migrated[promise..].contains("\n✗ round trip: publish → NOTIFY → ingested"),
         "{migrated}"
     );
+    assert!(migrated.contains("the probe was removed"), "{migrated}");
+    let rows = t
+        .count(&format!("SELECT count(*) FROM \"{}\".event_outbox", t.name))
+        .await;
+    assert_eq!(rows, 0, "no probe left behind: {migrated}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,4 +644,104 @@ async fn watch_follows_a_plain_sql_pipeline_without_writing() {
         ))
         .await;
     assert_eq!(rows, 2);
+}
+
+/// With `discord_messages` locked under a running pipeline, doctor still answers within its
+/// time, names the session holding the lock, and leaves no probe in the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_answers_under_a_lock_naming_its_holder() {
+    let t = TestSchema::new("d_locked");
+    let run = run_pipeline(&t).await;
+    let locker = t.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE discord_messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("locked");
+    let holder: i32 = locker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let out = notifyscope()
+        .args(["doctor", "--timeout", "5", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &server_url()])
+        .finish_within(Duration::from_secs(15))
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let round_trip = text
+        .lines()
+        .find(|l| l.contains("round trip"))
+        .unwrap_or_else(|| panic!("a round trip line: {text}"));
+    assert!(
+        round_trip.contains(&format!("pid {holder} ")) && round_trip.contains("AccessExclusiveLock"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("blocked by pid {holder} ")),
+        "the lock check names the holder: {text}"
+    );
+    let rows = t
+        .count(&format!("SELECT count(*) FROM \"{}\".event_outbox", t.name))
+        .await;
+    assert_eq!(rows, 0, "no probe left behind: {text}");
+    locker.batch_execute("COMMIT").await.expect("released");
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+}
+
+/// A message given up keeps a check failing, in doctor and in watch, for as long as it is
+/// there; once retried, the check holds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_up_message_fails_a_check_until_it_is_retried() {
+    let t = TestSchema::new("d_given_up");
+    t.database().migrate().await.expect("migrated");
+    let sql = t.client().await;
+    sql.execute(
+        "INSERT INTO event_outbox (event_id, event_type, channel, message_id, payload, \
+           attempts, last_error, error_class, dead_at) \
+         VALUES (gen_random_uuid(), 'discord.message_created', $1, 77, '{}', 12, \
+           'permission denied for table discord_messages', 'permission', now() - interval '2 hours')",
+        &[&t.name],
+    )
+    .await
+    .expect("a given-up row");
+    let doctor = || {
+        let mut cmd = notifyscope();
+        cmd.args(["doctor", "--timeout", "1", "--schema", &t.name])
+            .args(["--channel", &t.name, "--database-url", &server_url()]);
+        cmd
+    };
+    let out = doctor().finish().await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✗ no message given up: 1 outbox row given up, the oldest given up 120 min ago"),
+        "{text}"
+    );
+
+    let mut cmd = notifyscope();
+    cmd.args(["watch", "--headless", "--json", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &server_url()]);
+    let mut watching = Running::start(cmd);
+    let report = watching
+        .until("a health report", |v| stage(v) == "health_report")
+        .await;
+    let given_up = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "given_up"))
+        .unwrap_or_else(|| panic!("a given_up check: {report}"));
+    assert_eq!(given_up["status"], "fail", "{given_up}");
+    let status = watching.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+
+    let retried = notifyscope()
+        .args(["outbox", "retry", "--yes", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &server_url()])
+        .finish()
+        .await;
+    assert!(retried.status.success(), "{retried:?}");
+    let out = doctor().finish().await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("✓ no message given up"), "{text}");
 }

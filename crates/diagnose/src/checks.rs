@@ -26,6 +26,7 @@ fn rule(id: CheckId) -> Option<Rule> {
         CheckId::NotifyQueue => Some(rules::notify_queue),
         CheckId::LockWaits => Some(rules::lock_waits),
         CheckId::Backlog => Some(rules::backlog),
+        CheckId::GivenUp => Some(rules::given_up),
         CheckId::Schema => None,
         CheckId::RoundTrip => None,
         CheckId::Config => None,

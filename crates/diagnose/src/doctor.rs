@@ -12,14 +12,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::doctor_checks::{self, check, unjudged, Probe};
 use notifyscope_model::check::{Check, CheckId};
+use notifyscope_model::present::counted;
+use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
+use notifyscope_model::trace::{TraceEvent, WriteStage};
 use notifyscope_model::contract::{self, NotifyPayload, Snowflake};
 use notifyscope_model::trace::{Status, Trace, TraceKind};
 use notifyscope_pipeline::listen::ListeningConnection;
 use notifyscope_pipeline::{publish, synthetic};
 use notifyscope_store::errors::table_named;
-use notifyscope_store::examine::{Examiner, Instance};
-use notifyscope_store::snapshot::LockScope;
-use notifyscope_store::{error_chain, Database, Identifier, StoreError, APP_NAME};
+use notifyscope_store::examine::{
+    Examiner, Instance, LockHolder, ProbeRow, LOOK_LOCK_TIMEOUT, LOOK_STATEMENT_TIMEOUT,
+};
+use notifyscope_store::snapshot::{LockScope, LockWait, Snapshot};
+use notifyscope_store::{error_chain, Database, ErrorClass, Identifier, StoreError, APP_NAME};
 
 /// What doctor is told besides where to look.
 #[derive(Debug, Clone)]
@@ -55,7 +60,11 @@ impl DoctorReport {
     }
 }
 
-/// Examines the pipeline of `channel` on `database`.
+/// The pipeline's tables a write takes a lock on.
+const WRITTEN: [&str; 2] = ["event_outbox", "discord_messages"];
+
+/// Examines the pipeline of `channel` on `database`. Every query has a lock and a statement
+/// timeout, and the round trip its own deadline: doctor answers whatever holds a table.
 pub async fn examine(
     database: &Database,
     channel: &Identifier,
@@ -87,11 +96,17 @@ pub async fn examine(
         applied,
         role,
     ));
-    let snapshot = examiner
+    // Before the round trip, whose own listening session must not count as a listener.
+    let mut snapshot = examiner
         .snapshot(channel, migrated, &[], &LockScope::pipeline())
         .await;
+    if migrated {
+        add_own_waits(&examiner, &mut snapshot).await;
+    }
+    // The database's refusals of the pipeline's writes, for the live writes rule.
+    let mut refusals = Vec::new();
     let round_trip = match migrated {
-        true => Some(round_trip(database, &examiner, channel, options.timeout).await),
+        true => Some(round_trip(database, &examiner, channel, options.timeout, &mut refusals).await),
         false => None,
     };
     let probe = round_trip.as_ref().and_then(|(_, probe)| probe.as_ref());
@@ -109,8 +124,9 @@ pub async fn examine(
             role,
         ));
     } else {
-        // Queue, backlog and stray channels: judged exactly as the live diagnosis judges them.
-        checks.extend(crate::snapshot_checks(channel, snapshot));
+        // Writes, locks, queue, backlog, given-up messages and stray channels: judged exactly
+        // as the live diagnosis judges them.
+        checks.extend(crate::snapshot_checks(channel, role, snapshot, &refusals));
     }
     if let Some(unread) = outbox_unread {
         checks.push(unjudged(
@@ -135,18 +151,106 @@ pub async fn examine(
     }
 }
 
-/// Publishes a probe message and follows it: NOTIFY heard, row ingested. The check, and the
-/// probe when it was published.
+/// A write of the pipeline made now would wait for each holder of a lock on its tables:
+/// doctor's own session stands for that write, waiting as long as the lock has been held,
+/// so the live lock rule judges it even when no pipeline runs to wait.
+async fn add_own_waits(examiner: &Examiner, snapshot: &mut Snapshot) {
+    let (Ok(pid), Ok(holders)) = (examiner.pid().await, examiner.lock_holders(&WRITTEN).await)
+    else {
+        return;
+    };
+    for holder in holders {
+        if snapshot
+            .lock_waits
+            .iter()
+            .any(|w| w.blocker.pid == holder.blocker.pid)
+        {
+            continue;
+        }
+        snapshot.lock_waits.push(LockWait {
+            pid,
+            application_name: format!("{APP_NAME} doctor (a write now)"),
+            mode: "RowExclusiveLock".into(),
+            relation: holder.relation.clone(),
+            waiting_s: holder.blocker.seconds,
+            blocker: holder.blocker,
+        });
+    }
+}
+
+/// `pid N (application, user U, state for S s, statement X) holds MODE on TABLE`.
+fn held(holder: &LockHolder) -> String {
+    let b = &holder.blocker;
+    let or_none = |t: &str| if t.is_empty() { "none".to_owned() } else { t.to_owned() };
+    format!(
+        "pid {} ({}, user {}, {} for {:.0} s, statement {}) holds {} on {}",
+        b.pid,
+        or_none(&b.application_name),
+        or_none(&b.user),
+        or_none(&b.state),
+        b.seconds,
+        if b.statement.is_empty() { "unknown" } else { &b.statement },
+        holder.mode,
+        holder.relation
+    )
+}
+
+/// Publishes a probe message and follows it: NOTIFY heard, row ingested. Ingestion takes the
+/// probe through its insert but never stores it, and deletes its outbox row; when the probe
+/// stops on the way, doctor removes it (or leaves it to the ingestion that holds it, which
+/// removes it). It is not published while a lock or a missing grant would stop it. The
+/// database's refusals met on the way go to `refusals`.
 async fn round_trip(
     database: &Database,
     examiner: &Examiner,
     channel: &Identifier,
     timeout: Duration,
+    refusals: &mut Vec<TraceEvent>,
 ) -> (Check, Option<Probe>) {
     let fail = |summary: String, hint: &str| check(CheckId::RoundTrip, Status::Fail, summary, hint);
+    let role = database.role();
+    // What a probe would meet, asked first: a probe that cannot get through would only be
+    // one more message stuck.
+    if let Ok(holders) = examiner.lock_holders(&WRITTEN).await {
+        if let Some(first) = holders.first() {
+            let summary = format!(
+                "not tried: a write would wait on a lock: {}{}",
+                held(first),
+                match holders.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                }
+            );
+            return (fail(summary, CheckId::LockWaits.hint()), None);
+        }
+    }
+    if let Ok(missing) = examiner.missing_grants().await {
+        if let Some((table, privilege)) = missing.0.first() {
+            let who = role.unwrap_or("the role");
+            for (table, privilege) in &missing.0 {
+                let part = match table.as_str() {
+                    "event_outbox" if *privilege == "INSERT" => WriteStage::Publish,
+                    _ => WriteStage::Ingest,
+                };
+                refusals.push(TraceEvent {
+                    at: Utc::now(),
+                    message_id: None,
+                    kind: TraceKind::DatabaseRefused {
+                        part,
+                        class: ErrorClass::Permission,
+                        error: format!("{who} has no {privilege} privilege on {table}"),
+                        retry_in_ms: None,
+                    },
+                });
+            }
+            let summary =
+                format!("not tried: {who} may not {privilege} on {table}, so the probe would stop");
+            let hint = ErrorClass::Permission.fix(role, Some(table));
+            return (fail(summary, &hint), None);
+        }
+    }
     // What fails here is doctor's own connection: the fix of its class, not the running
     // pipeline's.
-    let role = database.role();
     let mut heard = match ListeningConnection::open(database, APP_NAME).await {
         Ok(c) => c,
         Err(e) => {
@@ -159,15 +263,23 @@ async fn round_trip(
         let summary = format!("LISTEN {channel} failed: {}", error_chain(&e));
         return (fail(summary, &e.class().fix(role, None)), None);
     }
-    let pool = match database.pool(1) {
+    let limited = database
+        .with_setting("lock_timeout", &format!("{}ms", LOOK_LOCK_TIMEOUT.as_millis()))
+        .with_setting(
+            "statement_timeout",
+            &format!("{}ms", LOOK_STATEMENT_TIMEOUT.as_millis()),
+        );
+    let pool = match limited.pool(1) {
         Ok(p) => p,
         Err(e) => return (fail(error_chain(&e), &e.class().fix(role, None)), None),
     };
     let stop = CancellationToken::new();
     let trace = Trace::new();
-    let mut refusals = trace.subscribe();
+    let mut published_events = trace.subscribe();
     let (publisher, task) = publish::spawn_publisher(pool, channel.clone(), trace, 1, stop.clone());
-    let probe = synthetic::message("notifyscope doctor: round-trip probe").to_record();
+    let mut probe = synthetic::message("notifyscope doctor: round-trip probe").to_record();
+    probe.author_id = DOCTOR_PROBE_AUTHOR;
+    probe.author_name = "notifyscope-doctor".into();
     let id = probe.message_id;
     let started = Instant::now();
     let published_at = Utc::now();
@@ -175,6 +287,11 @@ async fn round_trip(
     let receipt = tokio::time::timeout(timeout, publisher.publish(probe)).await;
     stop.cancel();
     task.abort();
+    while let Some(event) = published_events.try_recv() {
+        if matches!(event.kind, TraceKind::DatabaseRefused { .. }) {
+            refusals.push((*event).clone());
+        }
+    }
     let receipt = match receipt {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -182,12 +299,10 @@ async fn round_trip(
             return (fail(summary, CheckId::Database.hint()), None);
         }
         Err(_) => {
-            let mut last = None;
-            while let Some(event) = refusals.try_recv() {
-                if let TraceKind::DatabaseRefused { class, error, .. } = &event.kind {
-                    last = Some((*class, error.clone()));
-                }
-            }
+            let last = refusals.iter().rev().find_map(|e| match &e.kind {
+                TraceKind::DatabaseRefused { class, error, .. } => Some((*class, error.clone())),
+                _ => None,
+            });
             let check = match last {
                 Some((class, error)) => fail(
                     format!(
@@ -208,57 +323,102 @@ async fn round_trip(
         }
     };
     let deadline = started + timeout;
+    let outbox = receipt.outbox_id;
     let mut probe = Probe {
         id,
-        outbox_id: receipt.outbox_id,
+        outbox_id: outbox,
         published_at,
         heard_at: None,
         ingested_at: None,
     };
     probe.heard_at = wait_notified(&mut heard, id, deadline).await.then(Utc::now);
-    probe.ingested_at = match wait_ingested(examiner, id, deadline).await {
-        Ok(ingested) => ingested.then(Utc::now),
-        Err(error) => {
-            let summary = format!(
-                "probe message {id} published, but discord_messages cannot be read: {error}"
-            );
-            let check = fail(summary, "grant the role SELECT on discord_messages");
-            return (check, Some(probe));
+    let row = wait_ingested(examiner, outbox, deadline).await;
+    if let Ok(ProbeRow::Waiting {
+        processed: true, ..
+    }) = row
+    {
+        // Ingested by a version that stores every message: not ours to keep.
+        if let Err(e) = examiner.remove_stored_probe(id).await {
+            tracing::warn!(error = %error_chain(&e), "could not remove the probe message");
         }
-    };
+    }
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    let outbox = receipt.outbox_id;
-    let check = match (probe.heard_at.is_some(), probe.ingested_at.is_some()) {
-        (_, true) => check(
-            CheckId::RoundTrip,
-            Status::Ok,
-            format!("probe message {id} ingested in {ms:.0} ms (outbox {outbox})"),
-            "",
+    let ingested = matches!(
+        row,
+        Ok(ProbeRow::Gone | ProbeRow::Waiting { processed: true, .. })
+    );
+    if ingested {
+        probe.ingested_at = Some(Utc::now());
+        let _ = examiner.remove_probe(outbox).await;
+        let summary = format!("probe message {id} ingested in {ms:.0} ms (outbox {outbox})");
+        return (check(CheckId::RoundTrip, Status::Ok, summary, ""), Some(probe));
+    }
+    // Stopped: why, then the probe removed or left to the ingestion that holds it.
+    let holders = examiner.lock_holders(&WRITTEN).await.unwrap_or_default();
+    let secs = timeout.as_secs();
+    let (stopped, hint) = match (&row, holders.first()) {
+        (_, Some(holder)) => (
+            format!("stopped at ingestion: it waits on a lock: {}", held(holder)),
+            CheckId::LockWaits.hint().to_owned(),
         ),
-        (notified, false) => {
-            let (what, stage, hint) = if notified {
-                (
-                    format!("and its NOTIFY heard on {channel}, but not ingested"),
-                    "ingestion",
-                    CheckId::Listener.hint(),
-                )
-            } else {
-                (
-                    format!("but no NOTIFY arrived on {channel}"),
-                    "NOTIFY",
-                    CheckId::Channel.hint(),
-                )
-            };
-            fail(
+        (
+            Ok(ProbeRow::Waiting {
+                last_error: Some(error),
+                error_class,
+                attempts,
+                ..
+            }),
+            None,
+        ) => {
+            let class = error_class
+                .as_deref()
+                .and_then(ErrorClass::from_name)
+                .unwrap_or(ErrorClass::Other);
+            refusals.push(TraceEvent {
+                at: Utc::now(),
+                message_id: Some(id),
+                kind: TraceKind::DatabaseRefused {
+                    part: WriteStage::Ingest,
+                    class,
+                    error: error.clone(),
+                    retry_in_ms: None,
+                },
+            });
+            (
                 format!(
-                    "probe message {id} published (outbox {outbox}) {what} within {} s: stopped at {stage}",
-                    timeout.as_secs()
+                    "stopped at ingestion: the database refused its insert ({}, {}): {error}",
+                    class.describe(),
+                    counted(usize::try_from(*attempts).unwrap_or(0), "attempt")
                 ),
-                hint,
+                class.fix(role, table_named(error).or(Some("discord_messages"))),
             )
         }
+        (Err(e), None) => (
+            format!("its outbox row could not be read: {}", error_chain(e)),
+            e.class().fix(role, Some("event_outbox")),
+        ),
+        _ if probe.heard_at.is_some() => (
+            format!("its NOTIFY was heard on {channel}, but it was not ingested: stopped at ingestion"),
+            CheckId::Listener.hint().to_owned(),
+        ),
+        _ => (
+            format!("no NOTIFY arrived on {channel}: stopped at NOTIFY"),
+            CheckId::Channel.hint().to_owned(),
+        ),
     };
-    (check, Some(probe))
+    let left = match examiner.remove_probe(outbox).await {
+        Ok(true) => "the probe was removed".to_owned(),
+        Ok(false) => format!(
+            "the probe (outbox {outbox}) is held by an ingestion in progress, which deletes it without storing it when it gets through"
+        ),
+        Err(e) => format!(
+            "the probe (outbox {outbox}) could not be removed ({}); ingestion deletes it without storing it",
+            error_chain(&e)
+        ),
+    };
+    let summary =
+        format!("probe message {id} published (outbox {outbox}), not ingested within {secs} s; {stopped}; {left}");
+    (fail(summary, &hint), Some(probe))
 }
 
 /// Whether the NOTIFY of message `id` arrives before `deadline`.
@@ -280,21 +440,27 @@ async fn wait_notified(heard: &mut ListeningConnection, id: Snowflake, deadline:
     false
 }
 
-/// Whether message `id` is in `discord_messages` before `deadline`; the error of the look-up
-/// when it never succeeded.
+/// Where the probe's outbox row is once ingestion took it (gone, or marked by an older
+/// version), or at `deadline`; the error of the look-up when it never succeeded.
 async fn wait_ingested(
     examiner: &Examiner,
-    id: Snowflake,
+    outbox_id: i64,
     deadline: Instant,
-) -> Result<bool, String> {
-    let mut lookup_error = None;
-    while Instant::now() < deadline {
-        match examiner.ingested(&[id]).await {
-            Ok(found) if !found.is_empty() => return Ok(true),
-            Ok(_) => {}
-            Err(e) => lookup_error = Some(error_chain(&e)),
+) -> Result<ProbeRow, StoreError> {
+    let mut last = None;
+    loop {
+        let row = examiner.probe_row(outbox_id).await;
+        let done = matches!(
+            row,
+            Ok(ProbeRow::Gone | ProbeRow::Waiting { processed: true, .. })
+        );
+        if row.is_ok() || last.is_none() {
+            last = Some(row);
+        }
+        if done || Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    lookup_error.map_or(Ok(false), Err)
+    last.unwrap_or(Ok(ProbeRow::Gone))
 }

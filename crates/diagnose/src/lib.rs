@@ -94,7 +94,11 @@ impl Diagnosis {
             status: finding.status,
             summary: finding.summary,
             evidence: finding.evidence,
-            hint: finding.hint.unwrap_or_else(|| id.hint().into()),
+            // An unknown check has found nothing to fix: it says what it waits for instead.
+            hint: match finding.status {
+                Status::Unknown => String::new(),
+                _ => finding.hint.unwrap_or_else(|| id.hint().into()),
+            },
             since,
             message_ids: finding.message_ids,
             target: finding.target,
@@ -102,42 +106,57 @@ impl Diagnosis {
     }
 }
 
-/// The checks one snapshot decides on its own (queue, backlog, stray channels), for a
-/// one-shot look such as `doctor`; without an outbox in the snapshot, backlog is left out.
-pub fn snapshot_checks(channel: &Identifier, snapshot: Snapshot) -> Vec<Check> {
+/// The checks a one-shot look such as `doctor` can judge by the live rules: what one
+/// snapshot decides (queue, lock waits, backlog, given-up messages, stray channels) and the
+/// writes, from the database's refusals among `events`. Without an outbox in the snapshot,
+/// the outbox's checks are left out.
+pub fn snapshot_checks(
+    channel: &Identifier,
+    role: Option<&str>,
+    snapshot: Snapshot,
+    events: &[TraceEvent],
+) -> Vec<Check> {
     let with_outbox = snapshot.backlog.is_some();
-    let mut diagnosis = Diagnosis::new(DiagnoseConfig::new(channel.clone()));
+    let mut config = DiagnoseConfig::new(channel.clone());
+    config.role = role.map(str::to_owned);
+    let mut diagnosis = Diagnosis::new(config);
+    for event in events {
+        diagnosis.observe(event);
+    }
     diagnosis.observe_snapshot(snapshot);
     let now = Utc::now();
     [
-        CheckId::NotifyQueue,
+        CheckId::Writes,
         CheckId::LockWaits,
+        CheckId::NotifyQueue,
         CheckId::Backlog,
+        CheckId::GivenUp,
         CheckId::Channel,
     ]
     .into_iter()
-    .filter(|id| with_outbox || matches!(id, CheckId::NotifyQueue | CheckId::LockWaits))
+    .filter(|id| {
+        with_outbox || matches!(id, CheckId::NotifyQueue | CheckId::LockWaits | CheckId::Writes)
+    })
     .filter_map(|id| diagnosis.check(id, now))
     .collect()
 }
 
 /// Channels people publish to by mistake instead of `channel`: its other spellings (LISTEN
-/// folds unquoted names to lower case, pg_notify does not) and the usual names, plus `extra`.
+/// folds unquoted names to lower case, pg_notify does not), the usual names when `channel`
+/// is the default one (a pipeline that never named its channel may publish to any of them),
+/// and `extra`, asked for by name. A usual name of someone else's channel is no mistake of
+/// this pipeline: other software on the server may own it.
 pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier> {
     let name = channel.as_str();
     let mut capitalised = name.to_lowercase();
     if let Some(first) = capitalised.get(..1).map(str::to_uppercase) {
         capitalised.replace_range(..1, &first);
     }
+    let mut candidates = vec![name.to_lowercase(), name.to_uppercase(), capitalised];
+    if name == notifyscope_store::DEFAULT_CHANNEL {
+        candidates.extend(USUAL_CHANNELS.iter().map(|c| (*c).to_owned()));
+    }
     let mut out: Vec<Identifier> = Vec::new();
-    let candidates = [
-        name.to_lowercase(),
-        name.to_uppercase(),
-        capitalised,
-        "events".into(),
-        "discord".into(),
-        "discord_events".into(),
-    ];
     for c in candidates
         .iter()
         .filter_map(|c| Identifier::channel(c).ok())
@@ -149,6 +168,9 @@ pub fn neighbours(channel: &Identifier, extra: &[Identifier]) -> Vec<Identifier>
     }
     out
 }
+
+/// Channel names bots commonly publish to.
+const USUAL_CHANNELS: [&str; 3] = ["events", "discord", "discord_events"];
 
 /// The longest one tick's queries may take, past the timeouts of their parts (four parts of
 /// at most 2 s each).
@@ -260,6 +282,7 @@ pub fn spawn(
                     let snap = tick_snapshot(&pool, &channel, with_outbox, &overdue, &locks).await;
                     diagnosis.found_in_table(&snap.found);
                     let backlog = snap.backlog;
+                    let given_up = snap.given_up.as_ref().map(|g| g.total());
                     let queue_usage = snap.error.is_none().then_some(snap.queue_usage);
                     diagnosis.observe_snapshot(snap);
                     let checks = diagnosis.checks(Utc::now());
@@ -276,7 +299,12 @@ pub fn spawn(
                             last.insert(c.id, c.status);
                         }
                     }
-                    tx.send_replace(Arc::new(Report { checks, backlog, queue_usage }));
+                    tx.send_replace(Arc::new(Report {
+                        checks,
+                        backlog,
+                        given_up,
+                        queue_usage,
+                    }));
                 }
             }
         }
@@ -290,13 +318,32 @@ mod tests {
     use chrono::TimeDelta;
     use notifyscope_model::trace::SkipReason;
 
+    fn names(channels: Vec<Identifier>) -> Vec<String> {
+        channels.iter().map(|i| i.to_string()).collect()
+    }
+
     #[test]
-    fn neighbours_are_other_spellings_and_usual_names() {
-        let n: Vec<String> = neighbours(&Identifier::fixed("events"), &[Identifier::fixed("bus")])
-            .iter()
-            .map(|i| i.to_string())
-            .collect();
+    fn neighbours_of_the_default_channel_are_its_spellings_and_the_usual_names() {
+        let n = names(neighbours(
+            &Identifier::fixed("events"),
+            &[Identifier::fixed("bus")],
+        ));
         assert_eq!(n, ["EVENTS", "Events", "discord", "discord_events", "bus"]);
+    }
+
+    #[test]
+    fn a_named_channel_has_only_its_spellings_and_what_is_asked_for() {
+        assert_eq!(
+            names(neighbours(&Identifier::fixed("orders"), &[])),
+            ["ORDERS", "Orders"]
+        );
+        assert_eq!(
+            names(neighbours(
+                &Identifier::fixed("orders"),
+                &[Identifier::fixed("events")]
+            )),
+            ["ORDERS", "Orders", "events"]
+        );
     }
 
     #[test]

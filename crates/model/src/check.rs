@@ -99,6 +99,9 @@ checks! {
     Backlog => "backlog", "outbox drained",
         "start or speed up ingestion; look at last_error of the oldest rows in event_outbox",
         None;
+    GivenUp => "given_up", "no message given up",
+        "read the error of the given-up rows (`notifyscope outbox list`, `notifyscope dead-letters list`), fix its cause, then retry them (`a` on this check, or `notifyscope dead-letters retry`) or delete them (`notifyscope dead-letters delete`)",
+        None;
     Schema => "schema", "schema and migrations present",
         "start `notifyscope run` with the same --database-url and --schema; it migrates at start",
         None;
@@ -220,6 +223,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Unprocessed outbox rows of the channel, when there is an outbox.
     pub backlog: Option<i64>,
+    /// Messages of the channel given up (outbox rows and dead letters), when known.
+    pub given_up: Option<i64>,
     /// `pg_notification_queue_usage()`, 0 to 1, when the server answered.
     pub queue_usage: Option<f64>,
 }

@@ -61,6 +61,24 @@ impl ErrorClass {
         )
     }
 
+    /// The class named by [`ErrorClass::as_str`], as read back from the `error_class` column.
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        [
+            ErrorClass::Connection,
+            ErrorClass::Login,
+            ErrorClass::Permission,
+            ErrorClass::MissingObject,
+            ErrorClass::Constraint,
+            ErrorClass::BadData,
+            ErrorClass::Timeout,
+            ErrorClass::Conflict,
+            ErrorClass::Resources,
+            ErrorClass::Other,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+    }
+
     /// Stable name, as in JSON and the `error_class` column.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -52,3 +52,10 @@ impl SimKind {
         }
     }
 }
+
+/// The author of `doctor`'s round-trip probe. Ingestion takes its outbox row through the
+/// same insert statement as any message (so the probe meets the same grants and locks) but
+/// never puts it in the user's table, and deletes the row instead of marking it: the probe
+/// leaves nothing behind. In the simulated range, like the other test authors.
+pub const DOCTOR_PROBE_AUTHOR: crate::contract::Snowflake =
+    crate::contract::Snowflake(200_000_000_000_000_007);

@@ -33,6 +33,8 @@ pub const INGESTED: &str = "notifyscope_ingested_total";
 pub const STAGE_SECONDS: &str = "notifyscope_stage_latency_seconds";
 /// Unprocessed outbox rows of the channel.
 pub const BACKLOG: &str = "notifyscope_outbox_backlog";
+/// Messages of the channel given up: outbox rows no longer tried and dead letters.
+pub const GIVEN_UP: &str = "notifyscope_given_up";
 /// `pg_notification_queue_usage()`, 0 to 1.
 pub const QUEUE_USAGE: &str = "notifyscope_notify_queue_usage";
 /// 1 while the LISTEN connection is up.
@@ -226,6 +228,9 @@ pub fn record(event: &TraceEvent, clock: &mut StageClock) {
 pub fn record_report(report: &Report) {
     if let Some(backlog) = report.backlog {
         metrics::gauge!(BACKLOG).set(backlog as f64);
+    }
+    if let Some(given_up) = report.given_up {
+        metrics::gauge!(GIVEN_UP).set(given_up as f64);
     }
     if let Some(usage) = report.queue_usage {
         metrics::gauge!(QUEUE_USAGE).set(usage);
@@ -425,6 +430,7 @@ mod tests {
                     check(CheckId::ContentIntent, Status::Unknown),
                 ],
                 backlog: Some(12),
+                given_up: Some(2),
                 queue_usage: Some(0.25),
             });
         });
@@ -434,6 +440,7 @@ mod tests {
             "notifyscope_check_status{check=\"notify_queue\"} 0",
             "notifyscope_check_status{check=\"content_intent\"} -1",
             "notifyscope_outbox_backlog 12",
+            "notifyscope_given_up 2",
             "notifyscope_notify_queue_usage 0.25",
         ] {
             assert!(text.contains(want), "missing {want} in {text}");

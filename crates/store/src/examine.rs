@@ -6,7 +6,9 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::snapshot::{self, LockScope, Snapshot};
+use std::time::Duration;
+
+use crate::snapshot::{self, Blocker, LockScope, Snapshot};
 use crate::{Database, Identifier, StoreError, APP_NAME, LISTENER_APP_NAME};
 use notifyscope_model::contract::Snowflake;
 
@@ -72,11 +74,166 @@ const INSTANCES: &str = "SELECT \
       AND split_part(application_name, ' ', 1) = ANY($2::text[]) \
     GROUP BY 1 ORDER BY 1";
 
+/// How long a look waits for a lock, and how long one statement may run: whatever holds a
+/// table, a look answers with the lock instead of waiting for it.
+pub const LOOK_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+pub const LOOK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A session that holds a lock a write of the pipeline would wait for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockHolder {
+    pub relation: String,
+    pub mode: String,
+    pub blocker: Blocker,
+}
+
+/// What the role may not do to the pipeline's tables, as `table: privilege` pairs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MissingGrants(pub Vec<(String, &'static str)>);
+
+/// Where doctor's probe row is: gone (ingested and removed, or never written), or still in
+/// the outbox with what ingestion made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeRow {
+    Gone,
+    Waiting {
+        processed: bool,
+        attempts: i32,
+        last_error: Option<String>,
+        error_class: Option<String>,
+    },
+}
+
+/// Modes that conflict with the `RowExclusiveLock` an insert or update takes.
+const BLOCKS_WRITES: &str =
+    "ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']";
+
 impl Examiner {
     pub async fn connect(database: &Database) -> Result<Self, StoreError> {
-        Ok(Examiner {
-            client: database.connect_plain(APP_NAME).await?,
+        let client = database.connect_plain(APP_NAME).await?;
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+                LOOK_LOCK_TIMEOUT.as_millis(),
+                LOOK_STATEMENT_TIMEOUT.as_millis()
+            ))
+            .await?;
+        Ok(Examiner { client })
+    }
+
+    /// This session's backend pid.
+    pub async fn pid(&self) -> Result<i32, StoreError> {
+        Ok(self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0))
+    }
+
+    /// Sessions holding a lock on one of `tables` that a write would wait for. pg_locks takes
+    /// no table lock, so this answers while the tables are locked.
+    pub async fn lock_holders(&self, tables: &[&str]) -> Result<Vec<LockHolder>, StoreError> {
+        let sql = format!(
+            "SELECT l.relation::regclass::text, l.mode, a.pid, coalesce(a.application_name, ''), \
+                    coalesce(a.usename::text, ''), coalesce(a.state, ''), coalesce(a.query, ''), \
+                    coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.state_change)), 0)::float8 \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND l.pid <> pg_backend_pid() AND l.mode = ANY({BLOCKS_WRITES}) \
+               AND l.relation = ANY(ARRAY(SELECT to_regclass(t)::oid FROM unnest($1::text[]) AS t)) \
+             ORDER BY a.pid"
+        );
+        let tables: Vec<&str> = tables.to_vec();
+        let rows = self.client.query(&sql, &[&tables]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| LockHolder {
+                relation: r.get(0),
+                mode: r.get(1),
+                blocker: Blocker {
+                    pid: r.get(2),
+                    application_name: r.get(3),
+                    user: r.get(4),
+                    state: r.get(5),
+                    statement: snapshot::statement_shown(r.get::<_, &str>(6)),
+                    seconds: r.get(7),
+                },
+            })
+            .collect())
+    }
+
+    /// The grants the pipeline's writes need that the role lacks: inserting and marking
+    /// outbox rows, inserting messages.
+    pub async fn missing_grants(&self) -> Result<MissingGrants, StoreError> {
+        const NEEDED: [(&str, &str); 4] = [
+            ("event_outbox", "INSERT"),
+            ("event_outbox", "UPDATE"),
+            ("event_outbox", "DELETE"),
+            ("discord_messages", "INSERT"),
+        ];
+        let mut missing = Vec::new();
+        for (table, privilege) in NEEDED {
+            let granted: Option<bool> = self
+                .client
+                .query_one(
+                    "SELECT has_table_privilege(to_regclass($1), $2)",
+                    &[&table, &privilege],
+                )
+                .await?
+                .get(0);
+            if granted == Some(false) {
+                missing.push((table.to_owned(), privilege));
+            }
+        }
+        Ok(MissingGrants(missing))
+    }
+
+    /// Where outbox row `id` (doctor's probe) is.
+    pub async fn probe_row(&self, id: i64) -> Result<ProbeRow, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT processed_at IS NOT NULL, attempts, last_error, error_class \
+                 FROM event_outbox WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(match row {
+            None => ProbeRow::Gone,
+            Some(r) => ProbeRow::Waiting {
+                processed: r.get(0),
+                attempts: r.get(1),
+                last_error: r.get(2),
+                error_class: r.get(3),
+            },
         })
+    }
+
+    /// Removes doctor's probe from the outbox unless an ingestion holds it (that ingestion
+    /// removes it itself when it gets through). Whether the row is gone now.
+    pub async fn remove_probe(&self, outbox_id: i64) -> Result<bool, StoreError> {
+        self.client
+            .execute(
+                "DELETE FROM event_outbox WHERE id IN \
+                   (SELECT id FROM event_outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
+                &[&outbox_id],
+            )
+            .await?;
+        Ok(self.probe_row(outbox_id).await? == ProbeRow::Gone)
+    }
+
+    /// Removes the probe message an ingestion of an older version stored in the table.
+    pub async fn remove_stored_probe(&self, message: Snowflake) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "DELETE FROM discord_messages WHERE message_id = $1 AND synthetic \
+                   AND author_id = $2",
+                &[
+                    &message.as_i64(),
+                    &notifyscope_model::sim::DOCTOR_PROBE_AUTHOR.as_i64(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     /// `SHOW server_version`.

@@ -132,6 +132,10 @@ pub struct Snapshot {
     pub oldest_age_s: Option<f64>,
     /// Unprocessed outbox rows of other channels: published where nobody ingests.
     pub other_channels: Vec<(String, i64)>,
+    /// Messages of the channel given up: outbox rows no longer tried and dead letters.
+    /// `None` without an outbox, or when they could not be read (`given_up_error`).
+    pub given_up: Option<GivenUp>,
+    pub given_up_error: Option<PartError>,
     /// `pg_notification_queue_usage()`, 0..1.
     pub queue_usage: f64,
     /// Backends whose last query is a LISTEN on the channel.
@@ -143,6 +147,24 @@ pub struct Snapshot {
     pub lock_waits: Vec<LockWait>,
     /// Of the ids asked about, those in `discord_messages`.
     pub found: Vec<Snowflake>,
+}
+
+/// Messages of the channel that will not be tried again until someone acts: outbox rows
+/// given up (`dead_at` set) and rejected notifications kept in `dead_letters`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GivenUp {
+    pub outbox_rows: i64,
+    pub dead_letters: i64,
+    /// Seconds since the oldest of either was given up.
+    pub oldest_age_s: Option<f64>,
+    /// The error of the latest given-up outbox row, or else of the latest dead letter.
+    pub last_error: Option<String>,
+}
+
+impl GivenUp {
+    pub fn total(&self) -> i64 {
+        self.outbox_rows + self.dead_letters
+    }
 }
 
 /// What may be shown of another session's last statement: a LISTEN in full (it names a
@@ -278,6 +300,10 @@ pub async fn snapshot(
             }
             Err(e) => snap.outbox_error = Some(PartError::of(&e)),
         }
+        match given_up(client, channel).await {
+            Ok(given_up) => snap.given_up = Some(given_up),
+            Err(e) => snap.given_up_error = Some(PartError::of(&e)),
+        }
         if !look_up.is_empty() {
             let ids: Vec<i64> = look_up.iter().map(|id| id.as_i64()).collect();
             let found = part(
@@ -324,6 +350,33 @@ async fn outbox(
         row.get(1),
         serde_json::from_str(row.get::<_, &str>(2)).unwrap_or_default(),
     ))
+}
+
+/// The given-up part: outbox rows of the channel given up (but doctor's probes, which are
+/// its own to remove) and the channel's dead letters.
+async fn given_up(
+    client: &tokio_postgres::Client,
+    channel: &Identifier,
+) -> Result<GivenUp, tokio_postgres::Error> {
+    let sql = format!(
+        "WITH dead AS (SELECT dead_at, last_error FROM event_outbox \
+             WHERE channel = $1 AND processed_at IS NULL AND dead_at IS NOT NULL \
+               AND (payload #>> '{{message,author_id}}') IS DISTINCT FROM '{probe}'), \
+         letters AS (SELECT received_at, error FROM dead_letters WHERE channel = $1) \
+         SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM letters), \
+           extract(epoch FROM now() - least((SELECT min(dead_at) FROM dead), \
+                                             (SELECT min(received_at) FROM letters)))::float8, \
+           coalesce((SELECT last_error FROM dead ORDER BY dead_at DESC LIMIT 1), \
+                    (SELECT error FROM letters ORDER BY received_at DESC LIMIT 1))",
+        probe = notifyscope_model::sim::DOCTOR_PROBE_AUTHOR.as_i64()
+    );
+    let row = part(client, client.query_one(&sql, &[&channel.as_str()])).await?;
+    Ok(GivenUp {
+        outbox_rows: row.get(0),
+        dead_letters: row.get(1),
+        oldest_age_s: row.get(2),
+        last_error: row.get(3),
+    })
 }
 
 /// Who blocks the `waiting` backends on the scope's tables.

@@ -10,7 +10,7 @@ pub(crate) use bot::{
     async_context, content_intent, publish_before_listener, runtime, self_filter, silent_errors,
 };
 pub(crate) use delivery::{channel, listener, malformed};
-pub(crate) use server::{backlog, database, lock_waits, notify_queue, writes};
+pub(crate) use server::{backlog, database, given_up, lock_waits, notify_queue, writes};
 
 use notifyscope_model::check::CheckTarget;
 use notifyscope_model::contract::Snowflake;

@@ -211,6 +211,53 @@ pub(crate) fn backlog(e: &mut Evidence, _now: DateTime<Utc>) -> Finding {
     }
 }
 
+/// Messages given up stay a failure until someone retries or deletes them: no window ages
+/// them out, since each is a message that did not arrive.
+pub(crate) fn given_up(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if !e.snapshot_ok() {
+        return unknown("not queried yet");
+    }
+    if let Some(failed) = &e.snapshot.given_up_error {
+        return unknown(&format!(
+            "the given-up rows could not be read: {}",
+            shorten(&failed.describe(), 160)
+        ));
+    }
+    let Some(given_up) = &e.snapshot.given_up else {
+        return unknown("no event_outbox to look at");
+    };
+    if given_up.total() == 0 {
+        return ok("no outbox row given up, no dead letter".into());
+    }
+    let count = |n: i64, what| counted(usize::try_from(n).unwrap_or(0), what);
+    let mut parts = Vec::new();
+    if given_up.outbox_rows > 0 {
+        parts.push(count(given_up.outbox_rows, "outbox row given up"));
+    }
+    if given_up.dead_letters > 0 {
+        parts.push(count(given_up.dead_letters, "dead letter"));
+    }
+    let oldest = given_up
+        .oldest_age_s
+        .map(|s| {
+            let at = now - delta(std::time::Duration::from_secs_f64(s.max(0.0)));
+            format!(", the oldest given up {}", ago(now, at))
+        })
+        .unwrap_or_default();
+    let evidence = given_up
+        .last_error
+        .iter()
+        .map(|error| format!("last error: {error}"))
+        .collect();
+    found(
+        Status::Fail,
+        format!("{}{oldest}; retry or delete them", parts.join(" and ")),
+        evidence,
+        vec![],
+    )
+    .acting_on(CheckTarget::DeadLetters)
+}
+
 /// Backends of the pipeline waiting for a lock on its tables, named with the session that
 /// holds the lock: warn after `lock_wait`, fail after five times that.
 pub(crate) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {

@@ -65,6 +65,9 @@ pub const TIMED_MAX: usize = 100_000;
 pub struct StageClock {
     received: HashMap<Snowflake, DateTime<Utc>>,
     published: HashMap<Snowflake, DateTime<Utc>>,
+    /// NOTIFYs heard before their message's `published` event: the listener can hear a
+    /// commit's NOTIFY before the publisher has said it committed.
+    notified_early: HashMap<Snowflake, DateTime<Utc>>,
     order: VecDeque<Snowflake>,
 }
 
@@ -95,12 +98,24 @@ impl StageClock {
                         ended.push((Stage::Publish, seconds(*at, event.at)));
                     }
                     self.remember(id);
-                    self.published.insert(id, event.at);
+                    match self.notified_early.remove(&id) {
+                        // Heard before the publisher spoke: no later than the commit's report.
+                        Some(heard) => ended.push((Stage::Notify, seconds(event.at, heard))),
+                        None => {
+                            self.published.insert(id, event.at);
+                        }
+                    }
                 }
             }
             TraceKind::Notified { .. } => {
-                if let Some(at) = id.and_then(|id| self.published.remove(&id)) {
-                    ended.push((Stage::Notify, seconds(at, event.at)));
+                if let Some(id) = id {
+                    match self.published.remove(&id) {
+                        Some(at) => ended.push((Stage::Notify, seconds(at, event.at))),
+                        None if self.received.contains_key(&id) => {
+                            self.notified_early.insert(id, event.at);
+                        }
+                        None => {}
+                    }
                 }
             }
             TraceKind::Ingested { latency_ms, .. } => {
@@ -135,6 +150,7 @@ impl StageClock {
     fn forget(&mut self, id: Snowflake) {
         self.received.remove(&id);
         self.published.remove(&id);
+        self.notified_early.remove(&id);
     }
 
     /// Messages being timed.
@@ -220,6 +236,33 @@ mod tests {
             content_bytes: 5,
             source: crate::trace::Source::Simulated,
         }
+    }
+
+    #[test]
+    fn a_notify_heard_before_the_publisher_spoke_is_timed() {
+        let mut clock = StageClock::default();
+        clock.observe(&event(0, 1, received()));
+        let notified = TraceKind::Notified {
+            channel: "events".into(),
+            sender_pid: 1,
+            outbox_id: Some(1),
+            by_ref: false,
+            bytes: 10,
+            payload: "{}".into(),
+        };
+        assert!(clock.observe(&event(2, 1, notified)).is_empty());
+        let published = TraceKind::Published {
+            source: crate::trace::Source::Simulated,
+            event_id: uuid::Uuid::nil(),
+            outbox_id: 1,
+            channel: "events".into(),
+            bytes: 10,
+            by_ref: false,
+        };
+        assert_eq!(
+            clock.observe(&event(3, 1, published)),
+            vec![(Stage::Publish, 0.003), (Stage::Notify, 0.0)]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio_postgres::Statement;
 use super::IngestConfig;
 use crate::retry::RetrySchedule;
 use notifyscope_model::contract::{ContractError, Envelope};
+use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
 use notifyscope_model::trace::{IngestOutcome, Trace, TraceKind};
 use notifyscope_store::{error_chain, ErrorClass, StoreError, PENDING};
 
@@ -76,9 +77,11 @@ impl Statements {
                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
             ))
             .await?;
-        // The rows and the outbox marks in one statement: one round trip per batch.
+        // The rows and the outbox marks in one statement: one round trip per batch. Doctor's
+        // probe goes through the same insert (its grants and locks) but never into the table,
+        // and its outbox row ($11) is deleted rather than marked.
         let insert = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "WITH inserted AS ( \
                    INSERT INTO discord_messages \
                      (message_id, channel_id, guild_id, author_id, author_name, content, \
@@ -86,14 +89,20 @@ impl Statements {
                    SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
                                         $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
                                         $9::bool[]) \
+                     AS m(message_id, channel_id, guild_id, author_id, author_name, content, \
+                          created_at, event_id, synthetic) \
+                   WHERE m.author_id <> {probe} \
                    ON CONFLICT (message_id) DO NOTHING \
                    RETURNING message_id), \
                  done AS ( \
                    UPDATE event_outbox \
                    SET processed_at = clock_timestamp(), attempts = attempts + 1 \
-                   WHERE id = ANY($10)) \
+                   WHERE id = ANY($10)), \
+                 probes AS ( \
+                   DELETE FROM event_outbox WHERE id = ANY($11)) \
                  SELECT message_id FROM inserted",
-            )
+                probe = DOCTOR_PROBE_AUTHOR.as_i64()
+            ))
             .await?;
         // A payload that breaks the contract is given up at once: no retry changes it.
         let rejected = client
@@ -160,7 +169,12 @@ async fn claim_and_ingest(
     )
     .await;
     let inserted: HashSet<i64> = match inserted {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        // A probe passed the insert as any message would have: it counts as inserted.
+        Ok(rows) => rows
+            .iter()
+            .map(|r| r.get(0))
+            .chain(columns.probe_messages.iter().copied())
+            .collect(),
         Err(e) if notifyscope_store::errors::class_of(&e) != ErrorClass::Connection => {
             let failure = insert_failed(client, config, trace, &claimed, &e).await?;
             return Ok(BatchResult {
@@ -221,7 +235,11 @@ struct Columns<'a> {
     created: Vec<DateTime<Utc>>,
     event_ids: Vec<uuid::Uuid>,
     synthetic: Vec<bool>,
+    /// The outbox rows to mark processed: all but the probes'.
     outbox_ids: Vec<i64>,
+    /// Doctor's probes: their outbox rows are deleted, their messages never stored.
+    probe_rows: Vec<i64>,
+    probe_messages: Vec<i64>,
 }
 
 impl<'a> Columns<'a> {
@@ -237,11 +255,24 @@ impl<'a> Columns<'a> {
             created: messages().map(|m| m.created_at).collect(),
             event_ids: good.iter().map(|(_, e)| e.event_id).collect(),
             synthetic: messages().map(|m| m.synthetic).collect(),
-            outbox_ids: good.iter().map(|(c, _)| c.outbox_id).collect(),
+            outbox_ids: good
+                .iter()
+                .filter(|(_, e)| !is_probe(e))
+                .map(|(c, _)| c.outbox_id)
+                .collect(),
+            probe_rows: good
+                .iter()
+                .filter(|(_, e)| is_probe(e))
+                .map(|(c, _)| c.outbox_id)
+                .collect(),
+            probe_messages: messages()
+                .filter(|m| m.author_id == DOCTOR_PROBE_AUTHOR)
+                .map(|m| m.message_id.as_i64())
+                .collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
         [
             &self.message_ids,
             &self.channel_ids,
@@ -253,8 +284,13 @@ impl<'a> Columns<'a> {
             &self.event_ids,
             &self.synthetic,
             &self.outbox_ids,
+            &self.probe_rows,
         ]
     }
+}
+
+fn is_probe(envelope: &Envelope) -> bool {
+    envelope.message.author_id == DOCTOR_PROBE_AUTHOR
 }
 
 /// The database refused the insert (the transaction is rolled back by now). For a reason
