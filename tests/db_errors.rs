@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::diagnosis::{failing, Rig};
 use common::faults::{all_arrived_once, keep_sending, turned};
-use common::process::{notifyscope, Finish};
+use common::process::{notifyscope, pipeline_command_on, stage, Finish, Running};
+use nix::sys::signal::Signal;
 use common::{is_inserted, server_url, Seen, TestSchema, WAIT};
 use notifyscope::pipeline::synthetic;
 use notifyscope::pipeline::Undrained;
@@ -256,6 +257,9 @@ async fn doctor_names_a_revoked_grant_and_leaves_no_probe() {
         ))
         .await
         .expect("revoked");
+    // The pipeline runs, as in the field: its listener is up while its inserts are refused.
+    let mut run = Running::start(pipeline_command_on(&t, &role.url()));
+    run.until("listener up", |v| stage(v) == "listener_up").await;
     let out = notifyscope()
         .args(["doctor", "--timeout", "3", "--schema", &t.name])
         .args(["--channel", &t.name, "--database-url", &role.url()])
@@ -277,6 +281,8 @@ async fn doctor_names_a_revoked_grant_and_leaves_no_probe() {
         .count(&format!("SELECT count(*) FROM \"{}\".event_outbox", t.name))
         .await;
     assert_eq!(rows, 0, "no probe left behind: {stdout}");
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

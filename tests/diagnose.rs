@@ -736,7 +736,7 @@ async fn a_given_up_message_fails_a_check_until_it_is_retried() {
     assert!(status.success());
 
     let retried = notifyscope()
-        .args(["outbox", "retry", "--yes", "--schema", &t.name])
+        .args(["outbox", "retry", "--all-stuck", "--yes", "--schema", &t.name])
         .args(["--channel", &t.name, "--database-url", &server_url()])
         .finish()
         .await;

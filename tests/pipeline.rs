@@ -78,6 +78,57 @@ async fn one_message_round_trip_in_stage_order() {
     pipeline.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Doctor's probe goes through ingestion's insert beside an ordinary message, but is never
+/// stored, and its outbox row is deleted rather than marked: it leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doctor_probe_is_ingested_without_a_trace_in_the_tables() {
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("probe").await;
+    let mut probe = synthetic::message("probe").to_record();
+    probe.author_id = notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
+    let ordinary = synthetic::message("ordinary").to_record();
+    let ids = [probe.message_id, ordinary.message_id];
+    let publisher = pipeline.publisher();
+    let (a, b) = tokio::join!(publisher.publish(probe), publisher.publish(ordinary));
+    a.expect("probe published");
+    b.expect("message published");
+    for id in ids {
+        seen.first("ingested", |e| {
+            e.message_id == Some(id) && is_stage(e, "ingested")
+        })
+        .await;
+    }
+    let stored = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".discord_messages WHERE message_id = {}",
+            t.name,
+            ids[0].as_i64()
+        ))
+        .await;
+    assert_eq!(stored, 0, "the probe is not stored");
+    let rows = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".event_outbox WHERE message_id = {}",
+            t.name,
+            ids[0].as_i64()
+        ))
+        .await;
+    assert_eq!(rows, 0, "the probe's outbox row is deleted");
+    let stored = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".discord_messages WHERE message_id = {}",
+            t.name,
+            ids[1].as_i64()
+        ))
+        .await;
+    assert_eq!(stored, 1, "the ordinary message is stored");
+    pipeline.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_from_several_publishers() {
     let PipelineRig {

@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::doctor_checks::{self, check, unjudged, Probe};
 use notifyscope_model::check::{Check, CheckId};
+use notifyscope_model::contract::{self, NotifyPayload, Snowflake};
 use notifyscope_model::present::counted;
 use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
-use notifyscope_model::trace::{TraceEvent, WriteStage};
-use notifyscope_model::contract::{self, NotifyPayload, Snowflake};
 use notifyscope_model::trace::{Status, Trace, TraceKind};
+use notifyscope_model::trace::{TraceEvent, WriteStage};
 use notifyscope_pipeline::listen::ListeningConnection;
 use notifyscope_pipeline::{publish, synthetic};
 use notifyscope_store::errors::table_named;
@@ -106,7 +106,9 @@ pub async fn examine(
     // The database's refusals of the pipeline's writes, for the live writes rule.
     let mut refusals = Vec::new();
     let round_trip = match migrated {
-        true => Some(round_trip(database, &examiner, channel, options.timeout, &mut refusals).await),
+        true => {
+            Some(round_trip(database, &examiner, channel, options.timeout, &mut refusals).await)
+        }
         false => None,
     };
     let probe = round_trip.as_ref().and_then(|(_, probe)| probe.as_ref());
@@ -181,7 +183,13 @@ async fn add_own_waits(examiner: &Examiner, snapshot: &mut Snapshot) {
 /// `pid N (application, user U, state for S s, statement X) holds MODE on TABLE`.
 fn held(holder: &LockHolder) -> String {
     let b = &holder.blocker;
-    let or_none = |t: &str| if t.is_empty() { "none".to_owned() } else { t.to_owned() };
+    let or_none = |t: &str| {
+        if t.is_empty() {
+            "none".to_owned()
+        } else {
+            t.to_owned()
+        }
+    };
     format!(
         "pid {} ({}, user {}, {} for {:.0} s, statement {}) holds {} on {}",
         b.pid,
@@ -189,7 +197,11 @@ fn held(holder: &LockHolder) -> String {
         or_none(&b.user),
         or_none(&b.state),
         b.seconds,
-        if b.statement.is_empty() { "unknown" } else { &b.statement },
+        if b.statement.is_empty() {
+            "unknown"
+        } else {
+            &b.statement
+        },
         holder.mode,
         holder.relation
     )
@@ -264,7 +276,10 @@ async fn round_trip(
         return (fail(summary, &e.class().fix(role, None)), None);
     }
     let limited = database
-        .with_setting("lock_timeout", &format!("{}ms", LOOK_LOCK_TIMEOUT.as_millis()))
+        .with_setting(
+            "lock_timeout",
+            &format!("{}ms", LOOK_LOCK_TIMEOUT.as_millis()),
+        )
         .with_setting(
             "statement_timeout",
             &format!("{}ms", LOOK_STATEMENT_TIMEOUT.as_millis()),
@@ -345,13 +360,20 @@ async fn round_trip(
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let ingested = matches!(
         row,
-        Ok(ProbeRow::Gone | ProbeRow::Waiting { processed: true, .. })
+        Ok(ProbeRow::Gone
+            | ProbeRow::Waiting {
+                processed: true,
+                ..
+            })
     );
     if ingested {
         probe.ingested_at = Some(Utc::now());
         let _ = examiner.remove_probe(outbox).await;
         let summary = format!("probe message {id} ingested in {ms:.0} ms (outbox {outbox})");
-        return (check(CheckId::RoundTrip, Status::Ok, summary, ""), Some(probe));
+        return (
+            check(CheckId::RoundTrip, Status::Ok, summary, ""),
+            Some(probe),
+        );
     }
     // Stopped: why, then the probe removed or left to the ingestion that holds it.
     let holders = examiner.lock_holders(&WRITTEN).await.unwrap_or_default();
@@ -398,7 +420,9 @@ async fn round_trip(
             e.class().fix(role, Some("event_outbox")),
         ),
         _ if probe.heard_at.is_some() => (
-            format!("its NOTIFY was heard on {channel}, but it was not ingested: stopped at ingestion"),
+            format!(
+                "its NOTIFY was heard on {channel}, but it was not ingested: stopped at ingestion"
+            ),
             CheckId::Listener.hint().to_owned(),
         ),
         _ => (
@@ -452,7 +476,11 @@ async fn wait_ingested(
         let row = examiner.probe_row(outbox_id).await;
         let done = matches!(
             row,
-            Ok(ProbeRow::Gone | ProbeRow::Waiting { processed: true, .. })
+            Ok(ProbeRow::Gone
+                | ProbeRow::Waiting {
+                    processed: true,
+                    ..
+                })
         );
         if row.is_ok() || last.is_none() {
             last = Some(row);

@@ -135,7 +135,11 @@ pub fn snapshot_checks(
     ]
     .into_iter()
     .filter(|id| {
-        with_outbox || matches!(id, CheckId::NotifyQueue | CheckId::LockWaits | CheckId::Writes)
+        with_outbox
+            || matches!(
+                id,
+                CheckId::NotifyQueue | CheckId::LockWaits | CheckId::Writes
+            )
     })
     .filter_map(|id| diagnosis.check(id, now))
     .collect()
@@ -469,6 +473,45 @@ mod tests {
             checks.iter().all(|c| !c.summary.contains("(s)")),
             "{checks:#?}"
         );
+    }
+
+    #[test]
+    fn a_given_up_message_fails_until_it_is_gone_and_unknown_checks_carry_no_fix() {
+        let mut d = Diagnosis::new(DiagnoseConfig::new(Identifier::fixed("events")));
+        let unknown = d.checks(Utc::now());
+        let given_up = unknown
+            .iter()
+            .find(|c| c.id == CheckId::GivenUp)
+            .expect("check");
+        assert_eq!(given_up.status, Status::Unknown);
+        assert!(given_up.hint.is_empty(), "{given_up:?}");
+        d.observe_snapshot(Snapshot {
+            at: Some(Utc::now()),
+            backlog: Some(0),
+            given_up: Some(snapshot::GivenUp {
+                outbox_rows: 2,
+                dead_letters: 1,
+                oldest_age_s: Some(7200.0),
+                last_error: Some("permission denied".into()),
+            }),
+            ..Snapshot::default()
+        });
+        // No window ages it out: a day later it still fails.
+        let later = Utc::now() + TimeDelta::days(1);
+        let checks = d.checks(later);
+        let given_up = checks
+            .iter()
+            .find(|c| c.id == CheckId::GivenUp)
+            .expect("check");
+        assert_eq!(given_up.status, Status::Fail, "{given_up:?}");
+        assert!(
+            given_up
+                .summary
+                .starts_with("2 outbox rows given up and 1 dead letter"),
+            "{given_up:?}"
+        );
+        assert_eq!(given_up.target, Some(CheckTarget::DeadLetters));
+        assert!(!given_up.hint.is_empty());
     }
 
     #[test]

@@ -232,7 +232,10 @@ pub(crate) fn given_up(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let count = |n: i64, what| counted(usize::try_from(n).unwrap_or(0), what);
     let mut parts = Vec::new();
     if given_up.outbox_rows > 0 {
-        parts.push(count(given_up.outbox_rows, "outbox row given up"));
+        parts.push(format!(
+            "{} given up",
+            count(given_up.outbox_rows, "outbox row")
+        ));
     }
     if given_up.dead_letters > 0 {
         parts.push(count(given_up.dead_letters, "dead letter"));
