@@ -124,10 +124,12 @@ impl fmt::Debug for Database {
 impl Database {
     /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts.
     pub fn new(url: &str, schema: Identifier) -> Result<Self, StoreError> {
+        let url = with_credentials_encoded(url);
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             // The parser's own words ("invalid connection string") say nothing; its cause
             // names the part, e.g. "invalid value for option `port`".
-            StoreError::BadUrl(e.source().map_or_else(|| e.to_string(), error_chain))
+            let detail = e.source().map_or_else(|| e.to_string(), error_chain);
+            StoreError::BadUrl(without_input_fragments(&detail, may_hold_password(&url)))
         })?;
         if config.get_hosts().is_empty() {
             // libpq's default: the local socket directory of Debian's packages.
@@ -335,6 +337,81 @@ impl Database {
         }
         Ok(())
     }
+}
+
+const URL_PREFIXES: [&str; 2] = ["postgresql://", "postgres://"];
+
+/// A `postgresql://` URL with every `@` but the one that ends the user name and password
+/// percent-encoded, so that the driver splits it where a person meant: passwords are often
+/// generated with `@`, `:` and `/` in them, and written into the URL as they are. The driver
+/// takes the first `@` as the end of the password, and what follows would be shown as the
+/// host (`host=ss@word@…` for the password `p@ss@word`). Host, port and database never hold
+/// an `@`, so the password ends at the last one; but an `@` after a `?` that starts
+/// `key=value` parameters belongs to them (`?user=me@example`). A `key=value` string, where
+/// the password is a value of its own, is returned as it is.
+fn with_credentials_encoded(url: &str) -> String {
+    let Some((prefix, rest)) = URL_PREFIXES
+        .iter()
+        .find_map(|p| url.strip_prefix(p).map(|rest| (*p, rest)))
+    else {
+        return url.to_owned();
+    };
+    let credentials_end = rest
+        .match_indices('@')
+        .map(|(at, _)| at)
+        .rev()
+        .find(|&at| !opens_parameters(&rest[..at]));
+    let encode_at = |text: &str| text.replace('@', "%40");
+    match credentials_end {
+        Some(at) => format!(
+            "{prefix}{}@{}",
+            encode_at(&rest[..at]),
+            encode_at(&rest[at + 1..])
+        ),
+        None => format!("{prefix}{}", encode_at(rest)),
+    }
+}
+
+/// `text` (the start of a URL after its scheme) holds a `?` followed by a `key=`: the start
+/// of the URL's parameters, not a password that has a `?` in it.
+fn opens_parameters(text: &str) -> bool {
+    text.find('?')
+        .is_some_and(|question| text[question..].contains('='))
+}
+
+/// The connection string holds a password, or what may be one: a `password` keyword, or a
+/// URL with a `:` before its last `@`.
+fn may_hold_password(url: &str) -> bool {
+    if url.contains("password") {
+        return true;
+    }
+    URL_PREFIXES
+        .iter()
+        .find_map(|p| url.strip_prefix(p))
+        .and_then(|rest| rest.find('@').map(|at| rest[..at].contains(':')))
+        .unwrap_or(false)
+}
+
+/// The driver's reason why a connection string does not parse, without what it quotes from
+/// the string when that may be a piece of the password: a password with a space in it, not
+/// quoted, is read as more `key=value` pairs, whose keys the driver names ("unknown option
+/// `…`") or whose next character it shows ("expected `=` but got `…`").
+fn without_input_fragments(detail: &str, secret: bool) -> String {
+    if !secret {
+        return detail.to_owned();
+    }
+    if detail.starts_with("unknown option `") {
+        return "an unknown option (not named: with a password in the string, the name may be \
+                part of it; quote a password that holds spaces)"
+            .to_owned();
+    }
+    if let Some((place, _quoted)) = detail
+        .strip_prefix("unexpected character")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        return format!("unexpected character{place} (quote a password that holds spaces)");
+    }
+    detail.to_owned()
 }
 
 /// See [`Database::connection_string`]; `config` as the URL gave it, defaults filled in.
@@ -576,6 +653,85 @@ mod tests {
         );
         let again = Database::new(text, schema()).expect("parses again");
         assert_eq!(again.connection_string(), text);
+    }
+
+    /// A password as generated ones often are, with the characters a URL gives a meaning to.
+    const ODD_PASSWORD: &str = "p@ss:w/rd@x";
+
+    #[test]
+    fn a_password_with_at_colon_and_slash_is_read_whole_from_a_url() {
+        let schema = || Identifier::schema("s").expect("valid");
+        for url in [
+            format!("postgresql://ada:{ODD_PASSWORD}@db.example:6543/app"),
+            format!("postgres://ada:{ODD_PASSWORD}@db.example:6543/app?connect_timeout=3"),
+            format!("host=db.example port=6543 user=ada password={ODD_PASSWORD} dbname=app"),
+            format!("host=db.example port=6543 user=ada password='{ODD_PASSWORD}' dbname=app"),
+        ] {
+            let db = Database::new(&url, schema()).expect("parses");
+            assert_eq!(
+                db.config().get_password(),
+                Some(ODD_PASSWORD.as_bytes()),
+                "{url}"
+            );
+            assert_eq!(
+                db.redacted(),
+                "host=db.example port=6543 user=ada dbname=app (schema s)",
+                "{url}"
+            );
+        }
+        // A password percent-encoded as URLs want it still reads the same.
+        let encoded = Database::new(
+            "postgresql://ada:p%40ss%3Aw%2Frd%40x@db.example:6543/app",
+            schema(),
+        )
+        .expect("parses");
+        assert_eq!(
+            encoded.config().get_password(),
+            Some(ODD_PASSWORD.as_bytes())
+        );
+        // An `@` among the parameters is theirs, with or without a password before.
+        for url in [
+            "postgresql://db.example/app?user=ada@example",
+            "postgresql://x:y@db.example/app?user=ada@example",
+        ] {
+            let db = Database::new(url, schema()).expect("parses");
+            assert_eq!(db.role(), Some("ada@example"), "{url}");
+            assert!(db.redacted().starts_with("host=db.example "), "{url}");
+        }
+        // A user name with an `@` (as some hosted servers want) before the password.
+        let hosted =
+            Database::new("postgresql://ada@server:pw@db.example/app", schema()).expect("parses");
+        assert_eq!(hosted.role(), Some("ada@server"));
+        assert_eq!(hosted.config().get_password(), Some(&b"pw"[..]));
+    }
+
+    #[test]
+    fn a_connection_string_that_does_not_parse_never_shows_the_password() {
+        let schema = || Identifier::schema("s").expect("valid");
+        let fragments = ["p@ss", "ss:w", "w/rd", "rd@x", "pss", "wrd"];
+        for url in [
+            format!("postgresql://ada:{ODD_PASSWORD}@db.example:port/app"),
+            format!("postgresql://ada:{ODD_PASSWORD}@[db.example/app"),
+            format!("host=db.example port=port user=ada password={ODD_PASSWORD}"),
+            format!("host=db.example user=ada password='{ODD_PASSWORD}"),
+            // Spaces in a password not quoted: the rest is read as more `key=value` pairs.
+            "host=db.example user=ada password=p@ss w/rd=x".to_owned(),
+            "host=db.example user=ada password=p@ss w/rd host=h".to_owned(),
+        ] {
+            let Err(StoreError::BadUrl(detail)) = Database::new(&url, schema()) else {
+                panic!("{url} parses");
+            };
+            for fragment in fragments {
+                assert!(!detail.contains(fragment), "{url}: {detail}");
+            }
+            assert!(!detail.is_empty(), "{url}");
+        }
+        // Without a password, an unknown option is named.
+        let Err(StoreError::BadUrl(detail)) = Database::new("host=db.example dbnme=app", schema())
+        else {
+            panic!("parses");
+        };
+        assert_eq!(detail, "unknown option `dbnme`");
     }
 
     #[test]
