@@ -1,15 +1,54 @@
-//! The command line: the options of every subcommand, as clap parses them. Types only;
-//! what the options do is in [`crate::commands`].
+//! The command line: the options of every subcommand, as clap parses them, and how their help
+//! is laid out. Types only; what the options do is in [`crate::commands`].
+//!
+//! Every option of every command sits under one of five headings, always in the order a
+//! reader needs them ([`HEADINGS`]): where the pipeline is, how it runs, the Discord side, the
+//! screen, and what comes out. clap orders headings by the first option that names each, so
+//! every command declares a Connection option first (a flattened `…Pipeline` struct, or
+//! `--data-dir` for `run`) and its fields in heading order; the test of this module walks
+//! every command to hold that.
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::sim::SimKind;
 use notifyscope_pipeline::filter::FilterConfig;
 use notifyscope_pipeline::publish::NotifyMode;
 use notifyscope_store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
+
+/// Where the pipeline is: database, channel, schema, running instance.
+pub const CONNECTION: &str = "Connection";
+/// How the pipeline runs, and the rows or messages a command works on.
+pub const PIPELINE: &str = "Pipeline";
+/// The Discord side: token, API, gateway, and the filter of the bot path.
+pub const BOT: &str = "Bot";
+/// The interactive screen.
+pub const SCREEN: &str = "Screen";
+/// What a command prints, records or serves, and its logs and help.
+pub const OUTPUT: &str = "Output";
+/// The headings of every `--help`, in the order they appear.
+pub const HEADINGS: [&str; 5] = [CONNECTION, PIPELINE, BOT, SCREEN, OUTPUT];
+
+/// The place of `--help` and `--version`: after every other option of their heading.
+const LAST: usize = 1000;
+
+/// The width help is wrapped at when stdout is not a terminal (CI logs, pipes, `less`); on a
+/// terminal it is the terminal's width.
+pub const HELP_WIDTH_WITHOUT_TERMINAL: usize = 80;
+
+/// Variables whose value is never shown in help, even when set: a database URL may hold a
+/// password, and a proxy URL in front of Discord may hold credentials too.
+const ENV_VALUES_NEVER_SHOWN: [&str; 2] = ["DATABASE_URL", "DISCORD_API_URL"];
+
+/// The log filter of the monitors (`run`, `watch`, `replay`), whose logs are part of what
+/// they show.
+pub const MONITOR_LOG: &str = "notifyscope=info,warn";
+/// The log filter of every other command: it prints what it is for, and warnings.
+pub const COMMAND_LOG: &str = "warn";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,7 +58,8 @@ use notifyscope_store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
     long_about = "Runs a Discord bot path, a PostgreSQL LISTEN subscriber and ingestion into \
                   discord_messages, and shows every stage live. Without a subcommand it runs \
                   the monitor (`run`).",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -28,6 +68,81 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    // Last, so that Output is the last heading of the top-level help too.
+    #[command(flatten)]
+    pub logging: LogArgs,
+}
+
+impl Cli {
+    /// `--log`, or the filter of this command: the monitors log what they do, every other
+    /// command prints only what it is for.
+    pub fn log_filter(&self) -> &str {
+        if let Some(filter) = &self.logging.log {
+            return filter;
+        }
+        match &self.command {
+            None | Some(Command::Run(_) | Command::Watch(_) | Command::Replay(_)) => MONITOR_LOG,
+            Some(_) => COMMAND_LOG,
+        }
+    }
+}
+
+/// The command line as clap reads it: help wrapped to the terminal (or to
+/// [`HELP_WIDTH_WITHOUT_TERMINAL`] without one), `-h`/`--help` under Output like the other
+/// options about what is printed, and an environment variable's value shown only when it is
+/// set and not secret.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command().disable_version_flag(true).arg(
+        Arg::new("version")
+            .short('V')
+            .long("version")
+            .action(ArgAction::Version)
+            .help("Print version")
+            .display_order(LAST)
+            .help_heading(OUTPUT),
+    );
+    let cmd = env_values_shown_when_set(help_flag_under_output(cmd));
+    if std::io::stdout().is_terminal() {
+        cmd
+    } else {
+        cmd.term_width(HELP_WIDTH_WITHOUT_TERMINAL)
+    }
+}
+
+/// Parses the process's arguments; a usage error, `--help` and `--version` end the process
+/// here, as clap does (exit 2 for an error, 0 for help).
+pub fn parse() -> Cli {
+    let mut cmd = command();
+    let matches = cmd.clone().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// clap's own help flag is listed before every heading; this one is listed under Output.
+fn help_flag_under_output(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_flag(true)
+        .arg(
+            Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(ArgAction::Help)
+                .help("Print help (-h shorter, --help in full)")
+                .display_order(LAST)
+                .help_heading(OUTPUT),
+        )
+        .mut_subcommands(help_flag_under_output)
+}
+
+/// `[env: NOTIFYSCOPE_CHANNEL=]` reads as if the variable were set to nothing: a value is shown
+/// only when the variable is set, and never for the secret ones (the variable's name always).
+fn env_values_shown_when_set(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let shown = arg.get_env().map(OsString::from).is_some_and(|name| {
+            !ENV_VALUES_NEVER_SHOWN.iter().any(|secret| name == *secret)
+                && std::env::var_os(&name).is_some_and(|value| !value.is_empty())
+        });
+        arg.hide_env_values(!shown)
+    })
+    .mut_subcommands(env_values_shown_when_set)
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,21 +150,11 @@ pub enum Command {
     /// Run the pipeline and monitor it (the default).
     Run(RunArgs),
     /// Send test events to a running pipeline.
-    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Send(SendArgs),
     /// One-shot diagnosis of a pipeline: one line per check, exit 0 healthy, 1 a check
     /// failed, 2 could not run.
-    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Doctor(DoctorArgs),
     /// Monitor a pipeline someone else runs (their bot, their listener) without writing to it.
-    #[command(
-        arg = database_url_of_running_pipeline(),
-        arg = instance_of_running_pipeline(),
-        arg = schema_of(
-            "Schema of their table (--table) and of event_outbox when they have one; watch only \
-             reads it [default: public, or the running instance's]"
-        )
-    )]
     Watch(WatchArgs),
     /// Open a recording (from --record or the `s` key) in the monitor, read-only.
     #[command(
@@ -81,41 +186,82 @@ pub enum Command {
     },
     /// Check a running pipeline end to end: a message through its bot path and one published
     /// straight to the outbox must both land in discord_messages.
-    #[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
     Selftest {
+        #[command(flatten)]
+        target: RunningPipeline,
         /// Seconds to wait for each step.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, help_heading = PIPELINE)]
         timeout: u64,
     },
     /// Measure throughput and latency: synthetic messages through the real path (bot path,
     /// filter, publisher, outbox + NOTIFY, listener, ingestion) in a schema of its own that
     /// is dropped afterwards. Exit 1 when a message was lost or delivered twice.
-    #[command(
-        arg = database_url_of_bench(),
-        arg = channel_of("Not used by bench: it publishes on a channel of its own, named as its schema"),
-        arg = schema_of(
-            "Not used by bench: it works in a schema of its own (notifyscope_bench_<random>), \
-             dropped at the end"
-        )
-    )]
     Bench(BenchArgs),
+    /// Print the help of a command, as COMMAND --help does.
+    #[command(
+        arg = unused("database_url", "database-url"),
+        arg = unused("channel", "channel"),
+        arg = unused("schema", "schema")
+    )]
+    Help(HelpArgs),
 }
+
+/// `notifyscope help [COMMAND…]`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The command, e.g. `doctor` or `outbox list`; without it, the help of notifyscope.
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `--database-url` and `--instance` of the commands that look at a running pipeline,
+/// flattened first so that Connection is their first heading. The values land in
+/// [`SharedArgs`], as the options are global under the same ids.
+#[derive(Debug, Clone, Args)]
+#[command(arg = database_url_of_running_pipeline(), arg = instance_of_running_pipeline())]
+pub struct RunningPipeline {}
+
+/// [`RunningPipeline`] for `watch`, whose `--schema` is only read.
+#[derive(Debug, Clone, Args)]
+#[command(
+    arg = database_url_of_running_pipeline(),
+    arg = instance_of_running_pipeline(),
+    arg = schema_of(
+        "Schema of their table (--table) and of event_outbox when they have one; watch only \
+         reads it [default: public, or the running instance's]"
+    )
+)]
+pub struct WatchedPipeline {}
+
+/// The connection options of `bench`, which works in a schema and on a channel of its own.
+#[derive(Debug, Clone, Args)]
+#[command(
+    arg = database_url_of_bench(),
+    arg = channel_of("Not used by bench: it publishes on a channel of its own, named as its schema"),
+    arg = schema_of(
+        "Not used by bench: it works in a schema of its own (notifyscope_bench_<random>), \
+         dropped at the end"
+    )
+)]
+pub struct BenchPipeline {}
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SendArgs {
+    #[command(flatten)]
+    pub target: RunningPipeline,
     /// Have the running notifyscope (the one found in the runtime directory, or the one on
     /// --database-url, --schema, --channel) put a test message of this kind through its bot
     /// path, as if it came from Discord. The request carries the instance's control secret,
     /// read from its file in the runtime directory.
-    #[arg(long, value_name = "KIND")]
+    #[arg(long, value_name = "KIND", help_heading = BOT)]
     pub via_bot: Option<SimKind>,
     /// Seconds to wait for the running instance to answer --via-bot.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, help_heading = BOT)]
     pub timeout: u64,
     /// With --via-bot: one JSON line per message (its id, and published, skipped with the
     /// reason, or failed with the error) instead of a summary.
-    #[arg(long, requires = "via_bot")]
+    #[arg(long, requires = "via_bot", help_heading = OUTPUT)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Option<SendCommand>,
@@ -126,25 +272,43 @@ pub struct SendArgs {
 pub struct SharedArgs {
     /// PostgreSQL URL or key=value string. Without it, `run` starts a private embedded
     /// PostgreSQL from the server binaries on this machine.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        display_order = 1,
+        help_heading = CONNECTION
+    )]
     pub database_url: Option<String>,
     /// NOTIFY channel of the event bus [default: events; without --database-url, send,
     /// doctor, selftest, watch and outbox use the running instance's]. Used exactly as
     /// written (always quoted), so `Events` and `events` are different channels.
-    #[arg(long, env = "NOTIFYSCOPE_CHANNEL", global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        env = "NOTIFYSCOPE_CHANNEL",
+        global = true,
+        value_name = "NAME",
+        display_order = 2,
+        help_heading = CONNECTION
+    )]
     pub channel: Option<String>,
     /// Schema holding event_outbox, discord_messages and dead_letters [default: public;
     /// without --database-url, the commands that look at a running pipeline use its]. `run`
     /// creates and migrates it at start.
-    #[arg(long, env = "NOTIFYSCOPE_SCHEMA", global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        env = "NOTIFYSCOPE_SCHEMA",
+        global = true,
+        value_name = "NAME",
+        display_order = 3,
+        help_heading = CONNECTION
+    )]
     pub schema: Option<String>,
     /// The running instance to use, by pid (see `--instance` of send, doctor, selftest, watch
     /// and outbox); it means nothing to the other commands.
     #[arg(long, global = true, hide = true, value_name = "PID")]
     pub instance: Option<u32>,
-    /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins.
-    #[arg(long, default_value = "notifyscope=info,warn", global = true, value_parser = log_filter)]
-    pub log: String,
 }
 
 impl SharedArgs {
@@ -159,6 +323,22 @@ impl SharedArgs {
     }
 }
 
+/// `--log`, which every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing syntax), e.g. `debug` or `notifyscope=debug,warn`; RUST_LOG wins
+    /// [default: notifyscope=info,warn for run, watch and replay; warn for the other
+    /// commands, which print only what they are for]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        value_parser = log_filter,
+        help_heading = OUTPUT
+    )]
+    pub log: Option<String>,
+}
+
 /// `--database-url` of the commands that look at a running pipeline: its help says where
 /// they look without it. It takes the place of the global option in those commands, under
 /// the same id, so that the value still lands in [`SharedArgs::database_url`].
@@ -166,9 +346,10 @@ fn database_url_of_running_pipeline() -> Arg {
     Arg::new("database_url")
         .long("database-url")
         .env("DATABASE_URL")
-        .hide_env_values(true)
         .global(true)
-        .value_name("DATABASE_URL")
+        .value_name("URL")
+        .display_order(1)
+        .help_heading(CONNECTION)
         .help(
             "PostgreSQL URL or key=value string of the pipeline. Without it: the database, \
              schema and channel of the running `notifyscope run` found in the runtime \
@@ -183,6 +364,8 @@ fn instance_of_running_pipeline() -> Arg {
         .global(true)
         .value_name("PID")
         .value_parser(clap::value_parser!(u32))
+        .display_order(4)
+        .help_heading(CONNECTION)
         .help(
             "Without --database-url: the running instance to use, by its pid, when several \
              run (each writes a file in the runtime directory)",
@@ -196,6 +379,8 @@ fn schema_of(help: &'static str) -> Arg {
         .env("NOTIFYSCOPE_SCHEMA")
         .global(true)
         .value_name("NAME")
+        .display_order(3)
+        .help_heading(CONNECTION)
         .help(help)
 }
 
@@ -206,6 +391,8 @@ fn channel_of(help: &'static str) -> Arg {
         .env("NOTIFYSCOPE_CHANNEL")
         .global(true)
         .value_name("NAME")
+        .display_order(2)
+        .help_heading(CONNECTION)
         .help(help)
 }
 
@@ -220,9 +407,10 @@ fn database_url_of_bench() -> Arg {
     Arg::new("database_url")
         .long("database-url")
         .env("DATABASE_URL")
-        .hide_env_values(true)
         .global(true)
-        .value_name("DATABASE_URL")
+        .value_name("URL")
+        .display_order(1)
+        .help_heading(CONNECTION)
         .help(
             "PostgreSQL URL or key=value string; bench works in a schema of its own there. \
              Without it, bench starts a private embedded PostgreSQL from the server binaries \
@@ -238,52 +426,56 @@ fn log_filter(value: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log filter ({e}); e.g. `debug` or `notifyscope=debug,warn`"))
 }
 
+/// Options of `run`, which are also those of notifyscope without a subcommand; fields in
+/// the order of [`HEADINGS`].
 #[derive(Debug, Clone, Args, Default)]
 pub struct RunArgs {
-    /// No interactive screen: trace events go to stdout, logs to stderr.
-    #[arg(long)]
-    pub headless: bool,
-    /// With --headless: one JSON object per trace event and line.
-    #[arg(long, requires = "headless")]
-    pub json: bool,
     /// Keep the embedded PostgreSQL's data in this directory (created if missing, reused
     /// when it holds a cluster) instead of a temporary one.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", display_order = 5, help_heading = CONNECTION)]
     pub data_dir: Option<PathBuf>,
     /// Ingestion workers in this process.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64), help_heading = PIPELINE)]
     pub workers: u16,
     /// Bound of the publish queue; a full queue makes publishers wait (backpressure).
-    #[arg(long, default_value_t = notifyscope_pipeline::publish::DEFAULT_QUEUE_CAPACITY,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = notifyscope_pipeline::publish::DEFAULT_QUEUE_CAPACITY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
+          help_heading = PIPELINE)]
     pub queue_capacity: usize,
     /// Seconds to let queued and unprocessed events finish at shutdown.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "S", default_value_t = 10, help_heading = PIPELINE)]
     pub drain_timeout: u64,
     /// How long ingested outbox rows are kept: `forever`, or e.g. `0` (none), `30m`, `24h`,
     /// `7d`. Rows still waiting for ingestion and discord_messages are never deleted.
-    #[arg(long, default_value = "24h", value_name = "AGE")]
+    #[arg(long, default_value = "24h", value_name = "AGE", help_heading = PIPELINE)]
     pub outbox_retention: notifyscope_pipeline::retention::Retention,
     /// How long dead letters (rejected notifications, outbox rows given up) are kept.
-    #[arg(long, default_value = "7d", value_name = "AGE")]
+    #[arg(long, default_value = "7d", value_name = "AGE", help_heading = PIPELINE)]
     pub dead_letter_retention: notifyscope_pipeline::retention::Retention,
+    /// Also LISTEN on this channel and report traffic there as the wrong channel (repeatable;
+    /// the other spellings of --channel and events, discord, discord_events always are).
+    #[arg(long = "watch-channel", value_name = "NAME", help_heading = PIPELINE)]
+    pub watch_channels: Vec<String>,
+    /// Simulated messages a second through the bot path, for demos.
+    #[arg(long, value_name = "N", help_heading = PIPELINE)]
+    pub demo_rate: Option<u32>,
+    #[command(flatten)]
+    pub discord: DiscordArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
-    pub discord: DiscordArgs,
-    /// Also LISTEN on this channel and report traffic there as the wrong channel (repeatable;
-    /// the other spellings of --channel and events, discord, discord_events always are).
-    #[arg(long = "watch-channel", value_name = "NAME")]
-    pub watch_channels: Vec<String>,
-    /// Simulated messages a second through the bot path, for demos.
-    #[arg(long, value_name = "N")]
-    pub demo_rate: Option<u32>,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
+    pub screen: ScreenArgs,
+    /// No interactive screen: trace events go to stdout, logs to stderr.
+    #[arg(long, help_heading = OUTPUT)]
+    pub headless: bool,
+    /// With --headless: one JSON object per trace event and line.
+    #[arg(long, requires = "headless", help_heading = OUTPUT)]
+    pub json: bool,
     #[command(flatten)]
     pub record: RecordArgs,
     #[command(flatten)]
-    pub screen: ScreenArgs,
+    pub metrics: MetricsArgs,
 }
 
 /// The recording of a command that runs a pipeline or watches one (replay has nothing new
@@ -291,7 +483,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args, Default)]
 pub struct RecordArgs {
     /// Write every trace event to FILE as JSON lines while running.
-    #[arg(id = "record", long = "record", value_name = "FILE")]
+    #[arg(id = "record", long = "record", value_name = "FILE", help_heading = OUTPUT)]
     pub path: Option<PathBuf>,
 }
 
@@ -301,7 +493,7 @@ pub struct MetricsArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187): counters per
     /// stage, skip reason and error, stage latencies, backlog, NOTIFY queue, gateway, and
     /// one gauge per health check.
-    #[arg(long = "metrics", value_name = "ADDR")]
+    #[arg(long = "metrics", value_name = "ADDR", help_heading = OUTPUT)]
     pub addr: Option<std::net::SocketAddr>,
 }
 
@@ -309,20 +501,22 @@ pub struct MetricsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ScreenArgs {
     /// Theme: dark, light, high-contrast, or the path of a theme file.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME|PATH", help_heading = SCREEN)]
     pub theme: Option<String>,
     /// No colours (as NO_COLOR does); highlights use reverse video and underline.
-    #[arg(long)]
+    #[arg(long, help_heading = SCREEN)]
     pub no_color: bool,
     /// Leave the mouse to the terminal (its own text selection) instead of clicks and the
     /// wheel in the monitor.
-    #[arg(long)]
+    #[arg(long, help_heading = SCREEN)]
     pub no_mouse: bool,
     /// Rows each pane keeps; older rows are dropped (and counted).
-    #[arg(long, default_value_t = notifyscope_screen::app::DEFAULT_HISTORY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    #[arg(long, value_name = "N", default_value_t = notifyscope_screen::app::DEFAULT_HISTORY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000),
+          help_heading = SCREEN)]
     pub history: usize,
     /// Config file (keys, theme); default ~/.config/notifyscope/config.toml when present.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = SCREEN)]
     pub config: Option<PathBuf>,
 }
 
@@ -340,52 +534,57 @@ impl Default for ScreenArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// One JSON document instead of lines.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub target: RunningPipeline,
     /// Seconds the round-trip probe may take.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = PIPELINE)]
     pub timeout: u64,
     /// Name of the environment variable with the bot token (checked with Discord when set).
-    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME")]
+    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME", help_heading = BOT)]
     pub discord_token_env: String,
     /// Base of the Discord API, as for `run`.
-    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL", help_heading = BOT)]
     pub discord_api_url: Option<String>,
+    /// One JSON document instead of lines.
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// No screen: trace events on stdout.
-    #[arg(long)]
-    pub headless: bool,
-    /// With --headless: JSON lines.
-    #[arg(long, requires = "headless")]
-    pub json: bool,
+    #[command(flatten)]
+    pub target: WatchedPipeline,
     /// The table their ingestion writes (in --schema).
-    #[arg(long, default_value = "discord_messages")]
+    #[arg(long, value_name = "NAME", default_value = "discord_messages", help_heading = PIPELINE)]
     pub table: String,
     /// Its message-id column (BIGINT).
-    #[arg(long, default_value = "message_id")]
+    #[arg(long, value_name = "NAME", default_value = "message_id", help_heading = PIPELINE)]
     pub id_column: String,
     /// Also LISTEN on this channel as a possible wrong channel (repeatable).
-    #[arg(long = "watch-channel", value_name = "NAME")]
+    #[arg(long = "watch-channel", value_name = "NAME", help_heading = PIPELINE)]
     pub watch_channels: Vec<String>,
     /// Observe their bot with its token, read from this environment variable: a gateway
     /// session of its own (message intents only; it sends nothing) shows what Discord
     /// delivers, so that messages received but never published are seen too. Each start
     /// uses one IDENTIFY of the bot's daily allowance.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = BOT)]
     pub discord_token_env: Option<String>,
     /// Base of the Discord API for the observer, as for `run`.
-    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL", help_heading = BOT)]
     pub discord_api_url: Option<String>,
     #[command(flatten)]
-    pub metrics: MetricsArgs,
+    pub screen: ScreenArgs,
+    /// No screen: trace events on stdout.
+    #[arg(long, help_heading = OUTPUT)]
+    pub headless: bool,
+    /// With --headless: JSON lines.
+    #[arg(long, requires = "headless", help_heading = OUTPUT)]
+    pub json: bool,
     #[command(flatten)]
     pub record: RecordArgs,
     #[command(flatten)]
-    pub screen: ScreenArgs,
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -400,42 +599,45 @@ pub struct ReplayArgs {
 pub struct DiscordArgs {
     /// Name of the environment variable that holds the bot token. Without a token the bot
     /// path is fed by the simulated source (`send --via-bot`, keys, --demo-rate).
-    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME")]
+    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME", help_heading = BOT)]
     pub discord_token_env: String,
     /// Send Discord HTTP API calls (and the gateway look-up) to this base instead of
     /// https://discord.com: an HTTP proxy in front of Discord, or a local fake.
-    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL", help_heading = BOT)]
     pub discord_api_url: Option<String>,
     /// Gateway intents: names separated by commas, or a number.
-    #[arg(long, default_value = notifyscope_pipeline::bot::DEFAULT_INTENTS, value_parser = notifyscope_pipeline::bot::parse_intents)]
+    #[arg(long, value_name = "LIST", default_value = notifyscope_pipeline::bot::DEFAULT_INTENTS,
+          value_parser = notifyscope_pipeline::bot::parse_intents, help_heading = BOT)]
     pub intents: Option<notifyscope_pipeline::bot::GatewayIntents>,
     /// Shards: `auto` (as many as Discord recommends) or a number (with --shard-range: the
     /// total over all processes).
-    #[arg(long, default_value = "1")]
+    #[arg(long, value_name = "auto|N", default_value = "1", help_heading = BOT)]
     pub shards: Option<notifyscope_pipeline::bot::Shards>,
     /// Run only these shards (FIRST..END, END not included), so that several processes on
     /// several machines share one bot; they all publish to one outbox, and their ingestion
     /// workers share it.
-    #[arg(long, value_name = "FIRST..END")]
+    #[arg(long, value_name = "FIRST..END", help_heading = BOT)]
     pub shard_range: Option<notifyscope_pipeline::bot::ShardRange>,
 }
 
+/// What the bot path publishes; it filters Discord's messages and the simulated ones alike.
 #[derive(Debug, Clone, Args, Default)]
 pub struct FilterArgs {
     /// Publish only messages from this Discord channel id (repeatable).
-    #[arg(long = "allow-channel", value_name = "CHANNEL_ID", value_parser = parse_snowflake)]
+    #[arg(long = "allow-channel", value_name = "CHANNEL_ID", value_parser = parse_snowflake,
+          help_heading = BOT)]
     pub allow_channels: Vec<Snowflake>,
     /// Publish messages written by other bots.
-    #[arg(long)]
+    #[arg(long, help_heading = BOT)]
     pub include_bots: bool,
     /// Publish messages sent through webhooks.
-    #[arg(long)]
+    #[arg(long, help_heading = BOT)]
     pub include_webhooks: bool,
     /// Publish Discord's system messages (joins, pins).
-    #[arg(long)]
+    #[arg(long, help_heading = BOT)]
     pub include_system: bool,
     /// Publish messages without text.
-    #[arg(long)]
+    #[arg(long, help_heading = BOT)]
     pub include_empty: bool,
 }
 
@@ -455,21 +657,25 @@ impl FilterArgs {
 pub enum SendCommand {
     /// Publish synthetic Discord messages through the publisher (outbox + NOTIFY).
     Message {
+        #[command(flatten)]
+        target: RunningPipeline,
         /// How many messages.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, value_name = "N", default_value_t = 1, help_heading = PIPELINE)]
         count: u32,
         /// Message text (default: "test message N").
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT", help_heading = PIPELINE)]
         content: Option<String>,
         /// Print one JSON line per published message instead of a summary.
-        #[arg(long)]
+        #[arg(long, help_heading = OUTPUT)]
         json: bool,
     },
     /// Send a raw NOTIFY with any payload on --channel (no outbox row), e.g. to test how
     /// malformed events are handled.
     Raw {
+        #[command(flatten)]
+        target: RunningPipeline,
         /// The payload, sent as is.
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT", help_heading = PIPELINE)]
         payload: String,
     },
 }
@@ -488,44 +694,61 @@ fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
     Snowflake::parse(s).ok_or_else(|| format!("{s:?} is not a Discord id (a positive integer)"))
 }
 
+/// A rate of messages a second: a number above zero.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{s:?} is not a number of messages a second above zero"
+        )),
+    }
+}
+
 /// Options of `notifyscope bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub target: BenchPipeline,
     /// Messages to send.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000), help_heading = PIPELINE)]
     pub messages: u64,
     /// Send at this many messages a second (a latency run). Without it, messages go as fast
     /// as the pipeline takes them (a throughput run).
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = parse_rate, help_heading = PIPELINE)]
     pub rate: Option<f64>,
     /// Senders putting messages through the bot path at once, as concurrent Discord event
     /// handlers do. More senders give the publisher larger batches to commit together.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = PIPELINE)]
     pub publishers: u32,
     /// Ingestion workers.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64), help_heading = PIPELINE)]
     pub workers: u16,
     /// How committed batches are announced: a NOTIFY per event (as `run` does) or one per
     /// batch (the wake-up only; ingestion reads the rows).
-    #[arg(long, value_enum, default_value_t = BenchNotify::PerEvent)]
+    #[arg(long, value_enum, default_value_t = BenchNotify::PerEvent, help_heading = PIPELINE)]
     pub notify: BenchNotify,
     /// A soak run: send at --rate for this long (e.g. `10m`) instead of --messages, and
     /// report throughput, latency, RSS, CPU and outbox size per window; exit 1 when RSS or
     /// p99 drift beyond their bounds.
-    #[arg(long, value_name = "AGE", value_parser = parse_duration, requires = "rate")]
+    #[arg(long, value_name = "AGE", value_parser = parse_duration, requires = "rate",
+          help_heading = PIPELINE)]
     pub duration: Option<std::time::Duration>,
     /// With --duration: the length of one window of the report.
-    #[arg(long, value_name = "AGE", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, value_name = "AGE", default_value = "1m", value_parser = parse_duration,
+          help_heading = PIPELINE)]
     pub report_every: std::time::Duration,
     /// With --duration: how long ingested outbox rows are kept (as `run --outbox-retention`),
     /// so that a soak shows the outbox staying bounded.
-    #[arg(long, value_name = "AGE", default_value = "24h")]
+    #[arg(long, value_name = "AGE", default_value = "24h", help_heading = PIPELINE)]
     pub outbox_retention: notifyscope_pipeline::retention::Retention,
     /// Give up waiting for ingestion after this many seconds without progress.
-    #[arg(long, default_value_t = 30, value_name = "S")]
+    #[arg(long, default_value_t = 30, value_name = "S", help_heading = PIPELINE)]
     pub stall_timeout: u64,
     /// Print one JSON object with the results (no progress bar).
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 }
 
@@ -544,14 +767,150 @@ impl From<BenchNotify> for NotifyMode {
     }
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxCommand {
+    /// Unprocessed rows, oldest first: waiting, retrying (with the next attempt) or dead.
+    List(OutboxListArgs),
+    /// Put stuck rows (retrying, or given up) back in the queue: no attempts, due now; then
+    /// one NOTIFY wakes ingestion. Rows ingested, waiting or of another channel stay as they
+    /// are.
+    Retry(OutboxRetryArgs),
+    /// Delete rows given up. Rows still waiting or retrying are messages not delivered yet:
+    /// only with --force, and only named by --id.
+    Purge(OutboxPurgeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutboxListArgs {
+    #[command(flatten)]
+    pub target: RunningPipeline,
+    /// One JSON document instead of a table.
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
+    /// Rows shown at most.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(i64).range(1..=100_000), help_heading = OUTPUT)]
+    pub limit: i64,
+}
+
+/// How an action that changes rows is confirmed and reported.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArgs {
+    /// Go ahead without asking; needed when stdin is not a terminal.
+    #[arg(long, help_heading = OUTPUT)]
+    pub yes: bool,
+    /// One JSON document with what was changed instead of lines.
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_stuck"])))]
+pub struct OutboxRetryArgs {
+    #[command(flatten)]
+    pub target: RunningPipeline,
+    /// Outbox rows by id (repeatable, or several after one --id).
+    #[arg(long = "id", value_name = "ID", num_args = 1..,
+          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
+    pub ids: Vec<i64>,
+    /// Every stuck row of the channel.
+    #[arg(long, help_heading = PIPELINE)]
+    pub all_stuck: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_dead"])))]
+pub struct OutboxPurgeArgs {
+    #[command(flatten)]
+    pub target: RunningPipeline,
+    /// Outbox rows by id (repeatable, or several after one --id).
+    #[arg(long = "id", value_name = "ID", num_args = 1..,
+          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
+    pub ids: Vec<i64>,
+    /// Every row of the channel given up.
+    #[arg(long, help_heading = PIPELINE)]
+    pub all_dead: bool,
+    /// Also delete rows named by --id that are still waiting or retrying: their messages
+    /// were never delivered and are lost.
+    #[arg(long, conflicts_with = "all_dead", help_heading = PIPELINE)]
+    pub force: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// The usage of `dead-letters retry|delete`, one way of naming rows a line: clap's own puts
+/// the three on one line, wider than a terminal of 80 columns.
+fn dead_letters_usage(command: &str) -> String {
+    ["--id <ID>...", "--outbox-id <ID>...", "--all"]
+        .map(|rows| format!("notifyscope dead-letters {command} [OPTIONS] {rows}"))
+        .join("\n       ")
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Rejected notifications and outbox rows given up, oldest first, each kind apart.
+    List(OutboxListArgs),
+    /// Re-send rejected notifications on the channel (the listener judges them again) and
+    /// put outbox rows given up back in the queue.
+    #[command(override_usage = dead_letters_usage("retry"))]
+    Retry(DeadLettersArgs),
+    /// Delete rejected notifications and outbox rows given up.
+    #[command(override_usage = dead_letters_usage("delete"))]
+    Delete(DeadLettersArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("rows").required(true).multiple(true)
+    .args(["ids", "outbox_ids", "all"])))]
+pub struct DeadLettersArgs {
+    #[command(flatten)]
+    pub target: RunningPipeline,
+    /// Rejected notifications by their dead_letters id (repeatable).
+    #[arg(long = "id", value_name = "ID", num_args = 1..,
+          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
+    pub ids: Vec<i64>,
+    /// Outbox rows given up, by their outbox id (repeatable).
+    #[arg(long = "outbox-id", value_name = "ID", num_args = 1..,
+          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
+    pub outbox_ids: Vec<i64>,
+    /// Every dead letter of the channel, of both kinds.
+    #[arg(long, conflicts_with_all = ["ids", "outbox_ids"], help_heading = PIPELINE)]
+    pub all: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackendCommand {
+    /// Cancel the running statement of a session of the pipeline's database
+    /// (pg_cancel_backend).
+    Cancel(BackendArgs),
+    /// End a session of the pipeline's database (pg_terminate_backend): its transaction is
+    /// rolled back and its locks are released.
+    Terminate(BackendArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// The session's process id (pid in pg_stat_activity, or as doctor names a blocker).
+    #[arg(value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: i32,
+    #[command(flatten)]
+    pub target: RunningPipeline,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -574,115 +933,120 @@ mod tests {
             Cli::try_parse_from(["notifyscope", "--allow-channel", "abc"]).expect_err("refused");
         assert!(err.to_string().contains("not a Discord id"));
     }
-}
 
-#[derive(Debug, Clone, Subcommand)]
-pub enum OutboxCommand {
-    /// Unprocessed rows, oldest first: waiting, retrying (with the next attempt) or dead.
-    List(OutboxListArgs),
-    /// Put stuck rows (retrying, or given up) back in the queue: no attempts, due now; then
-    /// one NOTIFY wakes ingestion. Rows ingested, waiting or of another channel stay as they
-    /// are.
-    Retry(OutboxRetryArgs),
-    /// Delete rows given up. Rows still waiting or retrying are messages not delivered yet:
-    /// only with --force, and only named by --id.
-    Purge(OutboxPurgeArgs),
-}
+    /// The connection options of a subcommand land where every command reads them.
+    #[test]
+    fn connection_options_of_a_subcommand_land_in_the_shared_ones() {
+        for args in [
+            &[
+                "notifyscope",
+                "doctor",
+                "--database-url",
+                "host=h",
+                "--instance",
+                "7",
+            ][..],
+            &[
+                "notifyscope",
+                "outbox",
+                "list",
+                "--database-url",
+                "host=h",
+                "--instance",
+                "7",
+            ],
+            &[
+                "notifyscope",
+                "send",
+                "message",
+                "--database-url",
+                "host=h",
+                "--instance",
+                "7",
+            ],
+            &[
+                "notifyscope",
+                "backend",
+                "cancel",
+                "3",
+                "--database-url",
+                "host=h",
+                "--instance",
+                "7",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            assert_eq!(
+                cli.shared.database_url.as_deref(),
+                Some("host=h"),
+                "{args:?}"
+            );
+            assert_eq!(cli.shared.instance, Some(7), "{args:?}");
+        }
+    }
 
-#[derive(Debug, Clone, Args)]
-pub struct OutboxListArgs {
-    /// One JSON document instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Rows shown at most.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
-    pub limit: i64,
-}
+    #[test]
+    fn the_log_filter_is_quiet_but_for_the_monitors() {
+        let filter = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .expect("parses")
+                .log_filter()
+                .to_owned()
+        };
+        assert_eq!(filter(&["notifyscope", "--headless"]), MONITOR_LOG);
+        assert_eq!(filter(&["notifyscope", "watch"]), MONITOR_LOG);
+        assert_eq!(filter(&["notifyscope", "doctor"]), COMMAND_LOG);
+        assert_eq!(filter(&["notifyscope", "outbox", "list"]), COMMAND_LOG);
+        assert_eq!(
+            filter(&["notifyscope", "doctor", "--log", "debug"]),
+            "debug"
+        );
+    }
 
-/// How an action that changes rows is confirmed and reported.
-#[derive(Debug, Clone, Args)]
-pub struct ChangeArgs {
-    /// Go ahead without asking; needed when stdin is not a terminal.
-    #[arg(long)]
-    pub yes: bool,
-    /// One JSON document with what was changed instead of lines.
-    #[arg(long)]
-    pub json: bool,
-}
+    /// The headings of `cmd`'s help, in the order clap prints them: by the first visible
+    /// option under each.
+    fn headings(cmd: &clap::Command) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.is_positional() {
+                continue;
+            }
+            let heading = arg.get_help_heading().unwrap_or("Options").to_owned();
+            if !seen.contains(&heading) {
+                seen.push(heading);
+            }
+        }
+        seen
+    }
 
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_stuck"])))]
-pub struct OutboxRetryArgs {
-    /// Outbox rows by id (repeatable, or several after one --id).
-    #[arg(long = "id", value_name = "ID", num_args = 1.., value_parser = clap::value_parser!(i64).range(1..))]
-    pub ids: Vec<i64>,
-    /// Every stuck row of the channel.
-    #[arg(long)]
-    pub all_stuck: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
+    fn every_command(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            every_command(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
 
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_dead"])))]
-pub struct OutboxPurgeArgs {
-    /// Outbox rows by id (repeatable, or several after one --id).
-    #[arg(long = "id", value_name = "ID", num_args = 1.., value_parser = clap::value_parser!(i64).range(1..))]
-    pub ids: Vec<i64>,
-    /// Every row of the channel given up.
-    #[arg(long)]
-    pub all_dead: bool,
-    /// Also delete rows named by --id that are still waiting or retrying: their messages
-    /// were never delivered and are lost.
-    #[arg(long, conflicts_with = "all_dead")]
-    pub force: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum DeadLettersCommand {
-    /// Rejected notifications and outbox rows given up, oldest first, each kind apart.
-    List(OutboxListArgs),
-    /// Re-send rejected notifications on the channel (the listener judges them again) and
-    /// put outbox rows given up back in the queue.
-    Retry(DeadLettersArgs),
-    /// Delete rejected notifications and outbox rows given up.
-    Delete(DeadLettersArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).multiple(true)
-    .args(["ids", "outbox_ids", "all"])))]
-pub struct DeadLettersArgs {
-    /// Rejected notifications by their dead_letters id (repeatable).
-    #[arg(long = "id", value_name = "ID", num_args = 1.., value_parser = clap::value_parser!(i64).range(1..))]
-    pub ids: Vec<i64>,
-    /// Outbox rows given up, by their outbox id (repeatable).
-    #[arg(long = "outbox-id", value_name = "ID", num_args = 1.., value_parser = clap::value_parser!(i64).range(1..))]
-    pub outbox_ids: Vec<i64>,
-    /// Every dead letter of the channel, of both kinds.
-    #[arg(long, conflicts_with_all = ["ids", "outbox_ids"])]
-    pub all: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum BackendCommand {
-    /// Cancel the running statement of a session of the pipeline's database
-    /// (pg_cancel_backend).
-    Cancel(BackendArgs),
-    /// End a session of the pipeline's database (pg_terminate_backend): its transaction is
-    /// rolled back and its locks are released.
-    Terminate(BackendArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BackendArgs {
-    /// The session's process id (pid in pg_stat_activity, or as doctor names a blocker).
-    #[arg(value_parser = clap::value_parser!(i32).range(1..))]
-    pub pid: i32,
-    #[command(flatten)]
-    pub change: ChangeArgs,
+    #[test]
+    fn every_option_has_a_heading_and_connection_comes_first() {
+        let mut cmd = command();
+        cmd.build();
+        let mut all = Vec::new();
+        every_command(&cmd, "notifyscope".into(), &mut all);
+        for (path, cmd) in all {
+            let headings = headings(&cmd);
+            let order: Vec<usize> = headings
+                .iter()
+                .map(|h| {
+                    HEADINGS
+                        .iter()
+                        .position(|known| known == h)
+                        .unwrap_or_else(|| panic!("{path}: an option under {h:?}"))
+                })
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{path}: headings {headings:?}"
+            );
+        }
+    }
 }

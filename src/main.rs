@@ -4,12 +4,11 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use notifyscope::cli::{Cli, Command};
+use notifyscope::cli::{self, Cli, Command};
 use notifyscope::pipeline::bot::gateway::GatewayCloseLayer;
 use notifyscope::store::error_chain;
 
@@ -25,15 +24,19 @@ fn draws_a_screen(cli: &Cli) -> bool {
     }
 }
 
-/// The log filter: RUST_LOG when it is set, else `--log` (checked when it was parsed).
+/// The log filter: RUST_LOG when it is set, else `--log` (checked when it was parsed), else
+/// the command's own (see [`Cli::log_filter`]).
 fn log_filter(cli: &Cli) -> Result<EnvFilter, String> {
     match std::env::var("RUST_LOG") {
         Ok(value) if !value.trim().is_empty() => EnvFilter::builder()
             .parse(&value)
             .map_err(|e| format!("RUST_LOG={value:?} is not a log filter: {e}")),
-        _ => EnvFilter::builder()
-            .parse(&cli.shared.log)
-            .map_err(|e| format!("--log {:?} is not a log filter: {e}", cli.shared.log)),
+        _ => {
+            let filter = cli.log_filter();
+            EnvFilter::builder()
+                .parse(filter)
+                .map_err(|e| format!("--log {filter:?} is not a log filter: {e}"))
+        }
     }
 }
 
@@ -64,7 +67,10 @@ fn init_logging(cli: &Cli, mut filter: EnvFilter) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
+    if let Some(Command::Help(args)) = &cli.command {
+        return notifyscope::commands::help::print(&args.command);
+    }
     match log_filter(&cli) {
         Ok(filter) => init_logging(&cli, filter),
         Err(e) => {
@@ -86,7 +92,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("notifyscope: error: {}", error_chain(e.as_ref()));
-            ExitCode::from(1)
+            notifyscope::commands::exit_code_of(&e)
         }
     }
 }

@@ -5,12 +5,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{SendArgs, SendCommand, SharedArgs};
 use crate::commands::wiring::{locate_pipeline, TargetPipeline};
+use crate::commands::CannotRun;
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::trace::{Source, Trace};
 use notifyscope_pipeline::control::{self, ViaBotReply};
@@ -47,9 +48,10 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
                 count,
                 content,
                 json,
+                ..
             }),
         ) => send_messages(database, channel, count, content, json).await,
-        (None, Some(SendCommand::Raw { payload })) => {
+        (None, Some(SendCommand::Raw { payload, .. })) => {
             let client = database.connect_plain(APP_NAME).await?;
             notifyscope_store::notify::notify(&client, channel.as_str(), &payload)
                 .await
@@ -60,13 +62,18 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
             );
             Ok(ExitCode::SUCCESS)
         }
-        (None, None) => Err(anyhow!(
-            "say what to send: --via-bot KIND, `send message` or `send raw` (see --help)"
-        )),
+        (None, None) => Err(CannotRun(
+            "say what to send: --via-bot KIND, `send message` or `send raw` (see --help)".into(),
+        )
+        .into()),
     }
 }
 
-/// A summary line, then each message (published ones up to ten).
+/// Published messages listed one a line at most; the rest are counted.
+const PUBLISHED_LISTED: usize = 10;
+
+/// A summary line, then each message (published ones up to [`PUBLISHED_LISTED`], then how
+/// many more).
 fn print_outcomes(kind: SimKind, ids: &[Snowflake], reply: &ViaBotReply) {
     let noun = match kind {
         SimKind::Message => "message".to_owned(),
@@ -79,8 +86,12 @@ fn print_outcomes(kind: SimKind, ids: &[Snowflake], reply: &ViaBotReply) {
         reply.skipped.len(),
         reply.failed.len()
     );
-    for id in reply.published.iter().take(10) {
+    for id in reply.published.iter().take(PUBLISHED_LISTED) {
         println!("  {id} published");
+    }
+    let left_out = reply.published.len().saturating_sub(PUBLISHED_LISTED);
+    if left_out > 0 {
+        println!("  … and {left_out} more published");
     }
     for (id, reason) in &reply.skipped {
         println!("  {id} skipped: {reason}");
