@@ -12,6 +12,8 @@ use notifyscope_screen::event_loop;
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let events = recording::load(&args.file)?;
+    // Judged before the terminal is, as `run` and `watch` judge them headless too.
+    let screen = ScreenSettings::load(&args.screen)?;
     if !std::io::stdout().is_terminal() {
         eprintln!(
             "notifyscope: stdout is not a terminal, so there is no screen for the replay \
@@ -21,7 +23,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let screen = ScreenSettings::load(&args.screen)?;
     let mut app = App::new(
         screen.keymap,
         args.screen.history.max(events.len() / 5 + 1),

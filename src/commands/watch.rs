@@ -17,6 +17,7 @@ use crate::commands::wiring::{
     attach, bind_metrics, forward_checks, pipeline_database, screen_settings, wait_for_stop,
     Outputs,
 };
+use crate::commands::CannotRun;
 use notifyscope_diagnose::{DiagnoseConfig, LockScope};
 use notifyscope_model::trace::TraceKind;
 use notifyscope_pipeline::bot::{run_bot, BotConfig, Shards, Token};
@@ -152,7 +153,11 @@ fn start_observer(
     let token = std::env::var(name)
         .ok()
         .and_then(Token::new)
-        .ok_or_else(|| anyhow::anyhow!("--discord-token-env {name}: ${name} holds no token"))?;
+        .ok_or_else(|| {
+            CannotRun(format!(
+                "--discord-token-env {name}: ${name} holds no token"
+            ))
+        })?;
     let config = BotConfig {
         token,
         api_url: args.discord_api_url.clone(),

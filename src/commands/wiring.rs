@@ -5,12 +5,13 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{MetricsArgs, RecordArgs, ScreenArgs, SharedArgs};
+use crate::commands::CannotRun;
 use notifyscope_model::trace::{Trace, TraceReceiver};
 use notifyscope_pipeline::metrics::{Exporter, MetricsError};
 use notifyscope_pipeline::recording::writer;
@@ -189,11 +190,14 @@ pub fn pipeline_database(
 
 /// The screen's settings, checked before anything starts so that a typo costs no database
 /// start-up: `Some(None)` headless, `Some(Some(settings))` with a screen, and `None` when a
-/// screen is wanted but stdout is not a terminal (said so in one line; exit 2).
+/// screen is wanted but stdout is not a terminal (said so in one line; exit 2). Headless,
+/// `--theme` and the config file are judged all the same, so that a command line that fails
+/// with a screen fails without one too.
 pub fn screen_settings(
     headless: bool,
     args: &ScreenArgs,
 ) -> anyhow::Result<Option<Option<ScreenSettings>>> {
+    let settings = ScreenSettings::load(args)?;
     if headless {
         return Ok(Some(None));
     }
@@ -204,7 +208,7 @@ pub fn screen_settings(
         );
         return Ok(None);
     }
-    Ok(Some(Some(ScreenSettings::load(args)?)))
+    Ok(Some(Some(settings)))
 }
 
 /// Where trace events go while a command runs: the screen's end of the stream (subscribed
@@ -396,7 +400,7 @@ impl ScreenSettings {
             .or(config.theme.clone())
             .unwrap_or_else(|| theme::DEFAULT_THEME.to_owned());
         let styles = theme::load(&theme_name, theme::colour_wanted(args.no_color))?;
-        let keymap = KeyMap::new(&config.keys).map_err(|e| anyhow!("config: {e}"))?;
+        let keymap = KeyMap::new(&config.keys).map_err(|e| CannotRun(format!("config: {e}")))?;
         Ok(ScreenSettings {
             styles,
             keymap,
