@@ -83,7 +83,10 @@ async fn malformed_json_is_named_with_its_error() {
         c.evidence.iter().any(|e| e.contains("not valid JSON")),
         "{c:?}"
     );
-    rig.others_fine(&["malformed"]);
+    // The rejected payload is kept as a dead letter: a message given up until someone acts.
+    let given_up = rig.until("given_up", failing).await;
+    assert!(given_up.summary.starts_with("1 dead letter"), "{given_up:?}");
+    rig.others_fine(&["malformed", "given_up"]);
     rig.stop().await;
 }
 

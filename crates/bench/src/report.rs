@@ -10,9 +10,13 @@ use serde::Serialize;
 pub struct Percentiles {
     /// Messages measured.
     pub count: usize,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p50_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p95_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub max_ms: f64,
 }
 
@@ -57,12 +61,18 @@ pub const JSON_KEYS: [&str; 9] = [
 pub struct BenchReport {
     pub messages: u64,
     /// From the first message sent to the last one ingested.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub seconds: f64,
     /// Messages ingested a second.
+    #[serde(serialize_with = "notifyscope_model::round::tenth")]
     pub per_s: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p50_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p95_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub max_ms: f64,
     /// Rows of the sent messages in `discord_messages`.
     pub rows: u64,

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod error_class;
 pub mod identifier;
 pub mod present;
+pub mod round;
 pub mod sim;
 pub mod text;
 pub mod trace;

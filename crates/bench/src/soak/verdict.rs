@@ -19,33 +19,47 @@ pub const P99_DRIFT_SLACK_MS: f64 = 5.0;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SoakWindow {
     /// Seconds from the start to the end of the window.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub end_s: f64,
     /// Messages sent and ingested in the window.
     pub sent: u64,
     pub ingested: u64,
     /// Ingested a second.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub per_s: f64,
     /// Bot path → row commit, of the messages ingested in the window.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p50_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub max_ms: f64,
     /// The process's resident memory at the end of the window.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub rss_mib: Option<f64>,
     /// The process's CPU (user + system) over the window, in % of one core.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub cpu_percent: Option<f64>,
     /// Rows in `event_outbox` and its size on disk with indexes.
     pub outbox_rows: Option<i64>,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub outbox_mib: Option<f64>,
 }
 
 /// The verdict on drift, with the figures it was judged from.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Drift {
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub rss_first_mib: Option<f64>,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub rss_last_mib: Option<f64>,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth_opt")]
     pub rss_allowed_mib: Option<f64>,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_first_half_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_second_half_ms: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub p99_allowed_ms: f64,
     /// Why the run failed, in words; empty when it passed.
     pub failures: Vec<String>,
@@ -55,8 +69,11 @@ pub struct Drift {
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakReport {
     pub mode: &'static str,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub rate: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub seconds: f64,
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub window_s: f64,
     pub sent: u64,
     pub rows: u64,

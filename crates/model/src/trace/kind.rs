@@ -268,6 +268,7 @@ pub enum TraceKind {
         outbox_id: i64,
         outcome: IngestOutcome,
         /// From the outbox commit to the ingestion commit.
+        #[serde(serialize_with = "crate::round::tenth")]
         latency_ms: f64,
     },
     /// The outbox row stays and is tried again at `next_attempt_at`, or, `permanent`, it is
@@ -306,6 +307,7 @@ pub enum TraceKind {
     ListenerUp {
         channel: String,
         pid: i32,
+        #[serde(serialize_with = "crate::round::tenth")]
         probe_ms: f64,
     },
     ListenerDown {
@@ -365,6 +367,7 @@ pub enum TraceKind {
     RowObserved {
         table: String,
         /// From the NOTIFY with the same message id, when there was one.
+        #[serde(serialize_with = "crate::round::tenth_opt")]
         latency_ms: Option<f64>,
     },
     /// A diagnosis check changed status.
