@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::cli::{DoctorArgs, SharedArgs};
 use crate::commands::wiring::pipeline_database;
@@ -25,19 +24,7 @@ struct Report<'a> {
     database: &'a str,
     channel: &'a str,
     checks: &'a [Check],
-    #[serde(serialize_with = "with_durations_rounded")]
     instances: &'a [Instance],
-}
-
-/// `items` as JSON with [`round_durations`]; the document's other parts keep their order of
-/// fields, which a map of JSON values would sort.
-fn with_durations_rounded<S: serde::Serializer, T: Serialize>(
-    items: &&[T],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let mut value = serde_json::to_value(items).map_err(serde::ser::Error::custom)?;
-    round_durations(&mut value);
-    value.serialize(serializer)
 }
 
 /// Exit 2 when the doctor could not run at all (bad arguments, no database URL).
@@ -79,31 +66,6 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(exit_code(&report))
-}
-
-/// Every duration of a JSON document to 0.1 ms, as the trace's text shows them: seconds
-/// (a key ending in `_s`) with four decimals, milliseconds (`_ms`) with one. The clock's
-/// last digits (`"up_s": 3.977206`) are noise to a reader, and to a diff of two reports.
-fn round_durations(value: &mut Value) {
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields.iter_mut() {
-                let steps_per_unit = if key.ends_with("_ms") {
-                    10.0
-                } else if key.ends_with("_s") {
-                    10_000.0
-                } else {
-                    round_durations(field);
-                    continue;
-                };
-                if let Some(x) = field.as_f64().filter(|_| field.is_f64()) {
-                    *field = Value::from((x * steps_per_unit).round() / steps_per_unit);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(round_durations),
-        _ => {}
-    }
 }
 
 /// 2 when doctor could not connect; 1 when a check failed; else 2 when a check could not
@@ -183,27 +145,4 @@ fn instance_line(i: &Instance) -> String {
         i.clients.join(", "),
         uptime(i.up_s)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_are_rounded_to_a_tenth_of_a_millisecond() {
-        let mut document = serde_json::json!({
-            "instances": [{"up_s": 3.977206, "sessions": 4}],
-            "probe_ms": 0.7434059999999999,
-            "checks": [{"summary": "1.23456 s", "count_s": 2}],
-        });
-        round_durations(&mut document);
-        assert_eq!(
-            document,
-            serde_json::json!({
-                "instances": [{"up_s": 3.9772, "sessions": 4}],
-                "probe_ms": 0.7,
-                "checks": [{"summary": "1.23456 s", "count_s": 2}],
-            })
-        );
-    }
 }

@@ -49,6 +49,7 @@ pub struct Instance {
     /// Client addresses (`local` for a Unix socket): the machines it runs on.
     pub clients: Vec<String>,
     /// Seconds since its oldest session started.
+    #[serde(serialize_with = "notifyscope_model::round::thousandth")]
     pub up_s: f64,
 }
 
