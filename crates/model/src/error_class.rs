@@ -1,16 +1,28 @@
-//! What a database error means for the pipeline, decided in this one place from its SQLSTATE:
-//! whether trying again later may succeed, and what to tell the person who has to fix it.
+//! What a database error means for the pipeline, decided in this one place from its SQLSTATE
+//! (or, for a connection's TLS, from what the handshake found): whether trying again later may
+//! succeed, and what to tell the person who has to fix it.
 //! Publish, listen, ingest, doctor and the diagnosis all read errors through [`ErrorClass`];
 //! the store classifies the errors of its driver into it.
 
 use serde::{Deserialize, Serialize};
 
-/// The kind of a database error, by SQLSTATE class.
+/// The kind of a database error, by SQLSTATE class, or by the TLS failure that ended the
+/// connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// 08…, 57P…, or no answer at all: the server is unreachable, restarting or shut down.
     Connection,
+    /// TLS is required (`sslmode` require or stricter) and the server does not offer it.
+    TlsNotOffered,
+    /// The server's certificate is not for the host name connected to (`verify-full`).
+    TlsName,
+    /// No trusted authority signed the server's certificate, or no root certificate is given
+    /// for a mode that checks it.
+    TlsAuthority,
+    /// Any other TLS failure: a certificate or key file, an expired certificate, a handshake
+    /// the server broke off.
+    Tls,
     /// 28…, 3D000: the server refused the login (user, password, pg_hba.conf) or has no such
     /// database.
     Login,
@@ -65,6 +77,10 @@ impl ErrorClass {
     pub fn from_name(name: &str) -> Option<ErrorClass> {
         [
             ErrorClass::Connection,
+            ErrorClass::TlsNotOffered,
+            ErrorClass::TlsName,
+            ErrorClass::TlsAuthority,
+            ErrorClass::Tls,
             ErrorClass::Login,
             ErrorClass::Permission,
             ErrorClass::MissingObject,
@@ -83,6 +99,10 @@ impl ErrorClass {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Connection => "connection",
+            ErrorClass::TlsNotOffered => "tls_not_offered",
+            ErrorClass::TlsName => "tls_name",
+            ErrorClass::TlsAuthority => "tls_authority",
+            ErrorClass::Tls => "tls",
             ErrorClass::Login => "login",
             ErrorClass::Permission => "permission",
             ErrorClass::MissingObject => "missing_object",
@@ -99,6 +119,12 @@ impl ErrorClass {
     pub fn describe(self) -> &'static str {
         match self {
             ErrorClass::Connection => "the database cannot be reached",
+            ErrorClass::TlsNotOffered => "the server does not offer TLS",
+            ErrorClass::TlsName => "the server's certificate is not for the host connected to",
+            ErrorClass::TlsAuthority => {
+                "the server's certificate is not signed by a trusted authority"
+            }
+            ErrorClass::Tls => "the TLS connection to the server failed",
             ErrorClass::Login => "the server refused the login",
             ErrorClass::Permission => "permission denied",
             ErrorClass::MissingObject => "a table or column is missing",
@@ -120,6 +146,30 @@ impl ErrorClass {
             ErrorClass::Connection => {
                 "check that PostgreSQL runs and listens at the URL's host and port \
                  (`pg_isready -h HOST -p PORT` tells), and that no firewall is in between"
+                    .into()
+            }
+            // The network is fine when TLS fails: the server answered.
+            ErrorClass::TlsNotOffered => {
+                "turn TLS on in the server (`ssl = on` with ssl_cert_file and ssl_key_file in \
+                 postgresql.conf), or connect with sslmode=prefer (TLS when offered) or \
+                 sslmode=disable"
+                    .into()
+            }
+            ErrorClass::TlsName => {
+                "connect by the name the server's certificate carries (the error names it), or \
+                 use sslmode=verify-ca, which checks the certificate's authority but not its name"
+                    .into()
+            }
+            ErrorClass::TlsAuthority => {
+                "pass the certificate of the authority that signed the server's (for a \
+                 self-signed server, its own certificate) with sslrootcert=FILE, or \
+                 sslrootcert=system when a public authority signed it"
+                    .into()
+            }
+            ErrorClass::Tls => {
+                "read the error: it names the certificate or key file, or the step of the TLS \
+                 handshake that failed; sslmode, sslrootcert, sslcert and sslkey set what is \
+                 checked and sent"
                     .into()
             }
             ErrorClass::Login => format!(
@@ -198,6 +248,42 @@ mod tests {
         for (code, class) in cases {
             assert_eq!(ErrorClass::of_sqlstate(code), class, "{code}");
         }
+    }
+
+    #[test]
+    fn every_class_reads_back_from_its_name() {
+        for class in [
+            ErrorClass::Connection,
+            ErrorClass::TlsNotOffered,
+            ErrorClass::TlsName,
+            ErrorClass::TlsAuthority,
+            ErrorClass::Tls,
+            ErrorClass::Login,
+            ErrorClass::Other,
+        ] {
+            assert_eq!(ErrorClass::from_name(class.as_str()), Some(class));
+        }
+    }
+
+    #[test]
+    fn tls_advice_does_not_point_at_the_network() {
+        for class in [
+            ErrorClass::TlsNotOffered,
+            ErrorClass::TlsName,
+            ErrorClass::TlsAuthority,
+            ErrorClass::Tls,
+        ] {
+            let fix = class.fix(None, None);
+            assert!(
+                !fix.contains("firewall") && !fix.contains("pg_isready"),
+                "{fix}"
+            );
+            assert!(class.is_transient(), "{class}");
+        }
+        assert!(ErrorClass::TlsName.fix(None, None).contains("verify-ca"));
+        assert!(ErrorClass::TlsAuthority
+            .fix(None, None)
+            .contains("sslrootcert"));
     }
 
     #[test]
