@@ -3,25 +3,48 @@
 
 pub use notifyscope_model::error_class::{table_named, ErrorClass};
 
+use crate::tls::{self, TlsFailure};
 use crate::StoreError;
 
 /// A closed connection, or an error the server did not send (I/O, timeout), is a connection
-/// error.
+/// error; a failed TLS handshake is a TLS error (the server answered: the network is fine),
+/// and a password the server asks for and nobody gave is a login error.
 pub fn class_of(e: &tokio_postgres::Error) -> ErrorClass {
     if e.is_closed() {
         return ErrorClass::Connection;
     }
-    match e.code() {
-        Some(code) => ErrorClass::of_sqlstate(code.code()),
-        None => ErrorClass::Connection,
+    if let Some(code) = e.code() {
+        return ErrorClass::of_sqlstate(code.code());
     }
+    if let Some(failure) = tls::failure_of(e) {
+        return match failure {
+            TlsFailure::NotOffered => ErrorClass::TlsNotOffered,
+            TlsFailure::Name => ErrorClass::TlsName,
+            TlsFailure::Authority => ErrorClass::TlsAuthority,
+            TlsFailure::Other => ErrorClass::Tls,
+        };
+    }
+    if password_missing(e) {
+        return ErrorClass::Login;
+    }
+    ErrorClass::Connection
+}
+
+/// The driver's words when the server asks for a password and none was given (in the URL,
+/// `PGPASSWORD` or the password file).
+fn password_missing(e: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|source| source.to_string() == "password missing")
 }
 
 pub fn class_of_store(e: &StoreError) -> ErrorClass {
     match e {
         StoreError::Connect { error, .. } => match class_of(error) {
-            // A login refused is what the person must fix, so it keeps its class.
-            ErrorClass::Login => ErrorClass::Login,
+            // What the person must fix keeps its class: a login refused, a TLS failure.
+            class @ (ErrorClass::Login
+            | ErrorClass::TlsNotOffered
+            | ErrorClass::TlsName
+            | ErrorClass::TlsAuthority
+            | ErrorClass::Tls) => class,
             _ => ErrorClass::Connection,
         },
         StoreError::Pool(_) => ErrorClass::Connection,

@@ -8,6 +8,7 @@
 
 pub mod action;
 pub mod backends;
+pub mod conninfo;
 pub mod dead_letters;
 pub mod embedded;
 pub mod errors;
@@ -16,17 +17,22 @@ pub mod instance;
 pub mod notify;
 pub mod outbox;
 pub mod snapshot;
+pub mod tls;
 
+pub use conninfo::Connection;
 pub use errors::ErrorClass;
 pub use notifyscope_model::identifier::{Identifier, IdentifierError};
 
 use std::error::Error as _;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use conninfo::{Libpq, PoolConnect};
 
 /// The schema of the pipeline's tables when none is given.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -113,6 +119,8 @@ pub struct Database {
     /// Which process of several this is (e.g. `shards 0..2 of 4`); it follows the base of
     /// every application name, so that `pg_stat_activity` tells the instances apart.
     instance: Option<String>,
+    /// TLS, the password file and the other libpq settings the driver does not read itself.
+    libpq: Arc<Libpq>,
 }
 
 impl fmt::Debug for Database {
@@ -122,15 +130,21 @@ impl fmt::Debug for Database {
 }
 
 impl Database {
-    /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts.
+    /// `url` is a `postgresql://` URL or a `key=value` string, as libpq accepts, with libpq's
+    /// TLS keys, password file and environment variables (see [`conninfo`]).
     pub fn new(url: &str, schema: Identifier) -> Result<Self, StoreError> {
         let url = with_credentials_encoded(url);
+        // Out before the driver parses the rest, which would refuse or misread them.
+        let (url, libpq_settings) = conninfo::take_settings(&url);
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             // The parser's own words ("invalid connection string") say nothing; its cause
             // names the part, e.g. "invalid value for option `port`".
             let detail = e.source().map_or_else(|| e.to_string(), error_chain);
             StoreError::BadUrl(without_input_fragments(&detail, may_hold_password(&url)))
         })?;
+        let mut libpq = Libpq::resolve(libpq_settings, &|name| std::env::var(name).ok())
+            .map_err(StoreError::BadUrl)?;
+        libpq.application_name = config.get_application_name().map(str::to_owned);
         if config.get_hosts().is_empty() {
             // libpq's default: the local socket directory of Debian's packages.
             config.host("/var/run/postgresql");
@@ -149,12 +163,15 @@ impl Database {
         };
         config
             .options(options)
-            .connect_timeout(Duration::from_secs(5))
+            .ssl_mode(conninfo::driver_mode(libpq.tls.mode))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
             .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3)
-            .application_name(APP_NAME);
+            .application_name(libpq.application_base(APP_NAME));
+        if let Some(timeout) = libpq.connect_timeout {
+            config.connect_timeout(timeout);
+        }
         let redacted = redact(&config, &schema);
         Ok(Database {
             config,
@@ -162,6 +179,7 @@ impl Database {
             redacted,
             connection_string,
             instance: None,
+            libpq: Arc::new(libpq),
         })
     }
 
@@ -223,20 +241,18 @@ impl Database {
     }
 
     /// A connection of its own; the caller drives the returned connection future.
+    /// TLS as the URL's `sslmode` says, the password from `PGPASSWORD` or the password file
+    /// when the URL has none.
     pub async fn connect(
         &self,
         application_name: &str,
-    ) -> Result<
-        (
-            Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<(Client, Connection), StoreError> {
         let mut config = self.config.clone();
-        config.application_name(self.application_name(application_name));
-        config
-            .connect(NoTls)
+        config.application_name(
+            self.application_name(&self.libpq.application_base(application_name)),
+        );
+        self.libpq
+            .connect(config)
             .await
             .map_err(|error| StoreError::Connect {
                 target: self.redacted.clone(),
@@ -255,10 +271,13 @@ impl Database {
         Ok(client)
     }
 
+    /// Connections made as [`Database::connect`] makes them.
     pub fn pool(&self, max_size: usize) -> Result<Pool, StoreError> {
-        let manager = Manager::from_config(
-            self.config.clone(),
-            NoTls,
+        let mut config = self.config.clone();
+        config.application_name(self.application_name(&self.libpq.application_base(APP_NAME)));
+        let manager = Manager::from_connect(
+            config,
+            PoolConnect(self.libpq.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -267,7 +286,9 @@ impl Database {
             .max_size(max_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(5)))
+            // A new connection may take what connect_timeout allows it (5 s unless the URL
+            // says); 0 there is no limit, here as in libpq.
+            .create_timeout(self.libpq.connect_timeout)
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))
