@@ -153,6 +153,27 @@ async fn each_sslmode_gives_the_session_libpq_would() {
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(encrypted(&client).await, tls, "{url}");
     }
+    // A client certificate that cannot be read: prefer goes on without TLS, as libpq does;
+    // require fails, naming the file.
+    let unreadable = "sslcert=/nonexistent/client.crt sslkey=/nonexistent/client.key";
+    let url = shared_at("127.0.0.1", &format!("sslmode=prefer {unreadable}"));
+    let client = database(&url)
+        .connect_plain("notifyscope-test")
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(!encrypted(&client).await);
+    let e = refused(&shared_at(
+        "127.0.0.1",
+        &format!("sslmode=require {unreadable}"),
+    ))
+    .await;
+    assert_eq!(e.class(), ErrorClass::Tls, "{e}");
+    assert!(
+        e.to_string().contains(
+            "could not read certificate file \"/nonexistent/client.crt\" (sslcert): no such file"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]

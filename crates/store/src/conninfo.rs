@@ -355,8 +355,9 @@ impl Libpq {
     }
 
     /// A connection of `config` with these settings: its password, TLS as `sslmode` says
-    /// (none over a Unix socket, which libpq never encrypts), and for `allow` a second try
-    /// with TLS when the server refuses the first without.
+    /// (none over a Unix socket, which libpq never encrypts), and as in libpq a second try
+    /// for `allow` with TLS when the server refuses the first without, and for `prefer`
+    /// without TLS when the handshake fails.
     pub async fn connect(
         &self,
         mut config: Config,
@@ -372,19 +373,36 @@ impl Libpq {
         } else {
             self.tls.mode
         };
-        if mode != SslMode::Allow {
-            config.ssl_mode(driver_mode(mode));
-            return config.connect(tls).await;
-        }
-        config.ssl_mode(DriverSslMode::Disable);
-        match config.connect(tls.clone()).await {
-            // The server answered, and refused: libpq then asks again with TLS (pg_hba.conf
-            // may accept only `hostssl` sessions).
-            Err(e) if e.code().is_some() => {
-                config.ssl_mode(DriverSslMode::Require);
+        match mode {
+            SslMode::Allow => {
+                config.ssl_mode(DriverSslMode::Disable);
+                match config.connect(tls.clone()).await {
+                    // The server answered, and refused: libpq then asks again with TLS
+                    // (pg_hba.conf may accept only `hostssl` sessions).
+                    Err(e) if e.code().is_some() => {
+                        config.ssl_mode(DriverSslMode::Require);
+                        config.connect(tls).await
+                    }
+                    plain => plain,
+                }
+            }
+            SslMode::Prefer => {
+                config.ssl_mode(DriverSslMode::Prefer);
+                match config.connect(tls.clone()).await {
+                    // TLS offered but not achieved (a client certificate that cannot be read,
+                    // a handshake this client cannot complete): `prefer` does not insist, and
+                    // libpq then connects again without.
+                    Err(e) if crate::tls::failure_of(&e).is_some() => {
+                        config.ssl_mode(DriverSslMode::Disable);
+                        config.connect(tls).await
+                    }
+                    tls_or_not => tls_or_not,
+                }
+            }
+            mode => {
+                config.ssl_mode(driver_mode(mode));
                 config.connect(tls).await
             }
-            plain => plain,
         }
     }
 }
