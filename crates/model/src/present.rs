@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use crate::contract::Snowflake;
-use crate::trace::{Source, TraceEvent, TraceKind};
+use crate::text::duration_ms;
+use crate::trace::{Source, Status, TraceEvent, TraceKind, Verdict};
 
 /// `text` cut to at most `max` terminal columns, with `…` when cut.
 pub fn shorten(text: &str, max: usize) -> String {
@@ -214,16 +215,25 @@ fn system_detail(kind: &TraceKind) -> String {
             summary,
         } => format!("{} {check}: {summary}", status.symbol()),
         TraceKind::HealthReport { checks } => {
-            let worst = checks.iter().map(|c| c.status).max();
+            // Healthy only when every check was judged and holds: one left unknown for lack
+            // of evidence is counted, and named with those that warn or fail.
+            let verdict = Verdict::of(checks.iter().map(|c| c.status));
             let not_ok: Vec<String> = checks
                 .iter()
-                .filter(|c| c.status != crate::trace::Status::Ok)
+                .filter(|c| c.status != Status::Ok)
                 .map(|c| format!("{} {}", c.status.symbol(), c.check))
                 .collect();
-            match worst {
-                None => "no checks".to_owned(),
-                Some(crate::trace::Status::Ok) => format!("{} checks, all ok", checks.len()),
-                Some(_) => format!("{} checks: {}", checks.len(), not_ok.join(", ")),
+            if checks.is_empty() {
+                verdict.words()
+            } else if not_ok.is_empty() {
+                format!("{}, {}", counted(checks.len(), "check"), verdict.words())
+            } else {
+                format!(
+                    "{}, {}: {}",
+                    counted(checks.len(), "check"),
+                    verdict.words(),
+                    not_ok.join(", ")
+                )
             }
         }
         TraceKind::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
@@ -310,11 +320,11 @@ fn timeline_lines(timeline: &[&Arc<TraceEvent>]) -> Vec<String> {
     for e in timeline {
         let since_start = start.map(|s| ms(e.at - s)).unwrap_or(0.0);
         let step = previous
-            .map(|p| format!("(+{:.1} ms)", ms(e.at - p)))
+            .map(|p| format!("(+{})", duration_ms(ms(e.at - p))))
             .unwrap_or_default();
         lines.push(format!(
-            "  {:>9.1} ms  {:<16} {:<14} {}",
-            since_start,
+            "  {:>8}  {:<16} {:<11} {}",
+            duration_ms(since_start),
             e.kind.name(),
             step,
             detail_text(e)
@@ -322,4 +332,46 @@ fn timeline_lines(timeline: &[&Arc<TraceEvent>]) -> Vec<String> {
         previous = Some(e.at);
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::CheckState;
+
+    fn state(check: &str, status: Status) -> CheckState {
+        CheckState {
+            check: check.into(),
+            name: check.into(),
+            status,
+            summary: String::new(),
+            evidence: vec![],
+            hint: String::new(),
+            since: chrono::DateTime::UNIX_EPOCH,
+            message_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn a_health_report_counts_unknown_checks_and_is_healthy_only_when_all_hold() {
+        let report = |checks| {
+            detail_text(&TraceEvent {
+                at: chrono::DateTime::UNIX_EPOCH,
+                message_id: None,
+                kind: TraceKind::HealthReport { checks },
+            })
+        };
+        assert_eq!(
+            report(vec![
+                state("listener", Status::Unknown),
+                state("backlog", Status::Ok),
+            ]),
+            "2 checks, ? 1 unknown · ✓ 1 ok: ? listener"
+        );
+        assert_eq!(
+            report(vec![state("backlog", Status::Ok)]),
+            "1 check, ✓ healthy"
+        );
+        assert_eq!(report(vec![]), "no checks");
+    }
 }
