@@ -13,6 +13,7 @@ use notifyscope::diagnose::{Check, CheckId, CheckTarget};
 use notifyscope::screen::app::{App, AppEvent, ClickTarget, Effect, Mode, Pointer, Prompt};
 use notifyscope::screen::detail::Overlay;
 use notifyscope::screen::draw;
+use notifyscope::screen::event_loop;
 use notifyscope::screen::keys::{Action, KeyMap};
 use notifyscope::screen::pane::PaneId;
 use notifyscope::screen::theme;
@@ -174,7 +175,8 @@ fn no_logs(frame: &mut ratatui::Frame, area: Rect, _focused: bool) {
 }
 
 fn screen(app: &mut App, width: u16, height: u16) -> String {
-    app.heights = draw::pane_heights(Rect::new(0, 0, width, height), app.focus, app.zoom);
+    // As the event loop does after every key: the panes' rows, the overlay's scroll.
+    event_loop::settle(app, Rect::new(0, 0, width, height));
     let styles = theme::load("dark", true).expect("dark theme");
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
     terminal
@@ -183,8 +185,9 @@ fn screen(app: &mut App, width: u16, height: u16) -> String {
     terminal.backend().to_string()
 }
 
+/// Line `n` of the screen, as it shows.
 fn line(text: &str, n: usize) -> String {
-    text.lines().nth(n).unwrap_or_default().to_owned()
+    plain(text).lines().nth(n).unwrap_or_default().to_owned()
 }
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -562,7 +565,7 @@ fn the_status_bar_shows_live_latency_where_it_fits() {
     let text = screen(&mut app, 120, 30);
     let rates = line(&text, 1);
     assert!(rates.contains("total p50/p99 "), "{rates}");
-    assert!(rates.contains("7.0/7.0 ms"), "{rates}");
+    assert!(rates.contains("7.0ms/7.0ms"), "{rates}");
     app.on_key(key(KeyCode::Char('i')));
     assert_eq!(app.layers.overlay, Some(Overlay::Stats));
     let stats = screen(&mut app, 80, 24);
@@ -675,4 +678,525 @@ fn ctrl_f_searches_from_the_logs_pane_too() {
     app.update(Action::Focus(PaneId::Logs));
     assert_eq!(app.on_key(ctrl('f')), None);
     assert!(matches!(app.layers.prompt, Some(Prompt::Input { .. })));
+}
+
+/// The sizes people ssh in with, and the smallest the monitor draws at.
+const SIZES: [(u16, u16); 4] = [(60, 15), (80, 24), (100, 30), (160, 40)];
+
+/// The text inside the open overlay on a screen of `width` × `height`, every line of it:
+/// from its top, a line down at a time until it scrolls no further. Its lines are joined
+/// with single spaces, so that wrapped text reads as it was written.
+fn overlay_text(app: &mut App, width: u16, height: u16) -> String {
+    let scroll = |app: &App| match &app.layers.overlay {
+        Some(Overlay::Help { scroll } | Overlay::Detail { scroll, .. }) => *scroll,
+        other => panic!("no overlay that scrolls: {other:?}"),
+    };
+    let area = draw::overlay_area(Rect::new(0, 0, width, height));
+    let inner = |text: &str| -> Vec<String> {
+        plain(text)
+            .lines()
+            .skip(area.y as usize + 1)
+            .take(area.height.saturating_sub(2) as usize)
+            .map(|l| {
+                l.chars()
+                    .skip(area.x as usize + 1)
+                    .take(area.width.saturating_sub(2) as usize)
+                    .collect::<String>()
+            })
+            .collect()
+    };
+    app.update(Action::Top);
+    let mut lines = inner(&screen(app, width, height));
+    loop {
+        assert!(lines.len() < 1_000, "scrolls on past its last line");
+        let before = scroll(app);
+        app.update(Action::Down);
+        let text = screen(app, width, height);
+        if scroll(app) == before {
+            break;
+        }
+        lines.push(inner(&text).last().cloned().unwrap_or_default());
+    }
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` with its runs of spaces as one: how wrapped text compares with what was written.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The screen as it shows, without the quotes around each line of the test backend's text.
+fn plain(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            l.strip_prefix('"')
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A lock wait as the diagnosis reports it: the blocker's pid at the very end.
+fn lock_wait() -> Check {
+    let summary = "pid 77 (notifyscope-ingest) waits for RowExclusiveLock on discord_messages \
+                   for 12 s, blocked by pid 99 (psql, user alice, idle in transaction for 45 s, \
+                   statement LOCK)";
+    let mut check = check(
+        CheckId::LockWaits,
+        Status::Fail,
+        summary,
+        Some(CheckTarget::Backend {
+            pid: 99,
+            application_name: "psql".into(),
+            user: "alice".into(),
+        }),
+    );
+    check.evidence = vec![summary.into()];
+    check
+}
+
+#[test]
+fn the_detail_of_a_check_wraps_whole_at_every_size_over_the_whole_width() {
+    for (width, height) in SIZES {
+        let mut app = story();
+        app.on_event(AppEvent::Health(vec![lock_wait()]));
+        app.update(Action::Focus(PaneId::Health));
+        app.update(Action::Detail);
+        let text = screen(&mut app, width, height);
+        let all = overlay_text(&mut app, width, height);
+        for whole in [
+            "blocked by pid 99 (psql, user alice, idle in transaction for 45 s, statement LOCK)",
+            CheckId::LockWaits.hint(),
+        ] {
+            assert!(
+                words(&all).contains(whole),
+                "{width}×{height}: {whole:?} in {all}"
+            );
+        }
+        if width < 120 {
+            // Every column goes to the text: the frame from the first column to the last.
+            let top = line(
+                &text,
+                draw::overlay_area(Rect::new(0, 0, width, height)).y as usize,
+            );
+            assert!(top.starts_with('╔') && top.ends_with('╗'), "{width}: {top}");
+        }
+    }
+}
+
+#[test]
+fn an_overlay_scrolls_no_further_than_its_last_line() {
+    let mut app = story();
+    let mut check = lock_wait();
+    check.message_ids = (1..=60).map(|n| Snowflake(id(n))).collect();
+    app.on_event(AppEvent::Health(vec![check]));
+    app.update(Action::Focus(PaneId::Health));
+    app.update(Action::Detail);
+    screen(&mut app, 80, 24);
+    app.update(Action::Bottom);
+    let end = screen(&mut app, 80, 24);
+    assert!(
+        end.contains(&id(60).to_string()),
+        "the last line shows:\n{end}"
+    );
+    let last = line(&end, 21);
+    assert!(last.contains(&id(60).to_string()), "at the bottom: {last}");
+    for _ in 0..5 {
+        app.update(Action::PageDown);
+    }
+    assert_eq!(screen(&mut app, 80, 24), end, "no page past the end");
+    app.update(Action::Up);
+    let up = screen(&mut app, 80, 24);
+    assert!(
+        line(&up, 21).contains(&id(59).to_string()),
+        "one line up, at once: {}",
+        line(&up, 21)
+    );
+}
+
+#[test]
+fn the_help_wraps_every_line_whole_at_every_size() {
+    for (width, height) in SIZES {
+        let mut app = story();
+        app.update(Action::Help);
+        let all = words(&overlay_text(&mut app, width, height));
+        for binding in notifyscope::screen::keys::bindings() {
+            assert!(
+                all.contains(&words(&binding.help)),
+                "{width}×{height}: {:?} in {all}",
+                binding.help
+            );
+        }
+        assert!(
+            all.contains("h hide the target list, PgUp/PgDn page."),
+            "{all}"
+        );
+    }
+}
+
+#[test]
+fn the_send_command_pop_up_shows_the_whole_command_at_every_size() {
+    let command = "/home/alice/src/notifyscope/target/release/notifyscope send --via-bot \
+                   message --database-url 'host=/tmp/notifyscope-pg-DGdKr7 port=5432 \
+                   user=alice dbname=postgres' --schema public --channel events";
+    for (width, height) in SIZES {
+        let mut app = story();
+        app.status.send_command = Some(command.into());
+        app.on_key(key(KeyCode::Char('I')));
+        let all = overlay_text(&mut app, width, height);
+        assert!(words(&all).contains(command), "{width}×{height}: {all}");
+    }
+}
+
+#[test]
+fn a_confirmation_shows_its_whole_question_at_every_size() {
+    for (width, height) in SIZES {
+        let mut app = story();
+        let mut check = lock_wait();
+        check.target = Some(CheckTarget::Backend {
+            pid: 123_456,
+            application_name: "reporting-dashboard-nightly-export".into(),
+            user: "analytics_readonly".into(),
+        });
+        app.on_event(AppEvent::Health(vec![check]));
+        app.update(Action::Focus(PaneId::Health));
+        app.on_key(key(KeyCode::Char('a')));
+        let question = match &app.layers.prompt {
+            Some(Prompt::Confirm { question, .. }) => question.clone(),
+            other => panic!("no confirmation: {other:?}"),
+        };
+        let text = plain(&screen(&mut app, width, height));
+        let lines: Vec<&str> = text.lines().collect();
+        let asked = lines
+            .iter()
+            .rposition(|l| l.contains(" confirm "))
+            .expect("the question");
+        let shown: String = lines[asked..lines.len() - 1]
+            .iter()
+            .map(|l| l.replace(" confirm ", " "))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            words(&shown).contains(&question),
+            "{width}×{height}:\n{text}"
+        );
+        assert!(line(&text, height as usize - 1).contains("c  cancel statement"));
+    }
+}
+
+fn ingest_failed(n: u64, error: &str) -> Arc<TraceEvent> {
+    ev(
+        n as i64 * 100 + 9,
+        Some(id(n)),
+        TraceKind::IngestFailed {
+            outbox_id: n as i64,
+            error: error.into(),
+            attempts: 1,
+            permanent: false,
+            class: Some(notifyscope::store::ErrorClass::Timeout),
+            next_attempt_at: Some(t0() + TimeDelta::seconds(1)),
+        },
+    )
+}
+
+#[test]
+fn failure_rows_wrap_to_show_their_cause_and_clicks_find_them() {
+    let cause = "db error: ERROR: canceling statement due to lock timeout";
+    for (width, height) in SIZES {
+        let mut app = story();
+        app.on_trace(ingest_failed(5, cause));
+        app.update(Action::Focus(PaneId::Ingest));
+        let text = screen(&mut app, width, height);
+        for word in ["canceling", "timeout"] {
+            assert!(text.contains(word), "{width}×{height}:\n{text}");
+        }
+    }
+    // In the tabs of 80 columns, the failure is the newest row, wrapped onto more lines; a
+    // click on its second line selects it, and on the line above it, the row before.
+    let mut app = story();
+    app.on_trace(ingest_failed(5, cause));
+    app.update(Action::Focus(PaneId::Ingest));
+    let text = screen(&mut app, 80, 24);
+    let first = text
+        .lines()
+        .position(|l| l.contains(&id(5).to_string()))
+        .expect("the failure on screen") as u16;
+    assert!(
+        line(&text, first as usize + 1).contains("lock timeout"),
+        "the cause continues the row:\n{text}"
+    );
+    let area = Rect::new(0, 0, 80, 24);
+    let selected = |app: &App| {
+        app.pane(PaneId::Ingest)
+            .and_then(|p| p.selected())
+            .and_then(|e| e.message_id)
+    };
+    app.update(Action::Top);
+    let target = draw::pointer_target(&app, area, 40, first + 1).expect("a pane");
+    app.on_pointer(Pointer::Click(target));
+    assert_eq!(selected(&app), Some(Snowflake(id(5))));
+    let target = draw::pointer_target(&app, area, 40, first - 1).expect("a pane");
+    app.on_pointer(Pointer::Click(target));
+    assert_eq!(selected(&app), Some(Snowflake(id(3))));
+}
+
+#[test]
+fn a_failing_check_wraps_in_the_health_pane_and_shows_its_blocker() {
+    let mut app = story();
+    app.on_event(AppEvent::Health(vec![
+        lock_wait(),
+        check(CheckId::Backlog, Status::Ok, "0 rows waiting", None),
+    ]));
+    app.update(Action::Focus(PaneId::Health));
+    let text = plain(&screen(&mut app, 80, 24));
+    assert!(
+        words(&text.replace('┃', " ")).contains("blocked by pid 99 (psql, user alice"),
+        "{text}"
+    );
+    assert!(text.contains("✓ outbox drained: 0 rows waiting"), "{text}");
+    // A click on the check below the wrapped one selects it.
+    let row = text
+        .lines()
+        .position(|l| l.contains("✓ outbox drained"))
+        .expect("the backlog check") as u16;
+    let target = draw::pointer_target(&app, Rect::new(0, 0, 80, 24), 10, row).expect("pane");
+    app.on_pointer(Pointer::Click(target));
+    assert_eq!(app.health.selected, 1);
+}
+
+/// A number on screen whose end was cut reads as another number (`received 10` for 106):
+/// at every size, each count shown is the whole count, or it is not shown at all.
+#[test]
+fn a_cut_value_is_never_shown_as_a_different_number() {
+    let mut app = App::new(KeyMap::default(), 1000, "events");
+    for n in 1..=106 {
+        app.on_trace(received(n, "ada"));
+    }
+    app.on_event(AppEvent::Backlog(Some(12_345)));
+    let mut checks: Vec<Check> = CheckId::ALL
+        .iter()
+        .take(17)
+        .map(|id| check(*id, Status::Unknown, "not queried yet", None))
+        .collect();
+    checks[0].status = Status::Fail;
+    checks[1].status = Status::Ok;
+    app.on_event(AppEvent::Health(checks));
+    for filter in [None, Some("re:(ada|bob) ")] {
+        if let Some(f) = filter {
+            app.set_filter(f).expect("a filter");
+        }
+        for (width, height) in SIZES {
+            for focus in [PaneId::Received, PaneId::Health] {
+                app.update(Action::Focus(focus));
+                let text = screen(&mut app, width, height);
+                let rates = line(&text, 1);
+                assert!(
+                    !rates.contains("back") || rates.contains("backlog 12345"),
+                    "{width}×{height}: {rates}"
+                );
+                // The health pane's title: whole parts of the verdict, or none.
+                let titles = text.lines().filter_map(|l| {
+                    ["┏ 6 Health ", "╭ 6 Health "]
+                        .iter()
+                        .find_map(|corner| l.split_once(corner).map(|(_, title)| title))
+                });
+                for title in titles {
+                    let verdict = title.split(['━', '─', '┓', '╮', '┐']).next().unwrap_or("");
+                    for part in verdict
+                        .split(" · ")
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                    {
+                        assert!(
+                            ["✗ 1 failing", "? 15 unknown", "✓ 1 ok"].contains(&part),
+                            "{width}×{height}: {part:?} in {title}"
+                        );
+                    }
+                }
+                // Counts after their name (`received 106`), and before their word
+                // (`15 unknown`).
+                for (word, count, after) in [
+                    ("received", 106, true),
+                    ("Received", 106, true),
+                    ("Rx", 106, true),
+                    ("failing", 1, false),
+                    ("unknown", 15, false),
+                    (" ok", 1, false),
+                ] {
+                    for (at, _) in text.match_indices(word) {
+                        let n = if after {
+                            number_after(&text[at + word.len()..])
+                        } else {
+                            number_before(&text[..at])
+                        };
+                        if let Some(n) = n {
+                            assert_eq!(n, count, "{width}×{height} {word}:\n{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The number right after `text` starts (after one space), if any.
+fn number_after(text: &str) -> Option<u64> {
+    let digits: String = text
+        .strip_prefix(' ')?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The number `text` ends with (before one space), if any.
+fn number_before(text: &str) -> Option<u64> {
+    let digits: String = text
+        .strip_suffix(' ')?
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
+
+#[test]
+fn unknown_is_not_healthy() {
+    let mut app = story();
+    let mut checks: Vec<Check> = CheckId::ALL
+        .iter()
+        .take(14)
+        .map(|id| check(*id, Status::Ok, "fine", None))
+        .collect();
+    for c in checks.iter_mut().take(7) {
+        c.status = Status::Unknown;
+        c.summary = "waits for a notified message to reach the table".into();
+        // The diagnosis leaves the fix of an unknown check empty; a stale one is not shown.
+        c.hint = if c.id == CheckId::Malformed {
+            "a fix for a fault nobody saw".into()
+        } else {
+            String::new()
+        };
+    }
+    app.on_event(AppEvent::Health(checks));
+    let text = screen(&mut app, 80, 24);
+    let status = line(&text, 0);
+    assert!(status.starts_with(" ? 7 unknown · ✓ 7 ok"), "{status}");
+    assert!(!text.contains("healthy"), "{text}");
+    app.update(Action::Focus(PaneId::Health));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("6 Health ? 7 unknown · ✓ 7 ok"), "{text}");
+    assert!(!text.contains(" — "), "no fix on an unknown row:\n{text}");
+    assert!(!text.contains("nobody saw"), "{text}");
+    app.update(Action::Top);
+    app.update(Action::Detail);
+    match &app.layers.overlay {
+        Some(Overlay::Detail { lines, .. }) => {
+            assert!(lines
+                .iter()
+                .any(|l| l.contains("waits for a notified message")));
+            assert!(!lines.iter().any(|l| l.starts_with("Fix")), "{lines:?}");
+        }
+        other => panic!("no detail: {other:?}"),
+    }
+    // A failing check without a fix says what it found, with no empty fix after it.
+    let mut app = story();
+    let mut failing = check(CheckId::Channel, Status::Fail, "NOTIFY on Events", None);
+    failing.hint = String::new();
+    app.on_event(AppEvent::Health(vec![failing]));
+    app.update(Action::Focus(PaneId::Health));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("NOTIFY on Events "), "{text}");
+    assert!(!text.contains(" — "), "{text}");
+    app.update(Action::Detail);
+    match &app.layers.overlay {
+        Some(Overlay::Detail { lines, .. }) => {
+            assert!(!lines.iter().any(|l| l.starts_with("Fix")), "{lines:?}")
+        }
+        other => panic!("no detail: {other:?}"),
+    }
+    // Every check judged and holding: healthy.
+    let mut app = story();
+    app.on_event(AppEvent::Health(vec![check(
+        CheckId::Backlog,
+        Status::Ok,
+        "0",
+        None,
+    )]));
+    assert!(line(&screen(&mut app, 80, 24), 0).starts_with(" ✓ healthy"));
+}
+
+fn neighbour(ms: i64, channel: &str) -> Arc<TraceEvent> {
+    ev(
+        ms,
+        None,
+        TraceKind::NeighbourNotified {
+            channel: channel.into(),
+            sender_pid: 5151,
+            bytes: 40,
+            payload: "{}".into(),
+        },
+    )
+}
+
+#[test]
+fn wrong_channel_notifies_take_one_row_per_channel_updated_in_place() {
+    let mut app = App::new(KeyMap::default(), 50, "events");
+    for n in 1..=3 {
+        through_every_stage(&mut app, n);
+    }
+    for i in 0..559 {
+        app.on_trace(neighbour(1_000 + i, "Events"));
+    }
+    for i in 0..10 {
+        app.on_trace(neighbour(2_000 + i, "discord"));
+    }
+    through_every_stage(&mut app, 4);
+    let pane = app.pane(PaneId::Notify).expect("pane");
+    assert_eq!(pane.len(), 6, "four of our channel, one per neighbour");
+    assert_eq!(pane.dropped, 0, "nothing pushed out");
+    app.update(Action::Focus(PaneId::Notify));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("WRONG CHANNEL \"Events\" ×559"), "{text}");
+    assert!(text.contains("WRONG CHANNEL \"discord\" ×10"), "{text}");
+    // Its time is the newest one's.
+    assert!(text.contains("10:00:01.558"), "{text}");
+    for n in 1..=4 {
+        assert!(text.contains(&id(n).to_string()), "message {n}:\n{text}");
+    }
+    // Once its row has left the history, the next one starts a row at the end, the count
+    // going on.
+    let mut app = App::new(KeyMap::default(), 3, "events");
+    app.on_trace(neighbour(0, "Events"));
+    for n in 1..=3 {
+        through_every_stage(&mut app, n);
+    }
+    app.on_trace(neighbour(900, "Events"));
+    app.update(Action::Focus(PaneId::Notify));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("WRONG CHANNEL \"Events\" ×2"), "{text}");
+    assert_eq!(app.pane(PaneId::Notify).map(|p| p.len()), Some(3));
+}
+
+#[test]
+fn latency_reads_as_people_say_it() {
+    let mut app = App::new(KeyMap::default(), 50, "events");
+    app.on_trace(ev(
+        1,
+        Some(id(1)),
+        TraceKind::Ingested {
+            outbox_id: 1,
+            outcome: IngestOutcome::Inserted,
+            latency_ms: 704_464.0,
+        },
+    ));
+    app.update(Action::Focus(PaneId::Ingest));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("inserted 11m 44s outbox 1"), "{text}");
 }

@@ -66,7 +66,10 @@ pub(super) fn check_detail(check: &Check, keys: &KeyMap) -> Overlay {
         lines.push("Evidence".into());
         lines.extend(check.evidence.iter().map(|e| format!("  {e}")));
     }
-    if check.status != Status::Ok {
+    // A check left unknown waits for evidence (its summary says which): there is no fault
+    // to fix yet.
+    let faulty = matches!(check.status, Status::Warn | Status::Fail);
+    if faulty && !check.hint.trim().is_empty() {
         lines.push(String::new());
         lines.push(format!("Fix: {}", check.hint));
     }

@@ -87,11 +87,7 @@ async fn event_loop(
     let log_state = TuiWidgetState::new();
     let (results_tx, mut results) = mpsc::channel::<AppEvent>(256);
     if let Ok(size) = terminal.size() {
-        app.heights = draw::pane_heights(
-            Rect::new(0, 0, size.width, size.height),
-            app.focus,
-            app.zoom,
-        );
+        settle(app, Rect::new(0, 0, size.width, size.height));
     }
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -113,9 +109,8 @@ async fn event_loop(
                         }
                         run_effect(effect, app, outside, &results_tx, &log_state);
                     }
-                    // The focused pane (and zoom) decide the layout on small terminals.
                     if let Ok(size) = terminal.size() {
-                        app.heights = draw::pane_heights(Rect::new(0, 0, size.width, size.height), app.focus, app.zoom);
+                        settle(app, Rect::new(0, 0, size.width, size.height));
                     }
                 }
                 Some(Ok(Event::Mouse(mouse))) => {
@@ -136,11 +131,11 @@ async fn event_loop(
                         if let Some(effect) = app.on_pointer(pointer) {
                             run_effect(effect, app, outside, &results_tx, &log_state);
                         }
-                        app.heights = draw::pane_heights(screen, app.focus, app.zoom);
+                        settle(app, screen);
                     }
                 }
                 Some(Ok(Event::Resize(w, h))) => {
-                    app.heights = draw::pane_heights(Rect::new(0, 0, w, h), app.focus, app.zoom);
+                    settle(app, Rect::new(0, 0, w, h));
                     app.dirty = true;
                 }
                 Some(Ok(_)) => {}
@@ -171,6 +166,16 @@ async fn event_loop(
     }
 }
 
+/// Fits the state to a screen of `area` after input or a resize: the rows each pane's list
+/// has (the focused pane and zoom decide the layout on small terminals), and the open
+/// overlay's scroll, which stops where its last line is at the bottom.
+pub fn settle(app: &mut App, area: Rect) {
+    app.heights = draw::pane_heights(area, app.focus, app.zoom);
+    if let Some(max) = draw::overlay_scroll_max(app, area) {
+        app.layers.limit_scroll(max);
+    }
+}
+
 fn draw_frame(
     terminal: &mut DefaultTerminal,
     app: &App,
@@ -179,8 +184,9 @@ fn draw_frame(
 ) -> anyhow::Result<()> {
     let logs_key = app.keymap.label(Action::Focus(PaneId::Logs));
     let replay = matches!(app.mode, Mode::Replay(_));
+    let rate = app.status.log_rate.per_second();
     let draw_logs = |f: &mut ratatui::Frame, r, focused| {
-        logs::draw_logs(f, r, &logs_key, focused, styles, log_state, replay)
+        logs::draw_logs(f, r, &logs_key, focused, styles, log_state, replay, rate)
     };
     terminal
         .draw(|frame| draw::draw(frame, app, styles, &draw_logs))

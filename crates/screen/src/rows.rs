@@ -1,11 +1,28 @@
 //! The short row of each trace event in its stage pane, and how the row is drawn.
 
 use notifyscope_model::present::{flag, or_dash, tail4};
+use notifyscope_model::text::duration_ms;
 use notifyscope_model::trace::{IngestOutcome, TraceEvent, TraceKind};
 use notifyscope_widgets::RowKind;
 
-/// The row of an event in its stage pane.
-pub fn pane_row(event: &TraceEvent) -> (String, RowKind) {
+/// The row of an event in its stage pane; `repeats`, when the row stands for that many
+/// events of its kind (the newest is `event`).
+pub fn pane_row(event: &TraceEvent, repeats: Option<u64>) -> (String, RowKind) {
+    if let (
+        TraceKind::NeighbourNotified {
+            channel,
+            sender_pid,
+            ..
+        },
+        Some(n),
+    ) = (&event.kind, repeats)
+    {
+        // Its time and sender are the newest one's; the count says how many came.
+        return (
+            format!("WRONG CHANNEL {channel:?} ×{n} pid {sender_pid}"),
+            RowKind::Error,
+        );
+    }
     match &event.kind {
         TraceKind::Received {
             channel_id,
@@ -88,7 +105,7 @@ fn notify_or_ingest_row(kind: &TraceKind) -> (String, RowKind) {
         ),
         TraceKind::RowObserved { table, latency_ms } => (
             match latency_ms {
-                Some(ms) => format!("row in {table} {ms:.1}ms"),
+                Some(ms) => format!("row in {table} {}", duration_ms(*ms)),
                 None => format!("row in {table}"),
             },
             RowKind::Ok,
@@ -99,7 +116,7 @@ fn notify_or_ingest_row(kind: &TraceKind) -> (String, RowKind) {
             outbox_id,
         } => match outcome {
             IngestOutcome::Inserted => (
-                format!("inserted {latency_ms:.1}ms outbox {outbox_id}"),
+                format!("inserted {} outbox {outbox_id}", duration_ms(*latency_ms)),
                 RowKind::Ok,
             ),
             IngestOutcome::Duplicate => (format!("duplicate outbox {outbox_id}"), RowKind::Warn),
@@ -111,8 +128,9 @@ fn notify_or_ingest_row(kind: &TraceKind) -> (String, RowKind) {
             next_attempt_at,
             ..
         } => (
+            // The cause before the schedule: in a narrow pane it is what must show.
             format!(
-                "FAILED try {attempts}{} {error}",
+                "FAILED try {attempts}: {error}{}",
                 match next_attempt_at {
                     _ if *permanent => " (gave up)".to_owned(),
                     Some(at) => format!(" (next {})", at.format("%H:%M:%S")),

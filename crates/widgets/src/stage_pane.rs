@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::{fit, Styles};
+use crate::{fit, fit_words, fitting, width_of, wrap, Styles};
 
 /// How a row reads at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,9 +71,40 @@ fn id_cell(id: &str, width: usize) -> String {
     format!("…{tail}")
 }
 
+/// Lines a failure row takes at most; the rest of its text is in its detail (Enter).
+const FAILURE_LINES: usize = 4;
+
+/// The lines of `row`'s own text in a column `width` wide: a failure wraps, for its cause
+/// comes after what failed; any other row is one line, cut between words.
+fn detail_lines(row: &PaneRow, width: usize) -> Vec<String> {
+    if row.kind != RowKind::Error || width == 0 {
+        return vec![fit_words(&row.detail, width)];
+    }
+    let mut lines = wrap(&row.detail, width);
+    if lines.len() > FAILURE_LINES {
+        let rest = lines[FAILURE_LINES - 1..].join(" ");
+        lines.truncate(FAILURE_LINES - 1);
+        lines.push(fit(&rest, width));
+    }
+    lines
+}
+
+/// The row of `rows` (the window a [`StagePane`] is given) drawn on `line` of the list of a
+/// pane whose list is `width` columns wide and `height` lines high, as the pane lays it out.
+pub fn row_at_line(rows: &[PaneRow], width: usize, height: usize, line: usize) -> Option<usize> {
+    let (_, _, detail_w) = column_widths(width);
+    let lines: Vec<usize> = rows
+        .iter()
+        .map(|r| detail_lines(r, detail_w).len())
+        .collect();
+    crate::row_on_line(&lines, rows.iter().position(|r| r.selected), height, line)
+}
+
 /// A stage pane with only the rows of its visible window.
 pub struct StagePane<'a> {
     pub title: &'a str,
+    /// Its title where the whole one does not fit.
+    pub short_title: &'a str,
     /// The key that focuses it.
     pub key: &'a str,
     /// Rows in view (after the filter), and rows dropped from the bounded history.
@@ -92,14 +123,7 @@ pub struct StagePane<'a> {
 impl Widget for &StagePane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let s = self.styles;
-        let mut title = vec![
-            Span::styled(format!(" {} ", self.key), s.key),
-            Span::styled(format!("{} ", self.title), s.block_title(self.focused)),
-            Span::styled(format!("{} ", self.shown), s.dim),
-        ];
-        if self.dropped > 0 {
-            title.push(Span::styled(format!("+{} dropped ", self.dropped), s.dim));
-        }
+        let title = self.title_spans((area.width as usize).saturating_sub(2));
         let block = s.pane_block(self.focused, Line::from(title));
         let inner = block.inner(area);
         block.render(area, buf);
@@ -123,13 +147,18 @@ impl Widget for &StagePane<'_> {
             inner.y,
             &header.map(|(t, w)| (t.to_owned(), w, s.header)),
         );
-        for (i, row) in self
+        let height = inner.height.saturating_sub(1) as usize;
+        let texts: Vec<Vec<String>> = self
             .rows
             .iter()
-            .take(inner.height.saturating_sub(1) as usize)
-            .enumerate()
-        {
-            let y = inner.y + 1 + i as u16;
+            .map(|r| detail_lines(r, detail_w))
+            .collect();
+        let lines: Vec<usize> = texts.iter().map(Vec::len).collect();
+        let shown = fitting(&lines, self.rows.iter().position(|r| r.selected), height);
+        let above = self.above + shown.start;
+        let mut y = inner.y + 1;
+        for i in shown {
+            let row = &self.rows[i];
             let mut base = if row.selected && self.focused {
                 s.selected
             } else if row.followed {
@@ -140,36 +169,77 @@ impl Widget for &StagePane<'_> {
             if row.matched {
                 base = base.add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
             }
-            buf.set_style(Rect::new(inner.x, y, inner.width, 1), base);
             let keep = base_overrides(base);
             let time = if time_w >= 12 {
                 row.time.clone()
             } else {
                 row.time.chars().take(time_w).collect()
             };
-            draw_cells(
-                buf,
-                inner.x,
-                y,
-                &[
-                    (time, time_w, base.patch(s.dim).patch(keep)),
-                    (id_cell(&row.id, id_w), id_w, base.patch(s.text).patch(keep)),
-                    (
-                        row.detail.clone(),
-                        detail_w,
-                        base.patch(s.row(row.kind)).patch(keep),
-                    ),
-                ],
-            );
+            for (n, text) in texts[i].iter().enumerate() {
+                if y >= inner.bottom() {
+                    break;
+                }
+                buf.set_style(Rect::new(inner.x, y, inner.width, 1), base);
+                // A wrapped row's later lines continue its text under its own column.
+                let (time, id) = if n == 0 {
+                    (time.clone(), id_cell(&row.id, id_w))
+                } else {
+                    (String::new(), String::new())
+                };
+                draw_cells(
+                    buf,
+                    inner.x,
+                    y,
+                    &[
+                        (time, time_w, base.patch(s.dim).patch(keep)),
+                        (id, id_w, base.patch(s.text).patch(keep)),
+                        (
+                            text.clone(),
+                            detail_w,
+                            base.patch(s.row(row.kind)).patch(keep),
+                        ),
+                    ],
+                );
+                y += 1;
+            }
         }
-        if self.above > 0 {
+        if above > 0 {
             // On the bottom border, where it cannot cover the title.
-            let marker = format!(" ↑{} ", self.above);
+            let marker = format!(" ↑{above} ");
             let x = inner.right().saturating_sub(marker.chars().count() as u16);
             if x > inner.x {
                 buf.set_string(x, inner.bottom(), marker, s.dim);
             }
         }
+    }
+}
+
+impl StagePane<'_> {
+    /// The title in `room` columns: the key, the name, the rows shown and those dropped.
+    /// What does not fit gives way whole, never cut into a different number: the long name
+    /// first (for the short one), then the dropped count, then the count of rows.
+    fn title_spans(&self, room: usize) -> Vec<Span<'static>> {
+        let s = self.styles;
+        let key = Span::styled(format!(" {} ", self.key), s.key);
+        let count = Span::styled(format!("{} ", self.shown), s.dim);
+        let dropped =
+            (self.dropped > 0).then(|| Span::styled(format!("+{} dropped ", self.dropped), s.dim));
+        let name = |title: &str| Span::styled(format!("{title} "), s.block_title(self.focused));
+        let choices = [
+            vec![Some(name(self.title)), Some(count.clone()), dropped.clone()],
+            vec![Some(name(self.short_title)), Some(count.clone()), dropped],
+            vec![Some(name(self.short_title)), Some(count)],
+            vec![Some(name(self.short_title))],
+            vec![],
+        ];
+        for parts in choices {
+            let mut spans = vec![key.clone()];
+            spans.extend(parts.into_iter().flatten());
+            if spans.iter().map(|t| width_of(&t.content)).sum::<usize>() <= room {
+                return spans;
+            }
+        }
+        vec![key]
     }
 }
 

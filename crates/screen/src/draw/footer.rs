@@ -1,7 +1,7 @@
 //! The key-hint bar (or the search prompt) at the bottom, and the toasts above it. Every key
 //! shown comes from the key map.
 
-use notifyscope_widgets::{fit, width_of, Styles};
+use notifyscope_widgets::{fit_words, width_of, wrap, Styles};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
@@ -9,6 +9,22 @@ use ratatui::Frame;
 
 use crate::app::{App, InputKind, Prompt};
 use crate::keys::Action;
+
+/// What starts a confirmation's question.
+const CONFIRM_LABEL: &str = " confirm ";
+
+/// A confirmation's question wrapped to a screen `width` columns wide, after its label.
+fn question_lines(question: &str, width: usize) -> Vec<String> {
+    wrap(question, width.saturating_sub(width_of(CONFIRM_LABEL) + 1))
+}
+
+/// Lines the prompt takes above the footer: a confirmation's question.
+fn prompt_lines(app: &App, width: usize) -> u16 {
+    match &app.layers.prompt {
+        Some(Prompt::Confirm { question, .. }) => question_lines(question, width).len() as u16,
+        _ => 0,
+    }
+}
 
 fn key_hint(app: &App, action: Action, label: &str, styles: &Styles) -> Vec<Span<'static>> {
     match app.keymap.key_of(action) {
@@ -42,32 +58,35 @@ pub(super) fn draw_footer(frame: &mut Frame, app: &App, styles: &Styles, area: R
             return;
         }
         Some(Prompt::Confirm { question, choices }) => {
-            // The question on the line above, the choices on this one: both whole at 80
-            // columns.
-            if area.y > 0 {
-                let above = Rect::new(area.x, area.y - 1, area.width, 1);
-                frame.render_widget(Clear, above);
-                frame.render_widget(
-                    Paragraph::new(Line::from(vec![
-                        Span::styled(" confirm ", styles.key),
-                        Span::styled(
-                            format!(
-                                " {}",
-                                fit(question, (area.width as usize).saturating_sub(11))
-                            ),
-                            styles.warn,
-                        ),
-                    ]))
-                    .style(styles.overlay),
-                    above,
-                );
-            }
+            // The question on the lines above, wrapped to the width; the choices on this one.
+            let lines = question_lines(question, area.width as usize);
+            let height = (lines.len() as u16).min(area.y);
+            let above = Rect::new(area.x, area.y - height, area.width, height);
+            let text: Vec<Line> = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let head = if i == 0 {
+                        Span::styled(CONFIRM_LABEL, styles.key)
+                    } else {
+                        Span::raw(" ".repeat(width_of(CONFIRM_LABEL)))
+                    };
+                    Line::from(vec![head, Span::styled(format!(" {l}"), styles.warn)])
+                })
+                .collect();
+            frame.render_widget(Clear, above);
+            frame.render_widget(Paragraph::new(text).style(styles.overlay), above);
             let mut spans = Vec::new();
             for (key, label, _) in choices {
                 spans.push(Span::styled(format!(" {key} "), styles.key));
                 spans.push(Span::raw(format!(" {label} ")));
             }
-            spans.push(Span::styled(" any other key: nothing", styles.dim));
+            // The reminder gives way before a choice would.
+            let other = " any other key: nothing";
+            let used: usize = spans.iter().map(|s| width_of(&s.content)).sum();
+            if used + width_of(other) <= area.width as usize {
+                spans.push(Span::styled(other, styles.dim));
+            }
             frame.render_widget(Paragraph::new(Line::from(spans)), area);
             return;
         }
@@ -92,8 +111,8 @@ pub(super) fn draw_footer(frame: &mut Frame, app: &App, styles: &Styles, area: R
 
 pub(super) fn draw_toasts(frame: &mut Frame, app: &App, styles: &Styles, footer: Rect) {
     let area = frame.area();
-    // A confirmation's question takes the line above the footer: toasts go above it.
-    let above = 1 + u16::from(matches!(app.layers.prompt, Some(Prompt::Confirm { .. })));
+    // A confirmation's question takes the lines above the footer: toasts go above it.
+    let above = 1 + prompt_lines(app, footer.width as usize);
     for (i, text) in app.status.toasts().rev().enumerate() {
         let width = (notifyscope_widgets::width_of(text) as u16 + 2).min(area.width);
         let y = footer.y.saturating_sub(above + i as u16);
@@ -103,8 +122,11 @@ pub(super) fn draw_toasts(frame: &mut Frame, app: &App, styles: &Styles, footer:
         let r = Rect::new(area.right().saturating_sub(width), y, width, 1);
         frame.render_widget(Clear, r);
         frame.render_widget(
-            Paragraph::new(format!(" {} ", fit(text, width.saturating_sub(2) as usize)))
-                .style(styles.toast),
+            Paragraph::new(format!(
+                " {} ",
+                fit_words(text, width.saturating_sub(2) as usize)
+            ))
+            .style(styles.toast),
             r,
         );
     }

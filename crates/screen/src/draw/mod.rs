@@ -17,6 +17,7 @@ use crate::detail::Overlay;
 use crate::pane::{PaneId, Shows, PANE_COUNT};
 
 pub use layout::{areas, Areas, MIN_HEIGHT, MIN_WIDTH};
+pub use overlay::{overlay_area, overlay_scroll_max};
 pub use status::sparkline;
 
 /// Rows of a pane's list inside `area`: within the border, below the column headers of a
@@ -58,7 +59,22 @@ pub fn pointer_target(app: &App, area: Rect, x: u16, y: u16) -> Option<ClickTarg
     let pane = PaneId::ALL[i];
     // Below the border, and below the column headers of a stage pane.
     let first = r.y + 1 + u16::from(pane.is_stage());
-    let row = (y >= first && y < r.bottom().saturating_sub(1)).then(|| (y - first) as usize);
+    let line = (y >= first && y < r.bottom().saturating_sub(1)).then(|| (y - first) as usize);
+    // A failure row may take several lines: the row drawn on that line, from the first row
+    // the pane shows.
+    let (width, height) = (r.width.saturating_sub(2) as usize, list_rows(pane, r));
+    let row = line.and_then(|line| match pane.spec().shows {
+        Shows::Stage(_) => {
+            let rows = panes::stage_rows(app, pane, height)?;
+            notifyscope_widgets::row_at_line(&rows, width, height, line)
+        }
+        Shows::Health => {
+            let items = panes::health_items(app);
+            let top = app.health.top(height).min(items.len());
+            notifyscope_widgets::health_row_at_line(&items[top..], width, height, line)
+        }
+        Shows::Logs => Some(line),
+    });
     Some(ClickTarget::Pane { pane, row })
 }
 
@@ -93,13 +109,9 @@ pub fn draw(frame: &mut Frame, app: &App, styles: &Styles, logs: &dyn Fn(&mut Fr
     }
     footer::draw_footer(frame, app, styles, a.footer);
     match &app.layers.overlay {
-        Some(Overlay::Help { scroll }) => overlay::draw_help(frame, app, styles, *scroll),
-        Some(Overlay::Detail {
-            title,
-            lines,
-            scroll,
-            ..
-        }) => overlay::draw_lines_overlay(frame, app, styles, title, lines, *scroll),
+        Some(Overlay::Help { scroll }) | Some(Overlay::Detail { scroll, .. }) => {
+            overlay::draw_scrolling(frame, app, styles, *scroll)
+        }
         Some(Overlay::Stats) => overlay::draw_stats(frame, app, styles),
         None => {}
     }

@@ -9,8 +9,9 @@ use crate::events::Mode;
 use crate::keys::Action;
 use crate::pane::PaneId;
 use crate::rows::pane_row;
+use notifyscope_model::check::Check;
 use notifyscope_model::sim::SimKind;
-use notifyscope_model::trace::Status;
+use notifyscope_model::trace::{Status, Verdict};
 
 /// What an empty pane says: why it is empty, and what would fill it where the user can (the
 /// pane table's hint). One line of a narrow pane: short.
@@ -28,6 +29,33 @@ fn empty_hint(app: &App, pane: PaneId) -> String {
     text.replace("{send}", &app.keymap.label(Action::Send(SimKind::Message)))
 }
 
+/// The rows of a stage pane's window of `height` rows, as its widget draws them; `None` for
+/// a pane that is not a stage.
+pub(super) fn stage_rows(app: &App, pane_id: PaneId, height: usize) -> Option<Vec<PaneRow>> {
+    let pane = app.pane(pane_id)?;
+    let selected = pane.selected_index();
+    Some(
+        pane.window(height)
+            .filter_map(|i| pane.get(i).map(|e| (i, e)))
+            .map(|(i, e)| {
+                let (detail, kind) = pane_row(e, pane.repeats(i));
+                PaneRow {
+                    time: e.at.format("%H:%M:%S%.3f").to_string(),
+                    id: e
+                        .message_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    detail,
+                    kind,
+                    selected: Some(i) == selected,
+                    followed: app.stages.followed.is_some() && e.message_id == app.stages.followed,
+                    matched: app.stages.search.as_ref().is_some_and(|s| s.matches(e)),
+                }
+            })
+            .collect(),
+    )
+}
+
 pub(super) fn draw_stage(
     frame: &mut Frame,
     app: &App,
@@ -39,34 +67,17 @@ pub(super) fn draw_stage(
         return;
     };
     let height = super::list_rows(pane_id, area);
-    let window = pane.window(height);
-    let selected = pane.selected_index();
-    let rows: Vec<PaneRow> = window
-        .clone()
-        .filter_map(|i| pane.get(i).map(|e| (i, e)))
-        .map(|(i, e)| {
-            let (detail, kind) = pane_row(e);
-            PaneRow {
-                time: e.at.format("%H:%M:%S%.3f").to_string(),
-                id: e
-                    .message_id
-                    .map(|id| id.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                detail,
-                kind,
-                selected: Some(i) == selected,
-                followed: app.stages.followed.is_some() && e.message_id == app.stages.followed,
-                matched: app.stages.search.as_ref().is_some_and(|s| s.matches(e)),
-            }
-        })
-        .collect();
+    let Some(rows) = stage_rows(app, pane_id, height) else {
+        return;
+    };
     let widget = StagePane {
         title: pane_id.title(),
+        short_title: pane_id.short_title(),
         key: &app.keymap.label(Action::Focus(pane_id)),
         shown: pane.len(),
         dropped: pane.dropped,
         focused: app.focus == pane_id,
-        above: window.start,
+        above: pane.window(height).start,
         rows: &rows,
         columns: pane_id.columns(),
         empty_hint: &empty_hint(app, pane_id),
@@ -84,8 +95,46 @@ fn health_status(s: Status) -> HealthStatus {
     }
 }
 
-pub(super) fn draw_health(frame: &mut Frame, app: &App, styles: &Styles, area: Rect) {
-    let items: Vec<HealthItem> = if app.health.checks.is_empty() {
+/// A check's row: what it found, and the fix for one that warns or fails. A check left
+/// unknown shows what it waits for, never a fix for a fault nobody saw.
+fn summary_and_fix(check: &Check) -> String {
+    match check.status {
+        Status::Warn | Status::Fail if !check.hint.is_empty() => {
+            format!("{} — {}", check.summary, check.hint)
+        }
+        _ => check.summary.clone(),
+    }
+}
+
+/// The verdict over `checks`, a part per status, worst first; none before a diagnosis.
+fn verdict_parts(checks: &[Check]) -> Vec<(HealthStatus, String)> {
+    if checks.is_empty() {
+        return Vec::new();
+    }
+    let verdict = Verdict::of(checks.iter().map(|c| c.status));
+    let statuses = [
+        (verdict.fail, Status::Fail),
+        (verdict.warn, Status::Warn),
+        (verdict.unknown, Status::Unknown),
+        (verdict.ok, Status::Ok),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(_, status)| health_status(status));
+    // The words are the verdict's own; each part is coloured by the status it counts.
+    verdict
+        .words()
+        .split(" · ")
+        .map(str::to_owned)
+        .zip(statuses)
+        .map(|(words, status)| (status, words))
+        .collect()
+}
+
+/// The rows of the health pane: the checks, worst first, or before any diagnosis the
+/// connections.
+pub(super) fn health_items(app: &App) -> Vec<HealthItem> {
+    if app.health.checks.is_empty() {
         // Before any diagnosis: the connection states.
         let s = &app.status.info;
         [
@@ -114,19 +163,19 @@ pub(super) fn draw_health(frame: &mut Frame, app: &App, styles: &Styles, area: R
             .map(|(i, c)| HealthItem {
                 status: health_status(c.status),
                 name: c.name.clone(),
-                summary: if c.status == Status::Ok {
-                    c.summary.clone()
-                } else {
-                    format!("{} — {}", c.summary, c.hint)
-                },
+                summary: summary_and_fix(c),
                 selected: i == app.health.selected,
             })
             .collect()
-    };
+    }
+}
+
+pub(super) fn draw_health(frame: &mut Frame, app: &App, styles: &Styles, area: Rect) {
+    let items = health_items(app);
     let widget = HealthPane {
         key: &app.keymap.label(Action::Focus(PaneId::Health)),
         focused: app.focus == PaneId::Health,
-        judged: !app.health.checks.is_empty(),
+        verdict: &verdict_parts(&app.health.checks),
         top: app.health.top(super::list_rows(PaneId::Health, area)),
         items: &items,
         styles,

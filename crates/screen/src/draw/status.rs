@@ -2,7 +2,7 @@
 //! have: what matters most is placed first and what does not fit gives way, never the
 //! other way round (at 80 columns the health verdict and the listener must still show).
 
-use notifyscope_widgets::{fit, width_of, Styles};
+use notifyscope_widgets::{fit, fit_parts, width_of, Styles};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -14,7 +14,7 @@ use crate::pane::PaneId;
 use crate::views::status::Connection;
 use notifyscope_model::present::short_id;
 use notifyscope_model::trace::latency::Stage;
-use notifyscope_model::trace::Status;
+use notifyscope_model::trace::{Status, Verdict};
 
 fn dot(c: &Connection, styles: &Styles) -> Span<'static> {
     match c.up {
@@ -59,16 +59,14 @@ pub(super) fn draw_status(frame: &mut Frame, app: &App, styles: &Styles, area: R
     frame.render_widget(Paragraph::new(lines).style(styles.status_bar), area);
 }
 
-/// The worst check and how many are not well, or how the connections stand before any
-/// diagnosis: the reason the tool exists, so always first.
+/// The worst check and how many more need attention; with none failing or warning, the
+/// verdict over the checks (`? 7 unknown · ✓ 7 ok`, healthy only when every check was
+/// judged and holds); before any diagnosis, that there is none. The reason the tool exists,
+/// so always first.
 fn verdict(app: &App, styles: &Styles, room: usize) -> Vec<Span<'static>> {
-    let not_ok = app
-        .health
-        .checks
-        .iter()
-        .filter(|c| c.status >= Status::Warn)
-        .count();
-    match app.health.checks.first() {
+    let checks = &app.health.checks;
+    let not_ok = checks.iter().filter(|c| c.status >= Status::Warn).count();
+    match checks.first() {
         Some(top) if top.status >= Status::Warn => {
             let count = if not_ok > 1 {
                 format!(" (+{})", not_ok - 1)
@@ -86,7 +84,19 @@ fn verdict(app: &App, styles: &Styles, room: usize) -> Vec<Span<'static>> {
                 },
             )]
         }
-        Some(_) => vec![Span::styled("✓ healthy", styles.ok)],
+        Some(_) => {
+            let verdict = Verdict::of(checks.iter().map(|c| c.status));
+            let parts: Vec<String> = verdict.words().split(" · ").map(str::to_owned).collect();
+            // The unknown count before the ok one; what does not fit is left out whole.
+            let first = parts.first().map(|p| width_of(p)).unwrap_or(0);
+            let words = fit_parts(&parts, " · ", room.max(first));
+            let style = if verdict.healthy() {
+                styles.ok
+            } else {
+                styles.dim
+            };
+            vec![Span::styled(words, style)]
+        }
         None => vec![Span::styled("? not judged yet", styles.dim)],
     }
 }
@@ -165,126 +175,136 @@ fn connections_line(app: &App, styles: &Styles, width: usize) -> Vec<Span<'stati
     place(width, segments)
 }
 
+/// A part of the rates line and its rank: when the line is too narrow, the parts of the
+/// lowest rank give way first, whole, wherever they stand.
+struct Part {
+    rank: u8,
+    spans: Vec<Span<'static>>,
+    /// The stage pane whose rate it is: it gets a sparkline from the room left over.
+    rate_of: Option<PaneId>,
+    /// Spaces after it: one after a badge of the view's state, which has its own padding.
+    gap: usize,
+}
+
+impl Part {
+    fn new(rank: u8, spans: Vec<Span<'static>>) -> Part {
+        Part {
+            rank,
+            spans,
+            rate_of: None,
+            gap: 2,
+        }
+    }
+}
+
 /// The view's state first (it explains what is on screen), then messages a second per
 /// stage with sparklines as wide as the room left, the backlog, and latency where it fits.
+/// What does not fit gives way whole, by rank, never cut: a number cut short reads as
+/// another number. The view's state and the backlog go last, the rates from the end of the
+/// path first.
 fn rates_line(app: &App, styles: &Styles, width: usize) -> Vec<Span<'static>> {
     let s = &app.status.info;
-    let mut state: Vec<Span<'static>> = Vec::new();
+    let badge = |rank, text: String, style| Part {
+        gap: 1,
+        ..Part::new(rank, vec![Span::styled(text, style)])
+    };
+    let mut parts = Vec::new();
     if app.stages.paused {
-        state.push(Span::styled(
-            format!(" PAUSED, {} new ", app.stages.pending()),
-            styles.toast,
-        ));
-    }
-    if app.zoom {
-        state.push(Span::styled(" ZOOM ", styles.toast));
-    }
-    if let Some(f) = &app.stages.filter {
-        state.push(Span::styled(
-            format!(" filter: {} ", fit(&f.text, 20)),
-            styles.warn,
-        ));
-    }
-    if let Some(f) = &app.stages.search {
-        state.push(Span::styled(
-            format!(" search: {} ", fit(&f.text, 20)),
-            styles.warn,
-        ));
-    }
-    if let Some(id) = app.stages.followed {
-        state.push(Span::styled(
-            format!(" following {} ", short_id(Some(id))),
-            styles.followed,
-        ));
+        let text = format!(" PAUSED, {} new ", app.stages.pending());
+        parts.push(badge(12, text, styles.toast));
     }
     if s.lagged > 0 {
         // The screen fell behind the trace: these events were never shown.
-        state.push(Span::styled(format!(" missed {} ", s.lagged), styles.error));
+        parts.push(badge(12, format!(" missed {} ", s.lagged), styles.error));
+    }
+    if app.zoom {
+        parts.push(badge(11, " ZOOM ".into(), styles.toast));
+    }
+    if let Some(f) = &app.stages.filter {
+        let text = format!(" filter: {} ", fit(&f.text, 20));
+        parts.push(badge(11, text, styles.warn));
+    }
+    if let Some(f) = &app.stages.search {
+        let text = format!(" search: {} ", fit(&f.text, 20));
+        parts.push(badge(11, text, styles.warn));
+    }
+    if let Some(id) = app.stages.followed {
+        let text = format!(" following {} ", short_id(Some(id)));
+        parts.push(badge(10, text, styles.followed));
+    }
+    for (rank, (pane, label)) in [
+        (7, (PaneId::Received, "rx")),
+        (6, (PaneId::Published, "pub")),
+        (5, (PaneId::Notify, "notify")),
+        (4, (PaneId::Ingest, "ingest")),
+        (3, (PaneId::Skips, "skip")),
+    ] {
+        parts.push(Part {
+            rank,
+            spans: vec![
+                Span::styled(format!("{label} "), styles.dim),
+                Span::raw(format!("{}/s", app.status.rates.last(pane))),
+            ],
+            rate_of: Some(pane),
+            gap: 2,
+        });
     }
     let backlog = match s.backlog {
-        Some(0) => vec![
-            Span::styled("backlog ", styles.dim),
-            Span::styled("0", styles.ok),
-        ],
-        Some(n) => vec![
-            Span::styled("backlog ", styles.dim),
-            Span::styled(n.to_string(), styles.warn),
-        ],
-        None => vec![
-            Span::styled("backlog ", styles.dim),
-            Span::styled("?", styles.dim),
-        ],
+        Some(0) => Span::styled("0", styles.ok),
+        Some(n) => Span::styled(n.to_string(), styles.warn),
+        None => Span::styled("?", styles.dim),
     };
-    let mut extra: Vec<Span<'static>> = Vec::new();
-    let dropped: u64 = app.stages.dropped();
-    if s.backpressure > 0 {
-        extra.push(Span::styled(
-            format!("  queue full ×{}", s.backpressure),
-            styles.warn,
-        ));
+    parts.push(Part::new(
+        9,
+        vec![Span::styled("backlog ", styles.dim), backlog],
+    ));
+    let latency = latency_spans(app, styles);
+    if !latency.is_empty() {
+        parts.push(Part::new(2, latency));
     }
+    if s.backpressure > 0 {
+        let text = format!("queue full ×{}", s.backpressure);
+        parts.push(Part::new(8, vec![Span::styled(text, styles.warn)]));
+    }
+    let dropped: u64 = app.stages.dropped();
     if dropped > 0 {
         // Old rows beyond --history: the normal life of a busy pane.
-        extra.push(Span::styled(format!("  dropped {dropped}"), styles.dim));
+        let text = format!("dropped {dropped}");
+        parts.push(Part::new(1, vec![Span::styled(text, styles.dim)]));
     }
-    let latency = latency_spans(app, styles);
 
-    let stages = [
-        (PaneId::Received, "rx"),
-        (PaneId::Published, "pub"),
-        (PaneId::Notify, "notify"),
-        (PaneId::Ingest, "ingest"),
-        (PaneId::Skips, "skip"),
-    ];
-    let labels: Vec<String> = stages
-        .iter()
-        .map(|(pane, label)| format!("{label} {}/s", app.status.rates.last(*pane)))
-        .collect();
-    // The fixed parts first, then the optional ones in order while they fit; what is left
-    // goes to the sparklines.
-    let mut used = 1
-        + spans_width(&state)
-        + usize::from(!state.is_empty())
-        + labels.iter().map(|l| width_of(l) + 2).sum::<usize>()
-        + spans_width(&backlog);
-    let with_latency = !latency.is_empty() && used + 2 + spans_width(&latency) <= width;
-    if with_latency {
-        used += 2 + spans_width(&latency);
+    // The gap after the last part is not needed: the width may take it.
+    const SEPARATOR: usize = 2;
+    let line_width = |parts: &[Part]| -> usize {
+        1 + parts
+            .iter()
+            .map(|p| spans_width(&p.spans) + p.gap)
+            .sum::<usize>()
+    };
+    while line_width(&parts) > width + SEPARATOR {
+        let Some(lowest) = parts.iter().map(|p| p.rank).min() else {
+            break;
+        };
+        if let Some(at) = parts.iter().rposition(|p| p.rank == lowest) {
+            parts.remove(at);
+        }
     }
-    let with_extra = !extra.is_empty() && used + spans_width(&extra) <= width;
-    if with_extra {
-        used += spans_width(&extra);
-    }
-    let room = width.saturating_sub(used);
     // What is left goes to the sparklines, evenly; too little for 3 columns each, none.
-    let spark = (room / stages.len()).saturating_sub(1).min(30);
+    let room = (width + SEPARATOR).saturating_sub(line_width(&parts));
+    let rates = parts.iter().filter(|p| p.rate_of.is_some()).count().max(1);
+    let spark = (room / rates).saturating_sub(1).min(30);
     let spark = if spark >= 3 { spark } else { 0 };
-
     let mut line = vec![Span::raw(" ")];
-    if !state.is_empty() {
-        line.extend(state);
-        line.push(Span::raw(" "));
-    }
-    for ((pane, _), label) in stages.iter().zip(&labels) {
-        let (name, rate) = label.split_once(' ').unwrap_or((label, ""));
-        line.push(Span::styled(format!("{name} "), styles.dim));
-        line.push(Span::raw(rate.to_owned()));
-        if spark > 0 {
+    for part in parts {
+        line.extend(part.spans);
+        if let (Some(pane), true) = (part.rate_of, spark > 0) {
             line.push(Span::raw(" "));
             line.push(Span::styled(
-                sparkline(app.status.rates.history(*pane), spark),
+                sparkline(app.status.rates.history(pane), spark),
                 styles.sparkline,
             ));
         }
-        line.push(Span::raw("  "));
-    }
-    line.extend(backlog);
-    if with_latency {
-        line.push(Span::raw("  "));
-        line.extend(latency);
-    }
-    if with_extra {
-        line.extend(extra);
+        line.push(Span::raw(" ".repeat(part.gap)));
     }
     line
 }
@@ -300,19 +320,15 @@ fn latency_spans(app: &App, styles: &Styles) -> Vec<Span<'static>> {
     for (stage, label) in stages {
         if let Some((p50, p99, _)) = app.status.latency.percentiles(*stage) {
             spans.push(Span::styled(format!("{label} p50/p99 "), styles.dim));
-            spans.push(Span::raw(format!("{}/{} ms", ms(p50), ms(p99))));
+            spans.push(Span::raw(format!("{}/{}", duration(p50), duration(p99))));
         }
     }
     spans
 }
 
-/// Milliseconds in 3 or 4 characters.
-pub fn ms(value: f64) -> String {
-    if value < 10.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.0}")
-    }
+/// A duration given in milliseconds, as people say it (`7.0ms`, `1.5s`, `11m 44s`).
+pub fn duration(ms: f64) -> String {
+    notifyscope_model::text::duration_ms(ms)
 }
 
 /// Unicode block sparkline of the last `width` values.

@@ -1,11 +1,21 @@
 //! A stage pane's rows: a bounded history addressed by sequence numbers, the selection and
-//! the visible window, and the rows that match the search.
+//! the visible window, the rows that match the search, and the rows that stand for many
+//! events of a kind the pane summarises.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::Summarise;
 use crate::search::Search;
-use notifyscope_model::trace::TraceEvent;
+use notifyscope_model::trace::{TraceEvent, TraceKind};
+
+/// The row that stands for every event with one summary key, and how many there were.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    /// The row's sequence number; it is no longer kept once below the first kept.
+    seq: u64,
+    count: u64,
+}
 
 /// A bounded history of one stage's events, addressed by sequence numbers so that dropping
 /// old rows does not move the selection.
@@ -21,22 +31,89 @@ pub struct Pane {
     pub tail: bool,
     selected_seq: u64,
     top_seq: u64,
+    /// The summary key of the events that share one row (`None`: every event is a row).
+    summarise: Option<Summarise>,
+    summaries: HashMap<String, Summary>,
 }
 
 impl Pane {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(summarise: Option<Summarise>) -> Self {
         Pane {
             tail: true,
+            summarise,
             ..Pane::default()
         }
     }
 
+    fn summary_key<'a>(&self, kind: &'a TraceKind) -> Option<&'a str> {
+        self.summarise.and_then(|key| key(kind))
+    }
+
+    /// Shows `event`: a new row, or, for an event the pane summarises, its key's row updated
+    /// in place with the newest event and the count, so that a flood of them takes one row
+    /// instead of pushing the others out of the history.
     pub(crate) fn push(
         &mut self,
         event: Arc<TraceEvent>,
         capacity: usize,
         search: Option<&Search>,
     ) {
+        let Some(key) = self.summary_key(&event.kind).map(str::to_owned) else {
+            self.push_row(event, capacity, search);
+            return;
+        };
+        match self.summaries.get(&key).copied() {
+            Some(summary) if summary.seq >= self.first_seq => {
+                self.summaries.insert(
+                    key,
+                    Summary {
+                        count: summary.count + 1,
+                        ..summary
+                    },
+                );
+                self.replace(summary.seq, event, search);
+            }
+            // New, or its row left the history: a row at the end, the count going on.
+            previous => {
+                let seq = self.push_row(event, capacity, search);
+                let count = previous.map_or(0, |p| p.count) + 1;
+                self.summaries.insert(key, Summary { seq, count });
+            }
+        }
+    }
+
+    /// The row `seq` shows `event` now; whether it matches the search may have changed.
+    fn replace(&mut self, seq: u64, event: Arc<TraceEvent>, search: Option<&Search>) {
+        let Some(slot) = self.events.get_mut((seq - self.first_seq) as usize) else {
+            return;
+        };
+        if let (Some(m), Some(f)) = (&mut self.matches, search) {
+            match (m.binary_search(&seq), f.matches(&event)) {
+                (Ok(at), false) => {
+                    m.remove(at);
+                }
+                (Err(at), true) => m.insert(at, seq),
+                _ => {}
+            }
+        }
+        *slot = event;
+    }
+
+    /// How many events the row at a view index stands for, when it summarises them.
+    pub fn repeats(&self, index: usize) -> Option<u64> {
+        let seq = self.seq_at(index)?;
+        let event = self.get(index)?;
+        let summary = self.summaries.get(self.summary_key(&event.kind)?)?;
+        (summary.seq == seq).then_some(summary.count)
+    }
+
+    /// Appends a row; its sequence number.
+    fn push_row(
+        &mut self,
+        event: Arc<TraceEvent>,
+        capacity: usize,
+        search: Option<&Search>,
+    ) -> u64 {
         if self.events.len() >= capacity.max(1) {
             self.events.pop_front();
             self.first_seq += 1;
@@ -54,6 +131,7 @@ impl Pane {
             }
         }
         self.events.push_back(event);
+        seq
     }
 
     pub(crate) fn apply_search(&mut self, search: Option<&Search>) {
@@ -71,6 +149,7 @@ impl Pane {
     pub(crate) fn clear(&mut self) {
         self.first_seq += self.events.len() as u64;
         self.events.clear();
+        self.summaries.clear();
         if let Some(m) = &mut self.matches {
             m.clear();
         }

@@ -20,6 +20,10 @@ pub enum Shows {
     Logs,
 }
 
+/// The key of events a stage pane shows as one row per key, updated in place with their
+/// count; `None` for an event that is a row of its own.
+pub type Summarise = fn(&TraceKind) -> Option<&str>;
+
 /// One row of the pane table.
 pub struct PaneSpec {
     pub id: PaneId,
@@ -34,6 +38,10 @@ pub struct PaneSpec {
     pub shows: Shows,
     /// Why it is empty, and what would fill it where the user can, in one short line.
     pub empty: Empty,
+    /// Events it shows as one row per key with their count, e.g. NOTIFYs on each
+    /// neighbouring channel, which can come by the hundred and must not push out the rows
+    /// of the pipeline's own channel.
+    pub summarise: Option<Summarise>,
 }
 
 /// What an empty pane says, by what the screen is attached to. `{send}` stands for the key
@@ -62,10 +70,20 @@ impl PaneSpec {
     }
 }
 
+/// A pane's [`PaneSpec::summarise`]: none unless given.
+macro_rules! summarise {
+    () => {
+        None
+    };
+    ($summarise:expr) => {
+        Some($summarise)
+    };
+}
+
 /// Declares [`PaneId`] and [`PANES`] from one table, in the order of the number keys.
 macro_rules! panes {
     ($($variant:ident => $title:literal, $short:literal, $tab:literal, $columns:literal,
-       $shows:expr, $empty:expr;)*) => {
+       $shows:expr, $empty:expr $(, summarise: $summarise:expr)?;)*) => {
         /// A pane, by its row of [`PANES`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum PaneId {
@@ -81,6 +99,7 @@ macro_rules! panes {
             columns: $columns,
             shows: $shows,
             empty: $empty,
+            summarise: summarise!($($summarise)?),
         }),*];
     };
 }
@@ -116,7 +135,11 @@ panes! {
                 | TraceKind::NeighbourNotified { .. }
                 | TraceKind::DatabaseRefused { part: WriteStage::DeadLetters, .. }
         )),
-        Empty::always("no NOTIFY received yet");
+        Empty::always("no NOTIFY received yet"),
+        summarise: |k| match k {
+            TraceKind::NeighbourNotified { channel, .. } => Some(channel.as_str()),
+            _ => None,
+        };
     Ingest => "Ingestion results", "Ingestion", "Ingest", "result, latency, outbox row",
         Shows::Stage(|k| matches!(
             k,

@@ -96,6 +96,16 @@ impl Layers {
         }
     }
 
+    /// Keeps the open overlay's scroll at most `max`: the line that puts its last line at
+    /// the bottom, as the layout measured it. Scrolling further would show empty pages.
+    pub fn limit_scroll(&mut self, max: usize) {
+        if let Some(Overlay::Help { scroll } | Overlay::Detail { scroll, .. }) =
+            self.overlay.as_mut()
+        {
+            *scroll = (*scroll).min(max);
+        }
+    }
+
     /// Keys while an overlay is open: scrolling, closing, and following or copying what the
     /// detail shows.
     pub fn update_overlay(&mut self, action: Action) -> OverlayOutcome {
@@ -110,6 +120,8 @@ impl Layers {
             Action::PageUp => scroll(overlay, -20),
             Action::PageDown => scroll(overlay, 20),
             Action::Top => scroll(overlay, isize::MIN / 2),
+            // As far as it goes: the layout stops it at the last line.
+            Action::Bottom => scroll(overlay, isize::MAX / 2),
             Action::Follow => {
                 if let Overlay::Detail { message_ids, .. } = overlay {
                     if let Some(id) = message_ids.first().copied() {

@@ -36,7 +36,7 @@ pub struct StageView {
 impl StageView {
     pub fn new(history: usize) -> Self {
         StageView {
-            panes: std::array::from_fn(|_| Pane::new()),
+            panes: std::array::from_fn(|i| Pane::new(PaneId::ALL[i].spec().summarise)),
             history,
             paused: false,
             pending: VecDeque::new(),

@@ -1,9 +1,11 @@
 //! The status bar's view: the connections, the backlog, the rate of each stage pane, the
-//! latency of each stage, and the toasts that say what came of an action.
+//! latency of each stage, the rate of log records, and the toasts that say what came of an
+//! action.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::logs::{self, LogRate};
 use crate::pane::{PaneId, PANE_COUNT};
 use notifyscope_model::trace::latency::{RecentLatency, StageClock};
 use notifyscope_model::trace::{TraceEvent, TraceKind};
@@ -77,6 +79,8 @@ pub struct StatusView {
     toasts: VecDeque<(Instant, String)>,
     /// The `notifyscope send` command that reaches this instance, when there is one.
     pub send_command: Option<String>,
+    /// Log records a second of late, for the Logs pane's title.
+    pub log_rate: LogRate,
 }
 
 impl Default for StatusView {
@@ -88,6 +92,7 @@ impl Default for StatusView {
             clock: StageClock::default(),
             toasts: VecDeque::new(),
             send_command: None,
+            log_rate: LogRate::default(),
         }
     }
 }
@@ -109,6 +114,7 @@ impl StatusView {
     /// keep their own times, so `replay` keeps its latency as recorded.
     pub fn tick(&mut self, replay: bool) {
         self.rates.tick();
+        self.log_rate.sample(logs::records());
         if !replay {
             self.latency.prune(chrono::Utc::now());
         }
