@@ -88,7 +88,9 @@ fn could_not_run(e: &(dyn std::error::Error + 'static)) -> bool {
 /// error of a statement on a database that answered.
 fn store_could_not_run(e: &StoreError) -> bool {
     match e {
-        StoreError::BadUrl(_) | StoreError::BadIdentifier(_) => true,
+        StoreError::BadUrl(_)
+        | StoreError::BadIdentifier(_)
+        | StoreError::TransactionPooler { .. } => true,
         StoreError::Connect { .. } | StoreError::Pool(_) | StoreError::Db(_) => {
             unreachable(e.class())
         }
@@ -97,7 +99,15 @@ fn store_could_not_run(e: &StoreError) -> bool {
 }
 
 fn unreachable(class: ErrorClass) -> bool {
-    matches!(class, ErrorClass::Connection | ErrorClass::Login)
+    matches!(
+        class,
+        ErrorClass::Connection
+            | ErrorClass::Login
+            | ErrorClass::TlsNotOffered
+            | ErrorClass::TlsName
+            | ErrorClass::TlsAuthority
+            | ErrorClass::Tls
+    )
 }
 
 /// Runs the command; a command that could not tell which pipeline to look at could not run

@@ -7,6 +7,7 @@
 pub mod diagnosis;
 pub mod fake_discord;
 pub mod faults;
+pub mod pgbouncer;
 pub mod process;
 pub mod tmux;
 

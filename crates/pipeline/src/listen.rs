@@ -207,11 +207,14 @@ impl ListeningConnection {
                 }
             }
         });
-        Ok(ListeningConnection {
+        let listening = ListeningConnection {
             client,
             notifications: rx,
             _forwarder: AbortOnDrop(forwarder),
-        })
+        };
+        // Once the connection is driven: a LISTEN needs a session that lasts.
+        database.prepare_session(&listening.client).await?;
+        Ok(listening)
     }
 
     pub async fn listen(&self, channel: &Identifier) -> Result<(), tokio_postgres::Error> {

@@ -49,8 +49,9 @@ pub fn class_of_store(e: &StoreError) -> ErrorClass {
         },
         StoreError::Pool(_) => ErrorClass::Connection,
         StoreError::Db(e) => class_of(e),
-        StoreError::BadUrl(_) | StoreError::BadIdentifier(_) | StoreError::Migration(_) => {
-            ErrorClass::Other
-        }
+        StoreError::BadUrl(_)
+        | StoreError::BadIdentifier(_)
+        | StoreError::Migration(_)
+        | StoreError::TransactionPooler { .. } => ErrorClass::Other,
     }
 }

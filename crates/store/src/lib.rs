@@ -84,6 +84,14 @@ pub enum StoreError {
     Pool(String),
     #[error("schema migration failed: {0}")]
     Migration(String),
+    /// A session's state (its search path, a LISTEN) does not last from one statement to the
+    /// next: a pooler hands each transaction to another server session.
+    #[error(
+        "{target} is reached through a transaction pooler (such as PgBouncer with pool_mode = \
+         transaction): {evidence}. notifyscope needs sessions that last (LISTEN, its schema's \
+         search path): connect to the server itself, or to a pooler in session mode"
+    )]
+    TransactionPooler { target: String, evidence: String },
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -121,6 +129,13 @@ pub struct Database {
     instance: Option<String>,
     /// TLS, the password file and the other libpq settings the driver does not read itself.
     libpq: Arc<Libpq>,
+    /// What every session sets once connected (`SET search_path …`, then the settings of
+    /// [`Database::with_setting`]): statements, not the `options` startup parameter, which
+    /// connection poolers refuse or drop.
+    setup: Vec<String>,
+    /// Whether a transaction pooler was found between this process and the server, asked
+    /// once per process and URL.
+    pooling: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 impl fmt::Debug for Database {
@@ -156,13 +171,8 @@ impl Database {
             config.user(user);
         }
         let connection_string = connection_string(&config);
-        let search_path = format!("-c search_path={}", schema.quoted());
-        let options = match config.get_options() {
-            Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
-            _ => search_path,
-        };
+        let setup = vec![format!("SET search_path TO {}", schema.quoted())];
         config
-            .options(options)
             .ssl_mode(conninfo::driver_mode(libpq.tls.mode))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
@@ -180,6 +190,8 @@ impl Database {
             connection_string,
             instance: None,
             libpq: Arc::new(libpq),
+            setup,
+            pooling: Arc::default(),
         })
     }
 
@@ -222,13 +234,34 @@ impl Database {
     /// Every connection refuses writes (`default_transaction_read_only`): for watching a
     /// pipeline that belongs to someone else.
     pub fn read_only(mut self) -> Self {
-        let options = format!(
-            "{} -c default_transaction_read_only=on",
-            self.config.get_options().unwrap_or_default()
-        );
-        self.config.options(options.trim());
+        self.setup
+            .push("SET default_transaction_read_only = on".to_owned());
         self.redacted.push_str(" read-only");
         self
+    }
+
+    /// The statements that make a new session this database's: its schema first in the
+    /// search path, then its settings. Run on every connection before anything else.
+    pub fn session_setup(&self) -> String {
+        self.setup.join("; ")
+    }
+
+    /// Makes `client`, a new connection to this database, its session: the search path and
+    /// the settings; then makes sure, once per process, that the session lasts, which it
+    /// does not behind a transaction pooler.
+    pub async fn prepare_session(&self, client: &Client) -> Result<(), StoreError> {
+        client.batch_execute(&self.session_setup()).await?;
+        let pooler = self
+            .pooling
+            .get_or_try_init(|| transaction_pooler(self, client))
+            .await?;
+        match pooler {
+            Some(evidence) => Err(StoreError::TransactionPooler {
+                target: self.redacted.clone(),
+                evidence: evidence.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Host, port, user, database and schema; never the password.
@@ -262,6 +295,13 @@ impl Database {
 
     /// A connection whose messages nobody needs (no LISTEN on it).
     pub async fn connect_plain(&self, application_name: &str) -> Result<Client, StoreError> {
+        let client = self.connect_unprepared(application_name).await?;
+        self.prepare_session(&client).await?;
+        Ok(client)
+    }
+
+    /// A connection driven by a task of its own, before [`Database::prepare_session`].
+    async fn connect_unprepared(&self, application_name: &str) -> Result<Client, StoreError> {
         let (client, connection) = self.connect(application_name).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -282,7 +322,18 @@ impl Database {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let database = self.clone();
         Pool::builder(manager)
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                let database = database.clone();
+                Box::pin(async move {
+                    match database.prepare_session(client).await {
+                        Ok(()) => Ok(()),
+                        Err(StoreError::Db(e)) => Err(deadpool_postgres::HookError::Backend(e)),
+                        Err(e) => Err(deadpool_postgres::HookError::message(e.to_string())),
+                    }
+                })
+            }))
             .max_size(max_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -307,12 +358,7 @@ impl Database {
     /// `lock_timeout`). Both are fixed strings of this program, never user input.
     pub fn with_setting(&self, name: &str, value: &str) -> Database {
         let mut changed = self.clone();
-        let setting = format!("-c {name}={value}");
-        let options = match changed.config.get_options() {
-            Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
-            _ => setting,
-        };
-        changed.config.options(options);
+        changed.setup.push(format!("SET {name} = '{value}'"));
         changed
     }
 
@@ -568,6 +614,63 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// Whether `client`'s session is a transaction pooler's, and the evidence. Asked with the
+/// simple query protocol, which poolers pass through, on `client` and on a second connection:
+/// behind a session pooler (or none) each client keeps its own server session, so the two
+/// show different backends and `client` keeps its own; behind a transaction pooler, the
+/// second client is handed the backend `client` just used (PgBouncer reuses the most recent
+/// one), or `client`'s next statement runs on another backend, or its search path is gone.
+async fn transaction_pooler(
+    database: &Database,
+    client: &Client,
+) -> Result<Option<String>, StoreError> {
+    async fn backend(client: &Client) -> Result<(String, String), StoreError> {
+        let rows = client
+            .simple_query("SELECT pg_backend_pid()::text, current_setting('search_path')")
+            .await?;
+        let row = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        });
+        Ok(match row {
+            Some(r) => (
+                r.get(0).unwrap_or_default().to_owned(),
+                r.get(1).unwrap_or_default().to_owned(),
+            ),
+            None => Default::default(),
+        })
+    }
+    let (first, path) = backend(client).await?;
+    let other = database.connect_unprepared(APP_NAME).await?;
+    let (theirs, _) = backend(&other).await?;
+    let (again, path_again) = backend(client).await?;
+    // PostgreSQL shows the path with names quoted only where they need it.
+    let first_of = |path: &str| {
+        path.split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .replace("\"\"", "\"")
+    };
+    let wanted = database.schema.as_str();
+    Ok(if theirs == first {
+        Some(format!(
+            "two connections were given the same server session (pid {first})"
+        ))
+    } else if again != first {
+        Some(format!(
+            "one connection's statements ran in server sessions {first} and {again}"
+        ))
+    } else if first_of(&path) != wanted || first_of(&path_again) != wanted {
+        Some(format!(
+            "the search path set on the connection did not last (it is {path_again:?})"
+        ))
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! The pipeline behind a real PgBouncer, as a managed database has one. In session mode,
+//! whether PgBouncer refuses the `options` startup parameter or drops it, every message
+//! arrives and nothing is written outside `--schema`. A transaction pooler is refused at
+//! start, naming it, before anything is written.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pgbouncer::{Bouncer, PoolMode, StartupOptions};
+use common::process::{notifyscope_for, pipeline_command_on, stage, Finish, Running};
+use common::TestSchema;
+use nix::sys::signal::Signal;
+
+/// Messages sent by `send message` through `url`, then waits for their rows.
+async fn all_arrive_through(t: &TestSchema, url: &str, bouncer: &Bouncer) {
+    let mut run = Running::start(pipeline_command_on(t, url));
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    let sent = notifyscope_for(t)
+        .args(["send", "message", "--count", "50", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", url])
+        .finish()
+        .await;
+    assert!(
+        sent.status.success(),
+        "{sent:?}\nPgBouncer: {}",
+        bouncer.log()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = t
+            .count(&format!(
+                "SELECT count(*) FROM \"{}\".discord_messages",
+                t.name
+            ))
+            .await;
+        if rows == 50 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{rows} of 50 messages arrived through PgBouncer; its log: {}\nrun: {}",
+            bouncer.log(),
+            run.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+}
+
+/// Tables of notifyscope anywhere but the test's schema: a connection that lost its
+/// search_path would have created or written them in `public` or the user's own schema.
+async fn tables_outside(t: &TestSchema) -> i64 {
+    t.count(&format!(
+        "SELECT count(*) FROM pg_tables WHERE tablename IN \
+           ('event_outbox', 'discord_messages', 'dead_letters', 'notifyscope_schema_history') \
+         AND schemaname NOT LIKE 't\\_%' AND schemaname <> '{}'",
+        t.name
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pooling_that_refuses_options_delivers_every_message() {
+    let bouncer = Bouncer::start(PoolMode::Session, StartupOptions::Refused);
+    let t = TestSchema::new("p_refused");
+    let before = tables_outside(&t).await;
+    all_arrive_through(&t, &bouncer.url(), &bouncer).await;
+    assert_eq!(tables_outside(&t).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pooling_that_drops_options_delivers_every_message_in_the_schema() {
+    let bouncer = Bouncer::start(PoolMode::Session, StartupOptions::Ignored);
+    let t = TestSchema::new("p_ignored");
+    let before = tables_outside(&t).await;
+    all_arrive_through(&t, &bouncer.url(), &bouncer).await;
+    assert_eq!(tables_outside(&t).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_through_a_transaction_pooler_is_refused_naming_it() {
+    let bouncer = Bouncer::start(PoolMode::Transaction, StartupOptions::Ignored);
+    let t = TestSchema::new("p_txn");
+    let started = std::time::Instant::now();
+    let out = notifyscope_for(&t)
+        .args(["run", "--headless", "--json", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &bouncer.url()])
+        .finish_within(Duration::from_secs(20))
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
+    assert!(
+        stderr.contains("transaction pooler") && stderr.contains("session mode"),
+        "{stderr}"
+    );
+    // Nothing was migrated through it.
+    let tables = t
+        .count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}'",
+            t.name
+        ))
+        .await;
+    assert_eq!(tables, 0, "{stderr}");
+}
