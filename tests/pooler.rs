@@ -106,3 +106,21 @@ async fn a_listener_through_a_transaction_pooler_is_refused_naming_it() {
         .await;
     assert_eq!(tables, 0, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_transaction_pooler() {
+    let bouncer = Bouncer::start(PoolMode::Transaction, StartupOptions::Ignored);
+    let t = TestSchema::new("p_doctor");
+    let out = notifyscope_for(&t)
+        .args(["doctor", "--timeout", "2", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &bouncer.url()])
+        .finish()
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("✗ database connection") && stdout.contains("transaction pooler"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("session-mode port"), "{stdout}");
+}

@@ -54,6 +54,14 @@ pub(crate) fn unjudged(
 /// Doctor itself cannot connect: the error names the server once; the fix says what to
 /// check, since doctor is the one that cannot connect.
 pub(crate) fn unreachable(e: &StoreError, role: Option<&str>) -> Check {
+    if let StoreError::TransactionPooler { .. } = e {
+        return check(
+            CheckId::Database,
+            Status::Fail,
+            error_chain(e),
+            "point --database-url at the server itself, or at the pooler's session-mode port",
+        );
+    }
     let class = e.class();
     check(
         CheckId::Database,
