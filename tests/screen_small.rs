@@ -960,6 +960,7 @@ fn a_failing_check_wraps_in_the_health_pane_and_shows_its_blocker() {
         "{text}"
     );
     assert!(text.contains("✓ outbox drained: 0 rows waiting"), "{text}");
+    assert!(!text.contains('↑'), "nothing above: {text}");
     // A click on the check below the wrapped one selects it.
     let row = text
         .lines()
@@ -987,6 +988,39 @@ fn a_cut_value_is_never_shown_as_a_different_number() {
     checks[0].status = Status::Fail;
     checks[1].status = Status::Ok;
     app.on_event(AppEvent::Health(checks));
+    app.on_trace(ev(
+        0,
+        None,
+        TraceKind::DatabaseUp {
+            url: "host=127.0.0.1 port=5432 user=postgres dbname=test (schema public)".into(),
+            embedded: false,
+        },
+    ));
+    app.on_trace(ev(
+        1,
+        None,
+        TraceKind::ListenerUp {
+            channel: "events".into(),
+            pid: 4242,
+            probe_ms: 1.0,
+        },
+    ));
+    // The connections in the status bar, at every width: a cut falls between numbers.
+    for width in 60..=160 {
+        let status = line(&screen(&mut app, width, 24), 0);
+        for (name, value) in [("port=", "5432"), ("pid ", "4242")] {
+            for (at, _) in status.match_indices(name) {
+                let digits: String = status[at + name.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                assert!(
+                    digits.is_empty() || digits == value,
+                    "{width}: {name}{digits} in {status}"
+                );
+            }
+        }
+    }
     for filter in [None, Some("re:(ada|bob) ")] {
         if let Some(f) = filter {
             app.set_filter(f).expect("a filter");
@@ -1199,4 +1233,42 @@ fn latency_reads_as_people_say_it() {
     app.update(Action::Focus(PaneId::Ingest));
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("inserted 11m 44s outbox 1"), "{text}");
+}
+
+#[test]
+fn the_health_pane_says_how_many_checks_are_above_the_first_it_shows() {
+    let mut app = story();
+    let mut checks: Vec<Check> = CheckId::ALL
+        .iter()
+        .take(12)
+        .map(|id| check(*id, Status::Ok, "fine", None))
+        .collect();
+    checks[0] = lock_wait();
+    app.on_event(AppEvent::Health(checks));
+    app.update(Action::Focus(PaneId::Health));
+    for _ in 0..11 {
+        app.update(Action::Down);
+    }
+    let text = plain(&screen(&mut app, 60, 15));
+    let bottom = text
+        .lines()
+        .find(|l| l.starts_with('┗'))
+        .expect("the pane's bottom border");
+    let above: usize = bottom
+        .split('↑')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ↑ marker: {text}"));
+    let shown = text
+        .lines()
+        .filter(|l| l.starts_with("┃✓") || l.starts_with("┃✗"))
+        .count();
+    assert_eq!(above + shown, 12, "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with('┃') && l.contains("nothing waits on a lock")),
+        "the worst is above: {text}"
+    );
 }

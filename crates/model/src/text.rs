@@ -27,26 +27,31 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
-/// Cuts `text` to at most `width` columns like [`fit`], but never inside a word that holds a
-/// digit: such a word is left out whole, so that `pid 16566` never reads `pid 165…`, a
-/// number that is not the one there was.
-pub fn fit_words(text: &str, width: usize) -> String {
+/// Cuts `text` to at most `width` columns like [`fit`], but never inside a number: a cut
+/// that would fall between two of its characters goes back to where the number starts, so
+/// that `pid 16566` never reads `pid 165…` nor `port=5432` `port=54…`, numbers that are not
+/// the ones there were. A number is a run of digits with the `.`, `,` and `:` between them.
+pub fn fit_whole_numbers(text: &str, width: usize) -> String {
     let cut = fit(text, width);
     let Some(kept) = cut.strip_suffix('…') else {
         return cut;
     };
-    // The word the cut fell into: what is kept of it, and whether it went on.
-    let start = kept.rfind(' ').map(|i| i + 1).unwrap_or(0);
-    let word_end = text[start..]
-        .find(' ')
-        .map(|i| start + i)
-        .unwrap_or(text.len());
-    let cut_inside = kept.len() > start && kept.len() < word_end;
-    if cut_inside && text[start..word_end].chars().any(|c| c.is_ascii_digit()) {
-        format!("{}…", &kept[..start])
-    } else {
-        cut
+    let numeric = |c: char| c.is_ascii_digit() || matches!(c, '.' | ',' | ':');
+    let before = kept.chars().next_back();
+    let after = text[kept.len()..].chars().next();
+    let inside = matches!((before, after), (Some(b), Some(a)) if numeric(b) && numeric(a))
+        && (before.is_some_and(|c| c.is_ascii_digit())
+            || after.is_some_and(|c| c.is_ascii_digit()));
+    if !inside {
+        return cut;
     }
+    let start = kept
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| numeric(*c))
+        .last()
+        .map_or(kept.len(), |(i, _)| i);
+    format!("{}…", &kept[..start])
 }
 
 /// Joins `parts`, most important first, with `separator` while they fit in `width`
@@ -172,12 +177,33 @@ mod tests {
     }
 
     #[test]
-    fn fit_words_leaves_a_number_out_rather_than_cut_it() {
-        assert_eq!(fit_words("pid 16566 on events", 30), "pid 16566 on events");
-        assert_eq!(fit_words("pid 16566 on events", 8), "pid …");
-        assert_eq!(fit_words("pid 16566 on events", 13), "pid 16566 on…");
-        assert_eq!(fit_words("received 106", 11), "received …");
-        assert_eq!(fit_words("waiting for the listener", 10), "waiting f…");
+    fn fit_whole_numbers_leaves_a_number_out_rather_than_cut_it() {
+        assert_eq!(
+            fit_whole_numbers("pid 16566 on events", 30),
+            "pid 16566 on events"
+        );
+        assert_eq!(fit_whole_numbers("pid 16566 on events", 8), "pid …");
+        assert_eq!(
+            fit_whole_numbers("pid 16566 on events", 13),
+            "pid 16566 on…"
+        );
+        assert_eq!(fit_whole_numbers("received 106", 11), "received …");
+        assert_eq!(
+            fit_whole_numbers("host=127.0.0.1 port=5432 user=x", 23),
+            "host=127.0.0.1 port=…"
+        );
+        assert_eq!(fit_whole_numbers("inserted 704464.0ms", 16), "inserted …");
+        assert_eq!(fit_whole_numbers("at 10:00:01 now", 8), "at …");
+        // Text is cut where it is: only numbers go back.
+        assert_eq!(
+            fit_whole_numbers("waiting for the listener", 10),
+            "waiting f…"
+        );
+        assert_eq!(
+            fit_whole_numbers("notifyscope-pg-DGdKr7x", 20),
+            "notifyscope-pg-DGdK…"
+        );
+        assert_eq!(fit_whole_numbers("1.5s, then", 5), "1.5s…");
     }
 
     #[test]
@@ -199,8 +225,15 @@ mod tests {
             ["Fix: end or commit", "the session holding", "the lock"]
         );
         assert_eq!(
-            wrap("  pid 77 waits for RowExclusiveLock on discord_messages", 24),
-            ["  pid 77 waits for", "  RowExclusiveLock on", "  discord_messages"]
+            wrap(
+                "  pid 77 waits for RowExclusiveLock on discord_messages",
+                24
+            ),
+            [
+                "  pid 77 waits for",
+                "  RowExclusiveLock on",
+                "  discord_messages"
+            ]
         );
         // A word longer than a line is broken where the line ends.
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
@@ -226,7 +259,10 @@ mod tests {
         assert_eq!(duration_ms(44_000.0), "44.0s");
         assert_eq!(duration_ms(704_464.0), "11m 44s");
         assert_eq!(duration_ms(7_530_000.0), "2h 05m");
-        assert_eq!(duration_ms(3.0 * 86_400_000.0 + 4.0 * 3_600_000.0), "3d 04h");
+        assert_eq!(
+            duration_ms(3.0 * 86_400_000.0 + 4.0 * 3_600_000.0),
+            "3d 04h"
+        );
         assert_eq!(duration_ms(f64::NAN), "-");
     }
 }

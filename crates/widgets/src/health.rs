@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::{fit, fit_words, fitting, width_of, wrap, Styles};
+use crate::{fit, fit_whole_numbers, fitting, width_of, wrap, Styles};
 
 fn status_style(s: &Styles, status: HealthStatus) -> ratatui::style::Style {
     match status {
@@ -90,6 +90,16 @@ impl Widget for &HealthPane<'_> {
         let texts: Vec<Vec<ItemLine>> = window.iter().map(|i| item_lines(i, width)).collect();
         let lines: Vec<usize> = texts.iter().map(Vec::len).collect();
         let shown = fitting(&lines, window.iter().position(|i| i.selected), height);
+        let above = self.top + shown.start;
+        if above > 0 {
+            // Checks scrolled off the top may be the worst ones: on the bottom border, as the
+            // stage panes say it.
+            let marker = format!(" ↑{above} ");
+            let x = inner.right().saturating_sub(width_of(&marker) as u16);
+            if x > inner.x {
+                buf.set_string(x, inner.bottom(), marker, s.dim);
+            }
+        }
         let mut y = inner.y;
         for i in shown {
             let item = window[i];
@@ -136,7 +146,7 @@ fn item_lines(item: &HealthItem, width: usize) -> Vec<ItemLine> {
     let room = width.saturating_sub(width_of(&head) + 1);
     if !item.selected || item.summary.is_empty() {
         let text = if room >= 2 {
-            format!(" {}", fit_words(&item.summary, room))
+            format!(" {}", fit_whole_numbers(&item.summary, room))
         } else {
             String::new()
         };

@@ -6,7 +6,7 @@ mod health;
 mod stage_pane;
 
 pub use health::{health_row_at_line, HealthItem, HealthPane, HealthStatus};
-pub use notifyscope_model::text::{fit, fit_parts, fit_words, width_of, wrap};
+pub use notifyscope_model::text::{fit, fit_parts, fit_whole_numbers, width_of, wrap};
 pub use stage_pane::{row_at_line, PaneRow, RowKind, StagePane};
 
 use ratatui::style::Style;

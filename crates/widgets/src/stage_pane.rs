@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::{fit, fit_words, fitting, width_of, wrap, Styles};
+use crate::{fit, fit_whole_numbers, fitting, width_of, wrap, Styles};
 
 /// How a row reads at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ const FAILURE_LINES: usize = 4;
 /// comes after what failed; any other row is one line, cut between words.
 fn detail_lines(row: &PaneRow, width: usize) -> Vec<String> {
     if row.kind != RowKind::Error || width == 0 {
-        return vec![fit_words(&row.detail, width)];
+        return vec![fit_whole_numbers(&row.detail, width)];
     }
     let mut lines = wrap(&row.detail, width);
     if lines.len() > FAILURE_LINES {

@@ -1,7 +1,7 @@
 //! The key-hint bar (or the search prompt) at the bottom, and the toasts above it. Every key
 //! shown comes from the key map.
 
-use notifyscope_widgets::{fit_words, width_of, wrap, Styles};
+use notifyscope_widgets::{fit_whole_numbers, width_of, wrap, Styles};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
@@ -124,7 +124,7 @@ pub(super) fn draw_toasts(frame: &mut Frame, app: &App, styles: &Styles, footer:
         frame.render_widget(
             Paragraph::new(format!(
                 " {} ",
-                fit_words(text, width.saturating_sub(2) as usize)
+                fit_whole_numbers(text, width.saturating_sub(2) as usize)
             ))
             .style(styles.toast),
             r,

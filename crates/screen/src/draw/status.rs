@@ -2,7 +2,7 @@
 //! have: what matters most is placed first and what does not fit gives way, never the
 //! other way round (at 80 columns the health verdict and the listener must still show).
 
-use notifyscope_widgets::{fit, fit_parts, width_of, Styles};
+use notifyscope_widgets::{fit, fit_parts, fit_whole_numbers, width_of, Styles};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -118,7 +118,7 @@ fn connection(
         return (room >= head)
             .then(|| vec![Span::styled(format!("{name} "), styles.dim), dot(c, styles)]);
     } else {
-        fit(&c.text, text_room)
+        fit_whole_numbers(&c.text, text_room)
     };
     Some(vec![
         Span::styled(format!("{name} "), styles.dim),
