@@ -124,3 +124,76 @@ async fn doctor_names_a_transaction_pooler() {
     );
     assert!(stdout.contains("session-mode port"), "{stdout}");
 }
+
+/// Their listener LISTENs through a transaction pooler, as the seed's asyncpg listener did:
+/// pg_stat_activity shows a backend whose last query is the LISTEN, and nothing arrives.
+/// watch does not call that listener healthy, and names the pooler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_names_a_listener_that_listens_through_a_transaction_pooler() {
+    let bouncer = Bouncer::start(PoolMode::Transaction, StartupOptions::Ignored);
+    let t = TestSchema::new("p_watch");
+    let sql = t.client().await;
+    sql.batch_execute(&format!(
+        "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages \
+           (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL)",
+        s = t.name
+    ))
+    .await
+    .expect("their table");
+    let (theirs, connection) = tokio_postgres::connect(&bouncer.url(), tokio_postgres::NoTls)
+        .await
+        .expect("their listener connects through PgBouncer");
+    tokio::spawn(connection);
+    theirs
+        .batch_execute(&format!("LISTEN \"{}\"", t.name))
+        .await
+        .expect("their LISTEN");
+
+    let mut cmd = notifyscope_for(&t);
+    cmd.args(["watch", "--headless", "--json", "--schema", &t.name])
+        .args([
+            "--channel",
+            &t.name,
+            "--database-url",
+            &common::server_url(),
+        ]);
+    let mut watching = Running::start(cmd);
+    watching
+        .until("database up", |v| stage(v) == "database_up")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in 1..=3 {
+        sql.execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &t.name,
+                &format!("{{\"message_id\": {id}, \"content\": \"hi\"}}"),
+            ],
+        )
+        .await
+        .expect("notify");
+    }
+    let report = watching
+        .until("the listener failing", |v| {
+            stage(v) == "health_report"
+                && v["checks"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["check"] == "listener" && c["status"] == "fail")
+                })
+        })
+        .await;
+    let listener = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "listener"))
+        .expect("listener check");
+    let summary = listener["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("last query is LISTEN"), "{listener}");
+    assert!(
+        listener["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("transaction pooler")),
+        "{listener}"
+    );
+    let status = watching.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+}

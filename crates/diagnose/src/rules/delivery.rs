@@ -156,13 +156,35 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
         .listeners
         .iter()
         .any(|b| listens_on(&b.query, channel));
+    let lost = e.notified.overdue(now - delta(e.config.deadline));
     if listen_query {
-        return found(
-            Status::Ok,
-            format!("a backend's last query is LISTEN {channel}"),
+        // A LISTEN in pg_stat_activity proves a session asked, not that anyone hears: the
+        // rows of notified messages decide.
+        if lost.is_empty() {
+            return found(
+                Status::Ok,
+                format!("a backend's last query is LISTEN {channel}"),
+                backends,
+                vec![],
+            );
+        }
+        let mut finding = found(
+            Status::Fail,
+            format!(
+                "a backend's last query is LISTEN {channel}, but {} never reached the table:                  the session that listens does not hear them or does not ingest",
+                counted(lost.len(), "notified message")
+            ),
             backends,
-            vec![],
+            lost.iter().map(|(_, id)| *id).take(20).collect(),
         );
+        finding.hint = Some(
+            "a listener behind a transaction pooler (PgBouncer's pool_mode = transaction, a \
+             managed database's pooled port) LISTENs on a server session the pooler hands to \
+             others, and hears nothing: connect the listener to the server itself or to a \
+             session-mode port; else look in its log for the error that stopped ingestion"
+                .to_owned(),
+        );
+        return finding;
     }
     let mut evidence = backends;
     evidence.push(
@@ -170,7 +192,6 @@ fn foreign_listener(e: &mut Evidence, now: DateTime<Utc>, backends: Vec<String>)
          rows appearing for notified messages are the proof"
             .into(),
     );
-    let lost = e.notified.overdue(now - delta(e.config.deadline));
     if e.notified.order.is_empty() && e.notified_rows == 0 {
         return found(
             Status::Warn,
