@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::diagnosis::{failing, Rig};
 use common::faults::{all_arrived_once, keep_sending, turned};
 use common::process::{notifyscope, pipeline_command_on, stage, Finish, Running};
-use nix::sys::signal::Signal;
 use common::{is_inserted, server_url, Seen, TestSchema, WAIT};
+use nix::sys::signal::Signal;
 use notifyscope::pipeline::synthetic;
 use notifyscope::pipeline::Undrained;
 use notifyscope::store::Database;
@@ -259,7 +259,8 @@ async fn doctor_names_a_revoked_grant_and_leaves_no_probe() {
         .expect("revoked");
     // The pipeline runs, as in the field: its listener is up while its inserts are refused.
     let mut run = Running::start(pipeline_command_on(&t, &role.url()));
-    run.until("listener up", |v| stage(v) == "listener_up").await;
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
     let out = notifyscope()
         .args(["doctor", "--timeout", "3", "--schema", &t.name])
         .args(["--channel", &t.name, "--database-url", &role.url()])
@@ -275,7 +276,10 @@ async fn doctor_names_a_revoked_grant_and_leaves_no_probe() {
         writes.starts_with('✗') && writes.contains("INSERT") && writes.contains("discord_messages"),
         "{stdout}"
     );
-    assert!(stdout.contains("GRANT SELECT, INSERT, UPDATE ON discord_messages"), "{stdout}");
+    assert!(
+        stdout.contains("GRANT SELECT, INSERT, UPDATE ON discord_messages"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("start the LISTEN subscriber"), "{stdout}");
     let rows = t
         .count(&format!("SELECT count(*) FROM \"{}\".event_outbox", t.name))

@@ -85,7 +85,10 @@ async fn malformed_json_is_named_with_its_error() {
     );
     // The rejected payload is kept as a dead letter: a message given up until someone acts.
     let given_up = rig.until("given_up", failing).await;
-    assert!(given_up.summary.starts_with("1 dead letter"), "{given_up:?}");
+    assert!(
+        given_up.summary.starts_with("1 dead letter"),
+        "{given_up:?}"
+    );
     rig.others_fine(&["malformed", "given_up"]);
     rig.stop().await;
 }
@@ -677,7 +680,8 @@ async fn doctor_answers_under_a_lock_naming_its_holder() {
         .find(|l| l.contains("round trip"))
         .unwrap_or_else(|| panic!("a round trip line: {text}"));
     assert!(
-        round_trip.contains(&format!("pid {holder} ")) && round_trip.contains("AccessExclusiveLock"),
+        round_trip.contains(&format!("pid {holder} "))
+            && round_trip.contains("AccessExclusiveLock"),
         "{text}"
     );
     assert!(
@@ -719,7 +723,9 @@ async fn a_given_up_message_fails_a_check_until_it_is_retried() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("✗ no message given up: 1 outbox row given up, the oldest given up 120 min ago"),
+        text.contains(
+            "✗ no message given up: 1 outbox row given up, the oldest given up 120 min ago"
+        ),
         "{text}"
     );
 
@@ -739,7 +745,14 @@ async fn a_given_up_message_fails_a_check_until_it_is_retried() {
     assert!(status.success());
 
     let retried = notifyscope()
-        .args(["outbox", "retry", "--all-stuck", "--yes", "--schema", &t.name])
+        .args([
+            "outbox",
+            "retry",
+            "--all-stuck",
+            "--yes",
+            "--schema",
+            &t.name,
+        ])
         .args(["--channel", &t.name, "--database-url", &server_url()])
         .finish()
         .await;
