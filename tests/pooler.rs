@@ -161,7 +161,13 @@ async fn watch_names_a_listener_that_listens_through_a_transaction_pooler() {
     watching
         .until("database up", |v| stage(v) == "database_up")
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !watching.stderr().contains("watching channel") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("watch listening");
     for id in 1..=3 {
         sql.execute(
             "SELECT pg_notify($1, $2)",
