@@ -513,6 +513,17 @@ fn connection_string(config: &Config) -> String {
     if let Some(options) = config.get_options().filter(|o| !o.is_empty()) {
         parts.push(format!("options={}", conninfo_value(options)));
     }
+    // With several hosts, which of them will do: without it, a command that finds this
+    // instance could take a read-only standby for the primary.
+    match config.get_target_session_attrs() {
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite => {
+            parts.push("target_session_attrs=read-write".into())
+        }
+        tokio_postgres::config::TargetSessionAttrs::ReadOnly => {
+            parts.push("target_session_attrs=read-only".into())
+        }
+        _ => {}
+    }
     parts.join(" ")
 }
 
@@ -539,8 +550,9 @@ fn redact(config: &Config, schema: &Identifier) -> String {
         })
         .collect();
     let mut parts = vec![format!("host={}", hosts.join(","))];
-    if let Some(port) = config.get_ports().first() {
-        parts.push(format!("port={port}"));
+    let ports: Vec<String> = config.get_ports().iter().map(|p| p.to_string()).collect();
+    if !ports.is_empty() {
+        parts.push(format!("port={}", ports.join(",")));
     }
     if let Some(user) = config.get_user() {
         parts.push(format!("user={user}"));
@@ -777,6 +789,16 @@ mod tests {
         );
         let again = Database::new(text, schema()).expect("parses again");
         assert_eq!(again.connection_string(), text);
+        let several = Database::new(
+            "host=a,b port=5432,5433 user=ada dbname=app target_session_attrs=read-write",
+            schema(),
+        )
+        .expect("parses");
+        assert_eq!(
+            several.connection_string(),
+            "host=a,b port=5432,5433 user=ada dbname=app target_session_attrs=read-write"
+        );
+        assert!(several.redacted().starts_with("host=a,b port=5432,5433 "));
     }
 
     /// A password as generated ones often are, with the characters a URL gives a meaning to.
