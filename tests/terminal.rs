@@ -97,10 +97,12 @@ fn monitor_command(t: &TestSchema, dir: &std::path::Path) -> String {
     )
 }
 
+/// The status bar shows a diagnosis's verdict: the worst check, or the count of checks at
+/// each status (`? 7 unknown · ✓ 7 ok`), not "? not judged yet".
 fn verdict_shown(screen: &[String]) -> bool {
     screen.first().is_some_and(|l| {
         let l = l.trim_start();
-        l.starts_with('✓') || l.starts_with('✗') || l.starts_with('!')
+        l.starts_with('✓') || l.starts_with('✗') || l.starts_with('!') || l.contains(" unknown")
     })
 }
 
@@ -273,4 +275,78 @@ fn at_100_by_30_the_grid_shows_every_pane_and_clicks_focus_them() {
         s[1].contains("ZOOM") && s[2].contains("NOTIFY receipts")
     });
     tmux.keys("q");
+}
+
+/// The lines `from`–`to` of `of` that the open pop-up's top border says it shows.
+fn shown_lines(border: &str) -> Option<(usize, usize, usize)> {
+    let (range, rest) = border.rsplit_once(" of ")?;
+    let of = rest.split_whitespace().next()?.parse().ok()?;
+    let (from, to) = range.rsplit_once(' ')?.1.split_once('–')?;
+    Some((from.parse().ok()?, to.parse().ok()?, of))
+}
+
+/// At 80×24: the send command's pop-up shows the whole command, the help scrolls to its
+/// last line and no further, and the Logs pane's rate falls to 0 once nothing is logged.
+#[test]
+fn at_80_by_24_pop_ups_show_everything_and_the_log_rate_comes_to_rest() {
+    let t = TestSchema::new("term_pop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(&monitor_command(&t, dir.path()), 80, 24);
+    tmux.wait("the verdict and the listener", |s| {
+        verdict_shown(s) && s[0].contains("listener ● pid")
+    });
+
+    tmux.keys("I");
+    let screen = tmux.wait("the send command", |s| {
+        s.iter().any(|l| l.contains("notifyscope send"))
+    });
+    let inside: Vec<&str> = screen
+        .iter()
+        .filter_map(|l| l.strip_prefix('║'))
+        .map(|l| l.trim_end_matches('║').trim())
+        .collect();
+    let command = inside.join(" ");
+    for whole in [
+        format!("--schema {}", t.name),
+        format!("--channel {}", t.name),
+    ] {
+        assert!(command.contains(&whole), "{whole} in {command}");
+    }
+    tmux.keys("Escape");
+    tmux.wait("the pop-up closed", |s| !s.join("\n").contains("╔"));
+
+    tmux.keys("?");
+    tmux.wait("the help", |s| s[1].contains("Keys"));
+    tmux.keys("G");
+    let end = tmux.wait("the help's last line at the bottom", |s| {
+        shown_lines(&s[1]).is_some_and(|(_, to, of)| to == of)
+    });
+    assert!(end[21].contains("follow it"), "{}", end.join("\n"));
+    let (from, to, of) = shown_lines(&end[1]).expect("lines shown");
+    tmux.keys("PageDown");
+    tmux.keys("k");
+    tmux.wait("one line up from the end, not a page past it", |s| {
+        shown_lines(&s[1]) == Some((from - 1, to - 1, of))
+    });
+    tmux.keys("Escape");
+
+    // NOTIFYs on a neighbouring channel are logged as warnings: the rate rises, then falls
+    // back to 0 once they stop.
+    tmux.keys("7");
+    for _ in 0..5 {
+        tmux.keys("w");
+    }
+    tmux.wait("the Logs pane counting", |s| {
+        s.get(3)
+            .is_some_and(|l| l.contains("[log=") && !l.contains("[log=0.0/s]"))
+    });
+    tmux.wait("the Logs pane, quiet", |s| {
+        s.get(3).is_some_and(|l| l.contains("[log=0.0/s]"))
+    });
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(dir.path().join("exit")).map_or(true, |t| t.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "no exit after q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -32,6 +32,14 @@ pub struct LogRate {
 }
 
 impl LogRate {
+    /// Counting from `total` records logged so far, so that the records of the first second
+    /// count.
+    pub fn from(total: u64) -> LogRate {
+        LogRate {
+            samples: VecDeque::from([total]),
+        }
+    }
+
     /// A second passed and `total` records were logged so far.
     pub fn sample(&mut self, total: u64) {
         if self.samples.len() > RATE_SPAN {
@@ -257,10 +265,9 @@ mod tests {
 
     #[test]
     fn the_rate_falls_to_zero_when_nothing_is_logged() {
-        let mut rate = LogRate::default();
+        let mut rate = LogRate::from(7);
         assert_eq!(rate.per_second(), 0.0);
-        rate.sample(0);
-        rate.sample(1_500);
+        rate.sample(1_507);
         assert_eq!(rate.per_second(), 1_500.0);
         for _ in 0..RATE_SPAN {
             rate.sample(1_500);

@@ -138,8 +138,8 @@ struct ItemLine {
     text: String,
 }
 
-/// The lines of a check's row in `width` columns: `✓ name: summary` on one line, cut between
-/// words, so that the list stays whole; the selected check wraps, its later lines indented
+/// The lines of a check's row in `width` columns: `✓ name: summary` on one line, cut but
+/// never inside a number, so that the list stays whole; the selected check wraps, its later lines indented
 /// under its name, for what it found (a blocker's pid comes last) and its fix are the point.
 fn item_lines(item: &HealthItem, width: usize) -> Vec<ItemLine> {
     let head = fit(&format!("{} {}:", item.status.symbol(), item.name), width);
@@ -169,7 +169,7 @@ fn item_lines(item: &HealthItem, width: usize) -> Vec<ItemLine> {
         if more.len() >= FAILING_LINES {
             let tail = more[FAILING_LINES - 2..].join(" ");
             more.truncate(FAILING_LINES - 2);
-            more.push(fit(&tail, width.saturating_sub(2)));
+            more.push(fit_whole_numbers(&tail, width.saturating_sub(2)));
         }
         lines.extend(more.into_iter().map(|text| ItemLine {
             head: String::new(),

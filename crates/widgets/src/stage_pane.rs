@@ -75,7 +75,7 @@ fn id_cell(id: &str, width: usize) -> String {
 const FAILURE_LINES: usize = 4;
 
 /// The lines of `row`'s own text in a column `width` wide: a failure wraps, for its cause
-/// comes after what failed; any other row is one line, cut between words.
+/// comes after what failed; any other row is one line. Cut, neither cuts inside a number.
 fn detail_lines(row: &PaneRow, width: usize) -> Vec<String> {
     if row.kind != RowKind::Error || width == 0 {
         return vec![fit_whole_numbers(&row.detail, width)];
@@ -84,7 +84,7 @@ fn detail_lines(row: &PaneRow, width: usize) -> Vec<String> {
     if lines.len() > FAILURE_LINES {
         let rest = lines[FAILURE_LINES - 1..].join(" ");
         lines.truncate(FAILURE_LINES - 1);
-        lines.push(fit(&rest, width));
+        lines.push(fit_whole_numbers(&rest, width));
     }
     lines
 }

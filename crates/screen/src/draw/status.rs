@@ -221,11 +221,11 @@ fn rates_line(app: &App, styles: &Styles, width: usize) -> Vec<Span<'static>> {
         parts.push(badge(11, " ZOOM ".into(), styles.toast));
     }
     if let Some(f) = &app.stages.filter {
-        let text = format!(" filter: {} ", fit(&f.text, 20));
+        let text = format!(" filter: {} ", fit_whole_numbers(&f.text, 20));
         parts.push(badge(11, text, styles.warn));
     }
     if let Some(f) = &app.stages.search {
-        let text = format!(" search: {} ", fit(&f.text, 20));
+        let text = format!(" search: {} ", fit_whole_numbers(&f.text, 20));
         parts.push(badge(11, text, styles.warn));
     }
     if let Some(id) = app.stages.followed {

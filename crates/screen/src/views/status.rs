@@ -92,7 +92,7 @@ impl Default for StatusView {
             clock: StageClock::default(),
             toasts: VecDeque::new(),
             send_command: None,
-            log_rate: LogRate::default(),
+            log_rate: LogRate::from(logs::records()),
         }
     }
 }
