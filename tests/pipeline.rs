@@ -136,6 +136,41 @@ async fn a_doctor_probe_is_ingested_without_a_trace_in_the_tables() {
     pipeline.shutdown(Duration::from_secs(5)).await;
 }
 
+/// An outbox row whose payload breaks the contract is given up under the message id of its
+/// own column: the payload may not name one, and the failure row must.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_breaks_the_contract_fails_under_its_rows_message_id() {
+    let PipelineRig {
+        t,
+        mut seen,
+        pipeline,
+        ..
+    } = PipelineRig::start("broken").await;
+    t.client()
+        .await
+        .execute(
+            &format!(
+                "INSERT INTO \"{}\".event_outbox (event_id, event_type, channel, message_id, payload) \
+                 VALUES (gen_random_uuid(), 'discord.message_created', $1, 1234567890123456789, '{{}}')",
+                t.name
+            ),
+            &[&t.name],
+        )
+        .await
+        .expect("a broken row");
+    // Ingestion claims every waiting row once a message wakes it.
+    pipeline
+        .publisher()
+        .publish(synthetic::message("wake").to_record())
+        .await
+        .expect("published");
+    let failed = seen
+        .first("ingest_failed", |e| is_stage(e, "ingest_failed"))
+        .await;
+    assert_eq!(failed.message_id, Some(Snowflake(1234567890123456789)));
+    pipeline.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_from_several_publishers() {
     let PipelineRig {

@@ -36,6 +36,8 @@ pub(super) enum Failure {
 
 struct Claimed {
     outbox_id: i64,
+    /// The row's own column: a payload that breaks the contract may not name its message.
+    message_id: Option<notifyscope_model::contract::Snowflake>,
     /// Failed attempts when claimed: a failure is charged only while it still holds.
     attempts: i32,
     published_at: DateTime<Utc>,
@@ -70,7 +72,7 @@ impl Statements {
     async fn prepare(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
         let claim = client
             .prepare_cached(&format!(
-                "SELECT id, payload::text, published_at, attempts FROM event_outbox \
+                "SELECT id, payload::text, published_at, attempts, message_id FROM event_outbox \
                      WHERE channel = $1 AND {PENDING} \
                        AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
                        AND id <> ALL($3::int8[]) \
@@ -142,17 +144,13 @@ async fn claim_and_ingest(
         .iter()
         .filter_map(|c| c.envelope.as_ref().ok().map(|e| (c, e)))
         .collect();
-    let bad: Vec<(i64, String)> = claimed
+    let bad: Vec<(&Claimed, String)> = claimed
         .iter()
-        .filter_map(|c| {
-            c.envelope
-                .as_ref()
-                .err()
-                .map(|e| (c.outbox_id, e.to_string()))
-        })
+        .filter_map(|c| c.envelope.as_ref().err().map(|e| (c, e.to_string())))
         .collect();
     let columns = Columns::of(&good);
-    let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) = bad.iter().cloned().unzip();
+    let (bad_ids, bad_errors): (Vec<i64>, Vec<String>) =
+        bad.iter().map(|(c, e)| (c.outbox_id, e.clone())).unzip();
     let rejected_params: [&(dyn ToSql + Sync); 2] = [&bad_ids, &bad_errors];
     // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
     // rows are unlocked and unchanged whichever statement failed.
@@ -218,6 +216,9 @@ async fn claim(
                 outbox_id: row.get(0),
                 attempts: row.get(3),
                 published_at: row.get(2),
+                message_id: row
+                    .get::<_, Option<i64>>(4)
+                    .and_then(notifyscope_model::contract::Snowflake::from_i64),
                 envelope: Envelope::from_json(&payload),
             }
         })
@@ -344,7 +345,7 @@ fn report(
     trace: &Trace,
     good: &[(&Claimed, &Envelope)],
     mut first_seen: HashSet<i64>,
-    bad: Vec<(i64, String)>,
+    bad: Vec<(&Claimed, String)>,
 ) {
     let now = Utc::now();
     for (c, e) in good {
@@ -366,10 +367,11 @@ fn report(
             },
         );
     }
-    for (outbox_id, error) in bad {
+    for (c, error) in bad {
+        let outbox_id = c.outbox_id;
         tracing::error!(outbox_id, %error, "outbox row breaks the contract; kept as a dead letter");
         trace.emit(
-            None,
+            c.message_id,
             TraceKind::IngestFailed {
                 outbox_id,
                 error,
