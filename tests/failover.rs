@@ -9,15 +9,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+use common::cluster::{PrivateServer, TRUST};
 use common::process::{notifyscope, stage, Finish, Running};
 use common::{fresh_runtime_dir, require_server_binaries, WAIT};
 use notifyscope::store::{Database, Identifier};
@@ -28,107 +26,17 @@ const RECOVERY: Duration = Duration::from_secs(60);
 /// A private PostgreSQL on 127.0.0.1 at a port of its own; stopped (fast shutdown) and
 /// removed when dropped.
 struct Cluster {
-    child: Option<Child>,
+    server: PrivateServer,
     port: u16,
-    /// The data directory and logs, removed with the cluster.
-    _dir: tempfile::TempDir,
-}
-
-/// PostgreSQL refuses to run as root: then the cluster belongs to this account, as the
-/// embedded cluster's does.
-fn server_account() -> Option<nix::unistd::User> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    ["postgres", "nobody"]
-        .iter()
-        .find_map(|name| nix::unistd::User::from_name(name).ok().flatten())
-}
-
-fn as_account(cmd: &mut std::process::Command, account: &Option<nix::unistd::User>) {
-    if let Some(user) = account {
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-        cmd.env("HOME", &user.dir);
-    }
-}
-
-fn give(path: &Path, account: &Option<nix::unistd::User>) {
-    if let Some(user) = account {
-        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).expect("chown");
-    }
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        tokio::task::spawn_blocking(Cluster::start_blocking)
-            .await
-            .expect("private cluster set up")
-    }
-
-    fn start_blocking() -> Cluster {
-        let bin = notifyscope::store::embedded::find_server_binaries().expect("server binaries");
-        let account = server_account();
-        let dir = tempfile::Builder::new()
-            .prefix("notifyscope-failover-")
-            .tempdir()
-            .expect("temporary directory");
-        give(dir.path(), &account);
-        let data = dir.path().join("data");
-        let mut initdb = std::process::Command::new(bin.join("initdb"));
-        initdb.arg("-D").arg(&data).args([
-            "-U",
-            "notifyscope",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        as_account(&mut initdb, &account);
-        let out = common::process::finish_blocking(&mut initdb);
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // A port that was free a moment ago; another process may take it first, so a server
-        // that cannot bind it is started again on another.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let log = dir.path().join(format!("postgres-{port}.log"));
-            let log_file = std::fs::File::create(&log).expect("log file");
-            give(&log, &account);
-            let mut postgres = std::process::Command::new(bin.join("postgres"));
-            postgres
-                .arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(dir.path())
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("log file"))
-                .stderr(log_file)
-                .process_group(0);
-            as_account(&mut postgres, &account);
-            let mut child = postgres.spawn().expect("postgres starts");
-            if wait_ready(&mut child, &data) {
-                return Cluster {
-                    child: Some(child),
-                    port,
-                    _dir: dir,
-                };
-            }
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            assert!(
-                text.contains("could not bind") || text.contains("could not create listen"),
-                "the private cluster did not start: {text}"
-            );
+        let server = PrivateServer::start("", TRUST, Vec::new()).await;
+        Cluster {
+            port: server.port,
+            server,
         }
-        panic!("no free port for the private cluster after 5 tries");
     }
 
     /// This cluster alone, as the superuser.
@@ -244,21 +152,7 @@ impl Cluster {
 
     /// Fast shutdown, as a failover stops a primary: sessions are ended, the server exits.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        self.server.stop();
     }
 
     async fn stop_fast(mut self) -> Self {
@@ -268,32 +162,6 @@ impl Cluster {
         })
         .await
         .expect("cluster stopped")
-    }
-}
-
-/// Whether the server accepts connections; false when it exited first.
-fn wait_ready(child: &mut Child, data: &Path) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        let ready = std::fs::read_to_string(data.join("postmaster.pid"))
-            .map(|pid| pid.lines().any(|l| l.trim() == "ready"))
-            .unwrap_or(false);
-        if ready {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the private cluster was not ready within {WAIT:?}");
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod diagnosis;
 pub mod fake_discord;
 pub mod faults;
