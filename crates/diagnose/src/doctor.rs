@@ -182,28 +182,9 @@ async fn add_own_waits(examiner: &Examiner, snapshot: &mut Snapshot) {
 
 /// `pid N (application, user U, state for S s, statement X) holds MODE on TABLE`.
 fn held(holder: &LockHolder) -> String {
-    let b = &holder.blocker;
-    let or_none = |t: &str| {
-        if t.is_empty() {
-            "none".to_owned()
-        } else {
-            t.to_owned()
-        }
-    };
     format!(
-        "pid {} ({}, user {}, {} for {:.0} s, statement {}) holds {} on {}",
-        b.pid,
-        or_none(&b.application_name),
-        or_none(&b.user),
-        or_none(&b.state),
-        b.seconds,
-        if b.statement.is_empty() {
-            "unknown"
-        } else {
-            &b.statement
-        },
-        holder.mode,
-        holder.relation
+        "{} holds {} on {}",
+        holder.blocker, holder.mode, holder.relation
     )
 }
 

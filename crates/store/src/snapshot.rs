@@ -91,6 +91,34 @@ pub struct Blocker {
     pub seconds: f64,
 }
 
+impl std::fmt::Display for Blocker {
+    /// `pid N (application, user U, state for S s, statement X)`, as the lock check and
+    /// doctor name the session that holds a lock.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_none = |t: &str| {
+            if t.is_empty() {
+                "none".to_owned()
+            } else {
+                t.to_owned()
+            }
+        };
+        write!(
+            f,
+            "pid {} ({}, user {}, {} for {:.0} s, statement {})",
+            self.pid,
+            or_none(&self.application_name),
+            or_none(&self.user),
+            or_none(&self.state),
+            self.seconds,
+            if self.statement.is_empty() {
+                "unknown"
+            } else {
+                &self.statement
+            },
+        )
+    }
+}
+
 /// Which lock waits matter: waits for these tables, by our own backends (`ours_only`, by
 /// application name) or by anyone (a pipeline someone else runs).
 #[derive(Debug, Clone, PartialEq)]

@@ -293,20 +293,14 @@ pub(crate) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     };
     let describe = |b: &crate::evidence::Blocked| {
         let w = &b.wait;
-        let k = &w.blocker;
         format!(
-            "pid {} ({}) waits for {} on {} for {:.0} s, blocked by pid {} ({}, user {}, {} for {:.0} s, statement {})",
+            "pid {} ({}) waits for {} on {} for {:.0} s, blocked by {}",
             w.pid,
             or_none(&w.application_name),
             w.mode,
             w.relation,
             (now - b.since).num_milliseconds() as f64 / 1e3,
-            k.pid,
-            or_none(&k.application_name),
-            or_none(&k.user),
-            or_none(&k.state),
-            k.seconds,
-            if k.statement.is_empty() { "unknown" } else { &k.statement },
+            w.blocker,
         )
     };
     let evidence: Vec<String> = e.blockers.values().take(SAMPLE).map(describe).collect();
