@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use common::diagnosis::{failing, warning_or_worse, Rig, BACKLOG_AGE, DEADLINE};
-use common::process::{notifyscope, run_pipeline, stage, Finish, Running};
+use common::process::{notifyscope, notifyscope_for, run_pipeline, stage, Finish, Running};
 use common::{server_url, TestSchema, WAIT};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
@@ -760,4 +760,69 @@ async fn a_given_up_message_fails_a_check_until_it_is_retried() {
     let out = doctor().finish().await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("✓ no message given up"), "{text}");
+}
+
+/// Another application's traffic on `events`, a usual channel name, beside a pipeline on a
+/// channel of its own: not a neighbour of that channel, so no wrong-channel row and no alarm,
+/// and the pipeline's own messages are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_applications_events_channel_raises_no_alarm() {
+    let t = TestSchema::new("d_others");
+    let run = run_pipeline(&t).await;
+    let sql = t.client().await;
+    for i in 0..50 {
+        sql.execute(
+            "SELECT pg_notify('events', $1)",
+            &[&format!("{{\"another_application\": {i}}}")],
+        )
+        .await
+        .expect("their NOTIFY");
+    }
+    let sent = notifyscope_for(&t)
+        .args(["send", "--via-bot", "burst"])
+        .finish()
+        .await;
+    assert!(sent.status.success(), "{sent:?}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".discord_messages",
+            t.name
+        ))
+        .await
+        < 100
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the burst did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A diagnosis tick after the traffic.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, stdout, _) = run.signal_and_exit(Signal::SIGTERM).await;
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !lines.iter().any(|v| stage(v) == "neighbour_notified"),
+        "their traffic was taken for a wrong channel"
+    );
+    let last_channel = lines
+        .iter()
+        .rev()
+        .filter(|v| stage(v) == "health_report")
+        .find_map(|v| {
+            v["checks"]
+                .as_array()?
+                .iter()
+                .find(|c| c["check"] == "channel")
+                .cloned()
+        })
+        .expect("a channel check");
+    assert_eq!(last_channel["status"], "ok", "{last_channel}");
+    let ingested = lines.iter().filter(|v| stage(v) == "ingested").count();
+    assert!(ingested >= 100, "{ingested} ingested rows traced");
 }
