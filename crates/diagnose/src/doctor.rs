@@ -100,14 +100,25 @@ pub async fn examine(
     let mut snapshot = examiner
         .snapshot(channel, migrated, &[], &LockScope::pipeline())
         .await;
-    if migrated {
-        add_own_waits(&examiner, &mut snapshot).await;
-    }
+    // Who holds a lock a write would wait for: one look, for the lock check and the probe.
+    let holders = match migrated {
+        true => examiner.lock_holders(&WRITTEN).await.unwrap_or_default(),
+        false => Vec::new(),
+    };
+    add_own_waits(&examiner, &holders, &mut snapshot).await;
     // The database's refusals of the pipeline's writes, for the live writes rule.
     let mut refusals = Vec::new();
     let round_trip = match migrated {
         true => {
-            Some(round_trip(database, &examiner, channel, options.timeout, &mut refusals).await)
+            let trip = round_trip(
+                database,
+                &examiner,
+                &holders,
+                channel,
+                options.timeout,
+                &mut refusals,
+            );
+            Some(trip.await)
         }
         false => None,
     };
@@ -156,9 +167,11 @@ pub async fn examine(
 /// A write of the pipeline made now would wait for each holder of a lock on its tables:
 /// doctor's own session stands for that write, waiting as long as the lock has been held,
 /// so the live lock rule judges it even when no pipeline runs to wait.
-async fn add_own_waits(examiner: &Examiner, snapshot: &mut Snapshot) {
-    let (Ok(pid), Ok(holders)) = (examiner.pid().await, examiner.lock_holders(&WRITTEN).await)
-    else {
+async fn add_own_waits(examiner: &Examiner, holders: &[LockHolder], snapshot: &mut Snapshot) {
+    if holders.is_empty() {
+        return;
+    }
+    let Ok(pid) = examiner.pid().await else {
         return;
     };
     for holder in holders {
@@ -175,7 +188,7 @@ async fn add_own_waits(examiner: &Examiner, snapshot: &mut Snapshot) {
             mode: "RowExclusiveLock".into(),
             relation: holder.relation.clone(),
             waiting_s: holder.blocker.seconds,
-            blocker: holder.blocker,
+            blocker: holder.blocker.clone(),
         });
     }
 }
@@ -192,10 +205,12 @@ fn held(holder: &LockHolder) -> String {
 /// probe through its insert but never stores it, and deletes its outbox row; when the probe
 /// stops on the way, doctor removes it (or leaves it to the ingestion that holds it, which
 /// removes it). It is not published while a lock or a missing grant would stop it. The
-/// database's refusals met on the way go to `refusals`.
+/// database's refusals met on the way go to `refusals`; `holders` are the locks a write
+/// would wait for, as doctor found them just before.
 async fn round_trip(
     database: &Database,
     examiner: &Examiner,
+    holders: &[LockHolder],
     channel: &Identifier,
     timeout: Duration,
     refusals: &mut Vec<TraceEvent>,
@@ -204,18 +219,16 @@ async fn round_trip(
     let role = database.role();
     // What a probe would meet, asked first: a probe that cannot get through would only be
     // one more message stuck.
-    if let Ok(holders) = examiner.lock_holders(&WRITTEN).await {
-        if let Some(first) = holders.first() {
-            let summary = format!(
-                "not tried: a write would wait on a lock: {}{}",
-                held(first),
-                match holders.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more)", n - 1),
-                }
-            );
-            return (fail(summary, CheckId::LockWaits.hint()), None);
-        }
+    if let Some(first) = holders.first() {
+        let summary = format!(
+            "not tried: a write would wait on a lock: {}{}",
+            held(first),
+            match holders.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            }
+        );
+        return (fail(summary, CheckId::LockWaits.hint()), None);
     }
     if let Ok(missing) = examiner.missing_grants().await {
         if let Some((table, privilege)) = missing.0.first() {
