@@ -99,15 +99,7 @@ fn store_could_not_run(e: &StoreError) -> bool {
 }
 
 fn unreachable(class: ErrorClass) -> bool {
-    matches!(
-        class,
-        ErrorClass::Connection
-            | ErrorClass::Login
-            | ErrorClass::TlsNotOffered
-            | ErrorClass::TlsName
-            | ErrorClass::TlsAuthority
-            | ErrorClass::Tls
-    )
+    matches!(class, ErrorClass::Connection | ErrorClass::Login) || class.is_tls()
 }
 
 /// Runs the command; a command that could not tell which pipeline to look at could not run

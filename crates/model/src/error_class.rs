@@ -73,26 +73,38 @@ impl ErrorClass {
         )
     }
 
+    /// Every class.
+    pub const ALL: [ErrorClass; 14] = [
+        ErrorClass::Connection,
+        ErrorClass::TlsNotOffered,
+        ErrorClass::TlsName,
+        ErrorClass::TlsAuthority,
+        ErrorClass::Tls,
+        ErrorClass::Login,
+        ErrorClass::Permission,
+        ErrorClass::MissingObject,
+        ErrorClass::Constraint,
+        ErrorClass::BadData,
+        ErrorClass::Timeout,
+        ErrorClass::Conflict,
+        ErrorClass::Resources,
+        ErrorClass::Other,
+    ];
+
     /// The class named by [`ErrorClass::as_str`], as read back from the `error_class` column.
     pub fn from_name(name: &str) -> Option<ErrorClass> {
-        [
-            ErrorClass::Connection,
-            ErrorClass::TlsNotOffered,
-            ErrorClass::TlsName,
-            ErrorClass::TlsAuthority,
-            ErrorClass::Tls,
-            ErrorClass::Login,
-            ErrorClass::Permission,
-            ErrorClass::MissingObject,
-            ErrorClass::Constraint,
-            ErrorClass::BadData,
-            ErrorClass::Timeout,
-            ErrorClass::Conflict,
-            ErrorClass::Resources,
-            ErrorClass::Other,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == name)
+        ErrorClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// A TLS failure: the server answered, and the connection's TLS did not come about.
+    pub fn is_tls(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::TlsNotOffered
+                | ErrorClass::TlsName
+                | ErrorClass::TlsAuthority
+                | ErrorClass::Tls
+        )
     }
 
     /// Stable name, as in JSON and the `error_class` column.
@@ -252,27 +264,14 @@ mod tests {
 
     #[test]
     fn every_class_reads_back_from_its_name() {
-        for class in [
-            ErrorClass::Connection,
-            ErrorClass::TlsNotOffered,
-            ErrorClass::TlsName,
-            ErrorClass::TlsAuthority,
-            ErrorClass::Tls,
-            ErrorClass::Login,
-            ErrorClass::Other,
-        ] {
+        for class in ErrorClass::ALL {
             assert_eq!(ErrorClass::from_name(class.as_str()), Some(class));
         }
     }
 
     #[test]
     fn tls_advice_does_not_point_at_the_network() {
-        for class in [
-            ErrorClass::TlsNotOffered,
-            ErrorClass::TlsName,
-            ErrorClass::TlsAuthority,
-            ErrorClass::Tls,
-        ] {
+        for class in ErrorClass::ALL.into_iter().filter(|c| c.is_tls()) {
             let fix = class.fix(None, None);
             assert!(
                 !fix.contains("firewall") && !fix.contains("pg_isready"),

@@ -40,11 +40,7 @@ pub fn class_of_store(e: &StoreError) -> ErrorClass {
     match e {
         StoreError::Connect { error, .. } => match class_of(error) {
             // What the person must fix keeps its class: a login refused, a TLS failure.
-            class @ (ErrorClass::Login
-            | ErrorClass::TlsNotOffered
-            | ErrorClass::TlsName
-            | ErrorClass::TlsAuthority
-            | ErrorClass::Tls) => class,
+            class if class == ErrorClass::Login || class.is_tls() => class,
             _ => ErrorClass::Connection,
         },
         StoreError::Pool(_) => ErrorClass::Connection,
