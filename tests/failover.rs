@@ -27,15 +27,12 @@ const RECOVERY: Duration = Duration::from_secs(60);
 /// removed when dropped.
 struct Cluster {
     server: PrivateServer,
-    port: u16,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let server = PrivateServer::start("", TRUST, Vec::new()).await;
         Cluster {
-            port: server.port,
-            server,
+            server: PrivateServer::start("", TRUST, Vec::new()).await,
         }
     }
 
@@ -43,14 +40,14 @@ impl Cluster {
     fn url(&self) -> String {
         format!(
             "host=127.0.0.1 port={} user=notifyscope dbname=postgres",
-            self.port
+            self.server.port
         )
     }
 
     async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("cluster on port {}: {e}", self.port));
+            .unwrap_or_else(|e| panic!("cluster on port {}: {e}", self.server.port));
         tokio::spawn(connection);
         client
     }
@@ -91,7 +88,7 @@ impl Cluster {
             assert!(
                 Instant::now() < deadline,
                 "transaction_read_only still {seen} on port {}",
-                self.port
+                self.server.port
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -127,7 +124,7 @@ impl Cluster {
                      (e.g. {missing:?})",
                     ids.len() - found.len(),
                     ids.len(),
-                    self.port
+                    self.server.port
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -220,7 +217,7 @@ async fn after_a_failover_the_listener_and_the_pools_follow_the_new_primary() {
     let url = format!(
         "host=127.0.0.1,127.0.0.1 port={},{} user=notifyscope dbname=postgres \
          target_session_attrs=read-write",
-        b.port, a.port
+        b.server.port, a.server.port
     );
     let runtime = fresh_runtime_dir();
     let command = || {
