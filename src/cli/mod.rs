@@ -8,17 +8,22 @@
 //! `--data-dir` for `run`) and its fields in heading order; the test of this module walks
 //! every command to hold that.
 
-use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand};
 
-use notifyscope_model::contract::Snowflake;
 use notifyscope_model::sim::SimKind;
-use notifyscope_pipeline::filter::FilterConfig;
-use notifyscope_pipeline::publish::NotifyMode;
 use notifyscope_store::{DEFAULT_CHANNEL, DEFAULT_SCHEMA};
+
+mod act;
+mod bench;
+mod bot;
+mod help;
+
+pub use act::*;
+pub use bench::*;
+pub use bot::*;
+pub use help::{command, parse, HELP_WIDTH_WITHOUT_TERMINAL};
 
 /// Where the pipeline is: database, channel, schema, running instance.
 pub const CONNECTION: &str = "Connection";
@@ -32,17 +37,6 @@ pub const SCREEN: &str = "Screen";
 pub const OUTPUT: &str = "Output";
 /// The headings of every `--help`, in the order they appear.
 pub const HEADINGS: [&str; 5] = [CONNECTION, PIPELINE, BOT, SCREEN, OUTPUT];
-
-/// The place of `--help` and `--version`: after every other option of their heading.
-const LAST: usize = 1000;
-
-/// The width help is wrapped at when stdout is not a terminal (CI logs, pipes, `less`); on a
-/// terminal it is the terminal's width.
-pub const HELP_WIDTH_WITHOUT_TERMINAL: usize = 80;
-
-/// Variables whose value is never shown in help, even when set: a database URL may hold a
-/// password, and a proxy URL in front of Discord may hold credentials too.
-const ENV_VALUES_NEVER_SHOWN: [&str; 2] = ["DATABASE_URL", "DISCORD_API_URL"];
 
 /// The log filter of the monitors (`run`, `watch`, `replay`), whose logs are part of what
 /// they show.
@@ -85,64 +79,6 @@ impl Cli {
             Some(_) => COMMAND_LOG,
         }
     }
-}
-
-/// The command line as clap reads it: help wrapped to the terminal (or to
-/// [`HELP_WIDTH_WITHOUT_TERMINAL`] without one), `-h`/`--help` under Output like the other
-/// options about what is printed, and an environment variable's value shown only when it is
-/// set and not secret.
-pub fn command() -> clap::Command {
-    let cmd = Cli::command().disable_version_flag(true).arg(
-        Arg::new("version")
-            .short('V')
-            .long("version")
-            .action(ArgAction::Version)
-            .help("Print version")
-            .display_order(LAST)
-            .help_heading(OUTPUT),
-    );
-    let cmd = env_values_shown_when_set(help_flag_under_output(cmd));
-    if std::io::stdout().is_terminal() {
-        cmd
-    } else {
-        cmd.term_width(HELP_WIDTH_WITHOUT_TERMINAL)
-    }
-}
-
-/// Parses the process's arguments; a usage error, `--help` and `--version` end the process
-/// here, as clap does (exit 2 for an error, 0 for help).
-pub fn parse() -> Cli {
-    let mut cmd = command();
-    let matches = cmd.clone().get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
-}
-
-/// clap's own help flag is listed before every heading; this one is listed under Output.
-fn help_flag_under_output(cmd: clap::Command) -> clap::Command {
-    cmd.disable_help_flag(true)
-        .arg(
-            Arg::new("help")
-                .short('h')
-                .long("help")
-                .action(ArgAction::Help)
-                .help("Print help (-h shorter, --help in full)")
-                .display_order(LAST)
-                .help_heading(OUTPUT),
-        )
-        .mut_subcommands(help_flag_under_output)
-}
-
-/// `[env: NOTIFYSCOPE_CHANNEL=]` reads as if the variable were set to nothing: a value is shown
-/// only when the variable is set, and never for the secret ones (the variable's name always).
-fn env_values_shown_when_set(cmd: clap::Command) -> clap::Command {
-    cmd.mut_args(|arg| {
-        let shown = arg.get_env().map(OsString::from).is_some_and(|name| {
-            !ENV_VALUES_NEVER_SHOWN.iter().any(|secret| name == *secret)
-                && std::env::var_os(&name).is_some_and(|value| !value.is_empty())
-        });
-        arg.hide_env_values(!shown)
-    })
-    .mut_subcommands(env_values_shown_when_set)
 }
 
 #[derive(Debug, Subcommand)]
@@ -595,64 +531,6 @@ pub struct ReplayArgs {
     pub screen: ScreenArgs,
 }
 
-#[derive(Debug, Clone, Args, Default)]
-pub struct DiscordArgs {
-    /// Name of the environment variable that holds the bot token. Without a token the bot
-    /// path is fed by the simulated source (`send --via-bot`, keys, --demo-rate).
-    #[arg(long, default_value = "DISCORD_TOKEN", value_name = "NAME", help_heading = BOT)]
-    pub discord_token_env: String,
-    /// Send Discord HTTP API calls (and the gateway look-up) to this base instead of
-    /// https://discord.com: an HTTP proxy in front of Discord, or a local fake.
-    #[arg(long, env = "DISCORD_API_URL", value_name = "URL", help_heading = BOT)]
-    pub discord_api_url: Option<String>,
-    /// Gateway intents: names separated by commas, or a number.
-    #[arg(long, value_name = "LIST", default_value = notifyscope_pipeline::bot::DEFAULT_INTENTS,
-          value_parser = notifyscope_pipeline::bot::parse_intents, help_heading = BOT)]
-    pub intents: Option<notifyscope_pipeline::bot::GatewayIntents>,
-    /// Shards: `auto` (as many as Discord recommends) or a number (with --shard-range: the
-    /// total over all processes).
-    #[arg(long, value_name = "auto|N", default_value = "1", help_heading = BOT)]
-    pub shards: Option<notifyscope_pipeline::bot::Shards>,
-    /// Run only these shards (FIRST..END, END not included), so that several processes on
-    /// several machines share one bot; they all publish to one outbox, and their ingestion
-    /// workers share it.
-    #[arg(long, value_name = "FIRST..END", help_heading = BOT)]
-    pub shard_range: Option<notifyscope_pipeline::bot::ShardRange>,
-}
-
-/// What the bot path publishes; it filters Discord's messages and the simulated ones alike.
-#[derive(Debug, Clone, Args, Default)]
-pub struct FilterArgs {
-    /// Publish only messages from this Discord channel id (repeatable).
-    #[arg(long = "allow-channel", value_name = "CHANNEL_ID", value_parser = parse_snowflake,
-          help_heading = BOT)]
-    pub allow_channels: Vec<Snowflake>,
-    /// Publish messages written by other bots.
-    #[arg(long, help_heading = BOT)]
-    pub include_bots: bool,
-    /// Publish messages sent through webhooks.
-    #[arg(long, help_heading = BOT)]
-    pub include_webhooks: bool,
-    /// Publish Discord's system messages (joins, pins).
-    #[arg(long, help_heading = BOT)]
-    pub include_system: bool,
-    /// Publish messages without text.
-    #[arg(long, help_heading = BOT)]
-    pub include_empty: bool,
-}
-
-impl FilterArgs {
-    pub fn to_config(&self) -> FilterConfig {
-        FilterConfig {
-            allow_channels: self.allow_channels.clone(),
-            include_bots: self.include_bots,
-            include_webhooks: self.include_webhooks,
-            include_system: self.include_system,
-            include_empty: self.include_empty,
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum SendCommand {
     /// Publish synthetic Discord messages through the publisher (outbox + NOTIFY).
@@ -680,232 +558,10 @@ pub enum SendCommand {
     },
 }
 
-/// A length of time such as `90s`, `10m` or `1h`, above zero.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    match s.parse::<notifyscope_pipeline::retention::Retention>() {
-        Ok(notifyscope_pipeline::retention::Retention::For(d)) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "{s:?} is not a length of time above zero, such as 90s, 10m or 1h"
-        )),
-    }
-}
-
-fn parse_snowflake(s: &str) -> Result<Snowflake, String> {
-    Snowflake::parse(s).ok_or_else(|| format!("{s:?} is not a Discord id (a positive integer)"))
-}
-
-/// A rate of messages a second: a number above zero.
-fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "{s:?} is not a number of messages a second above zero"
-        )),
-    }
-}
-
-/// Options of `notifyscope bench`.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub target: BenchPipeline,
-    /// Messages to send.
-    #[arg(long, value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000), help_heading = PIPELINE)]
-    pub messages: u64,
-    /// Send at this many messages a second (a latency run). Without it, messages go as fast
-    /// as the pipeline takes them (a throughput run).
-    #[arg(long, value_name = "R", value_parser = parse_rate, help_heading = PIPELINE)]
-    pub rate: Option<f64>,
-    /// Senders putting messages through the bot path at once, as concurrent Discord event
-    /// handlers do. More senders give the publisher larger batches to commit together.
-    #[arg(long, value_name = "N", default_value_t = 512,
-          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = PIPELINE)]
-    pub publishers: u32,
-    /// Ingestion workers.
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u16).range(1..=64), help_heading = PIPELINE)]
-    pub workers: u16,
-    /// How committed batches are announced: a NOTIFY per event (as `run` does) or one per
-    /// batch (the wake-up only; ingestion reads the rows).
-    #[arg(long, value_enum, default_value_t = BenchNotify::PerEvent, help_heading = PIPELINE)]
-    pub notify: BenchNotify,
-    /// A soak run: send at --rate for this long (e.g. `10m`) instead of --messages, and
-    /// report throughput, latency, RSS, CPU and outbox size per window; exit 1 when RSS or
-    /// p99 drift beyond their bounds.
-    #[arg(long, value_name = "AGE", value_parser = parse_duration, requires = "rate",
-          help_heading = PIPELINE)]
-    pub duration: Option<std::time::Duration>,
-    /// With --duration: the length of one window of the report.
-    #[arg(long, value_name = "AGE", default_value = "1m", value_parser = parse_duration,
-          help_heading = PIPELINE)]
-    pub report_every: std::time::Duration,
-    /// With --duration: how long ingested outbox rows are kept (as `run --outbox-retention`),
-    /// so that a soak shows the outbox staying bounded.
-    #[arg(long, value_name = "AGE", default_value = "24h", help_heading = PIPELINE)]
-    pub outbox_retention: notifyscope_pipeline::retention::Retention,
-    /// Give up waiting for ingestion after this many seconds without progress.
-    #[arg(long, default_value_t = 30, value_name = "S", help_heading = PIPELINE)]
-    pub stall_timeout: u64,
-    /// Print one JSON object with the results (no progress bar).
-    #[arg(long, help_heading = OUTPUT)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchNotify {
-    PerEvent,
-    PerBatch,
-}
-
-impl From<BenchNotify> for NotifyMode {
-    fn from(n: BenchNotify) -> Self {
-        match n {
-            BenchNotify::PerEvent => NotifyMode::PerEvent,
-            BenchNotify::PerBatch => NotifyMode::PerBatch,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum OutboxCommand {
-    /// Unprocessed rows, oldest first: waiting, retrying (with the next attempt) or dead.
-    List(OutboxListArgs),
-    /// Put stuck rows (retrying, or given up) back in the queue: no attempts, due now; then
-    /// one NOTIFY wakes ingestion. Rows ingested, waiting or of another channel stay as they
-    /// are.
-    Retry(OutboxRetryArgs),
-    /// Delete rows given up. Rows still waiting or retrying are messages not delivered yet:
-    /// only with --force, and only named by --id.
-    Purge(OutboxPurgeArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct OutboxListArgs {
-    #[command(flatten)]
-    pub target: RunningPipeline,
-    /// One JSON document instead of a table.
-    #[arg(long, help_heading = OUTPUT)]
-    pub json: bool,
-    /// Rows shown at most.
-    #[arg(long, value_name = "N", default_value_t = 50,
-          value_parser = clap::value_parser!(i64).range(1..=100_000), help_heading = OUTPUT)]
-    pub limit: i64,
-}
-
-/// How an action that changes rows is confirmed and reported.
-#[derive(Debug, Clone, Args)]
-pub struct ChangeArgs {
-    /// Go ahead without asking; needed when stdin is not a terminal.
-    #[arg(long, help_heading = OUTPUT)]
-    pub yes: bool,
-    /// One JSON document with what was changed instead of lines.
-    #[arg(long, help_heading = OUTPUT)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_stuck"])))]
-pub struct OutboxRetryArgs {
-    #[command(flatten)]
-    pub target: RunningPipeline,
-    /// Outbox rows by id (repeatable, or several after one --id).
-    #[arg(long = "id", value_name = "ID", num_args = 1..,
-          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
-    pub ids: Vec<i64>,
-    /// Every stuck row of the channel.
-    #[arg(long, help_heading = PIPELINE)]
-    pub all_stuck: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).args(["ids", "all_dead"])))]
-pub struct OutboxPurgeArgs {
-    #[command(flatten)]
-    pub target: RunningPipeline,
-    /// Outbox rows by id (repeatable, or several after one --id).
-    #[arg(long = "id", value_name = "ID", num_args = 1..,
-          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
-    pub ids: Vec<i64>,
-    /// Every row of the channel given up.
-    #[arg(long, help_heading = PIPELINE)]
-    pub all_dead: bool,
-    /// Also delete rows named by --id that are still waiting or retrying: their messages
-    /// were never delivered and are lost.
-    #[arg(long, conflicts_with = "all_dead", help_heading = PIPELINE)]
-    pub force: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
-/// The usage of `dead-letters retry|delete`, one way of naming rows a line: clap's own puts
-/// the three on one line, wider than a terminal of 80 columns.
-fn dead_letters_usage(command: &str) -> String {
-    ["--id <ID>...", "--outbox-id <ID>...", "--all"]
-        .map(|rows| format!("notifyscope dead-letters {command} [OPTIONS] {rows}"))
-        .join("\n       ")
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum DeadLettersCommand {
-    /// Rejected notifications and outbox rows given up, oldest first, each kind apart.
-    List(OutboxListArgs),
-    /// Re-send rejected notifications on the channel (the listener judges them again) and
-    /// put outbox rows given up back in the queue.
-    #[command(override_usage = dead_letters_usage("retry"))]
-    Retry(DeadLettersArgs),
-    /// Delete rejected notifications and outbox rows given up.
-    #[command(override_usage = dead_letters_usage("delete"))]
-    Delete(DeadLettersArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("rows").required(true).multiple(true)
-    .args(["ids", "outbox_ids", "all"])))]
-pub struct DeadLettersArgs {
-    #[command(flatten)]
-    pub target: RunningPipeline,
-    /// Rejected notifications by their dead_letters id (repeatable).
-    #[arg(long = "id", value_name = "ID", num_args = 1..,
-          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
-    pub ids: Vec<i64>,
-    /// Outbox rows given up, by their outbox id (repeatable).
-    #[arg(long = "outbox-id", value_name = "ID", num_args = 1..,
-          value_parser = clap::value_parser!(i64).range(1..), help_heading = PIPELINE)]
-    pub outbox_ids: Vec<i64>,
-    /// Every dead letter of the channel, of both kinds.
-    #[arg(long, conflicts_with_all = ["ids", "outbox_ids"], help_heading = PIPELINE)]
-    pub all: bool,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum BackendCommand {
-    /// Cancel the running statement of a session of the pipeline's database
-    /// (pg_cancel_backend).
-    Cancel(BackendArgs),
-    /// End a session of the pipeline's database (pg_terminate_backend): its transaction is
-    /// rolled back and its locks are released.
-    Terminate(BackendArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BackendArgs {
-    /// The session's process id (pid in pg_stat_activity, or as doctor names a blocker).
-    #[arg(value_parser = clap::value_parser!(i32).range(1..))]
-    pub pid: i32,
-    #[command(flatten)]
-    pub target: RunningPipeline,
-    #[command(flatten)]
-    pub change: ChangeArgs,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
