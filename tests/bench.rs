@@ -36,6 +36,7 @@ async fn schema_exists(name: &str) -> bool {
 async fn bench_loses_nothing_and_drops_its_schema() {
     let report = bench::run(
         &server_url(),
+        None,
         BenchOptions::new(1000),
         ProgressBar::hidden(),
         CancellationToken::new(),
@@ -66,6 +67,7 @@ async fn paced_bench_with_one_notify_per_batch_loses_nothing() {
     options.publishers = 8;
     let report = bench::run(
         &server_url(),
+        None,
         options,
         ProgressBar::hidden(),
         CancellationToken::new(),
@@ -283,6 +285,7 @@ async fn bench_refuses_a_rate_that_is_not_positive() {
     options.rate = Some(0.0);
     let err = bench::run(
         &server_url(),
+        None,
         options,
         ProgressBar::hidden(),
         CancellationToken::new(),

@@ -503,13 +503,23 @@ async fn no_command_shows_a_password_from_a_url_that_parses_or_not() {
                 !password.contains(' '),
             ),
         ];
-        for (url, parses) in &urls {
+        // Each URL as --database-url, and as --direct-database-url beside one that holds
+        // no password.
+        let beside = format!("host=127.0.0.1 port={closed} user=postgres dbname=test");
+        let cases = urls.iter().flat_map(|(url, parses)| {
+            [
+                (vec!["--database-url", url.as_str()], url, parses),
+                (
+                    vec!["--database-url", &beside, "--direct-database-url", url],
+                    url,
+                    parses,
+                ),
+            ]
+        });
+        for (options, url, parses) in cases {
+            let options = &options;
             let runs = commands.iter().map(|args| async move {
-                let out = notifyscope()
-                    .args(*args)
-                    .args(["--database-url", url])
-                    .finish()
-                    .await;
+                let out = notifyscope().args(*args).args(options).finish().await;
                 (args, out)
             });
             for (args, out) in futures_util::future::join_all(runs).await {
@@ -662,10 +672,16 @@ async fn help_lists_what_each_command_uses() {
     assert!(replay.contains("<FILE>"), "{replay}");
 
     let bench = help("bench").await;
+    // The option's help: on its line, or on the lines under it.
     let said = |option: &str| {
-        bench
-            .lines()
-            .any(|l| l.trim_start().starts_with(option) && l.contains("Not used by bench"))
+        let lines: Vec<&str> = bench.lines().collect();
+        lines.iter().enumerate().any(|(at, l)| {
+            l.trim_start().starts_with(option)
+                && lines[at..]
+                    .iter()
+                    .take(2)
+                    .any(|l| l.contains("Not used by bench"))
+        })
     };
     assert!(
         said("--channel") && said("--schema"),

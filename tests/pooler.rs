@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::pgbouncer::{Bouncer, PoolMode, StartupOptions};
 use common::process::{notifyscope_for, pipeline_command_on, stage, Finish, Running};
+use common::server_url;
 use common::TestSchema;
 use nix::sys::signal::Signal;
 
@@ -94,7 +95,9 @@ async fn a_listener_through_a_transaction_pooler_is_refused_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
     assert!(
-        stderr.contains("transaction pooler") && stderr.contains("session mode"),
+        stderr.contains("transaction pooler")
+            && stderr.contains("--direct-database-url")
+            && stderr.contains("session mode"),
         "{stderr}"
     );
     // Nothing was migrated through it.
@@ -105,6 +108,64 @@ async fn a_listener_through_a_transaction_pooler_is_refused_naming_it() {
         ))
         .await;
     assert_eq!(tables, 0, "{stderr}");
+}
+
+/// Publishing and ingestion through PgBouncer in transaction mode, LISTEN and migrations on
+/// the direct URL: every published message is ingested, in the test's schema only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pooler_beside_a_direct_url_delivers_every_message() {
+    let bouncer = Bouncer::start(PoolMode::Transaction, StartupOptions::Ignored);
+    let t = TestSchema::new("p_direct");
+    let before = tables_outside(&t).await;
+    let mut cmd = pipeline_command_on(&t, &bouncer.url());
+    cmd.args(["--direct-database-url", &server_url(), "--demo-rate", "100"])
+        .args(["--workers", "4"]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    let through_before = bouncer.transactions().await;
+    let mut published = 0;
+    run.until("300 messages published", |v| {
+        published += usize::from(stage(v) == "published");
+        published >= 300
+    })
+    .await;
+    let (status, stdout, stderr) = run.signal_and_exit(Signal::SIGTERM).await;
+    assert!(
+        status.success(),
+        "{stderr}
+PgBouncer: {}",
+        bouncer.log()
+    );
+    let published = stdout
+        .lines()
+        .filter(|l| l.contains("\"stage\":\"published\""))
+        .count()
+        .max(published);
+    let rows = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".discord_messages",
+            t.name
+        ))
+        .await;
+    let waiting = t
+        .count(&format!(
+            "SELECT count(*) FROM \"{}\".event_outbox WHERE processed_at IS NULL",
+            t.name
+        ))
+        .await;
+    assert_eq!(
+        rows + waiting,
+        published as i64,
+        "{published} published, {rows} ingested, {waiting} waiting\n{stderr}"
+    );
+    assert!(rows >= 300, "{rows} ingested\n{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    // The outbox writes and the ingestion went through the pooler, a transaction or more
+    // per batch.
+    let through = bouncer.transactions().await - through_before;
+    assert!(through >= 20, "{through} transactions through PgBouncer");
+    assert_eq!(tables_outside(&t).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,6 +184,33 @@ async fn doctor_names_a_transaction_pooler() {
         "{stdout}"
     );
     assert!(stdout.contains("session-mode port"), "{stdout}");
+    assert!(stdout.contains("--direct-database-url"), "{stdout}");
+
+    // Beside a direct URL, the pooler on --database-url is named as what it carries.
+    let out = notifyscope_for(&t)
+        .args(["doctor", "--timeout", "2", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &bouncer.url()])
+        .args(["--direct-database-url", &server_url()])
+        .finish()
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("port={} ", bouncer.port))
+            && stdout.contains("is a transaction pooler"),
+        "{stdout}"
+    );
+
+    // A transaction pooler given as the direct URL is named too.
+    let out = notifyscope_for(&t)
+        .args(["doctor", "--timeout", "2", "--schema", &t.name])
+        .args(["--channel", &t.name, "--database-url", &server_url()])
+        .args(["--direct-database-url", &bouncer.url()])
+        .finish()
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("transaction pooler"), "{stdout}");
 }
 
 /// Their listener LISTENs through a transaction pooler, as the seed's asyncpg listener did:

@@ -15,7 +15,8 @@ pub const HELP_WIDTH_WITHOUT_TERMINAL: usize = 80;
 
 /// Variables whose value is never shown in help, even when set: a database URL may hold a
 /// password, and a proxy URL in front of Discord may hold credentials too.
-const ENV_VALUES_NEVER_SHOWN: [&str; 2] = ["DATABASE_URL", "DISCORD_API_URL"];
+const ENV_VALUES_NEVER_SHOWN: [&str; 3] =
+    ["DATABASE_URL", "DIRECT_DATABASE_URL", "DISCORD_API_URL"];
 
 /// The place of `--help` and `--version`: after every other option of their heading.
 const LAST: usize = 1000;

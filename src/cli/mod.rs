@@ -95,6 +95,7 @@ pub enum Command {
     /// Open a recording (from --record or the `s` key) in the monitor, read-only.
     #[command(
         arg = unused("database_url", "database-url"),
+        arg = unused("direct_database_url", "direct-database-url"),
         arg = unused("channel", "channel"),
         arg = unused("schema", "schema")
     )]
@@ -136,6 +137,7 @@ pub enum Command {
     /// Print the help of a command, as COMMAND --help does.
     #[command(
         arg = unused("database_url", "database-url"),
+        arg = unused("direct_database_url", "direct-database-url"),
         arg = unused("channel", "channel"),
         arg = unused("schema", "schema")
     )]
@@ -217,6 +219,19 @@ pub struct SharedArgs {
         help_heading = CONNECTION
     )]
     pub database_url: Option<String>,
+    /// The server itself, beside a --database-url that goes through a transaction pooler
+    /// (PgBouncer in transaction mode, Supavisor, RDS Proxy): LISTEN, migrations, the
+    /// diagnosis and actions on other sessions connect here; publishing and ingestion go
+    /// through the pooler.
+    #[arg(
+        long,
+        env = "DIRECT_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        display_order = 1,
+        help_heading = CONNECTION
+    )]
+    pub direct_database_url: Option<String>,
     /// NOTIFY channel of the event bus [default: events; without --database-url, send,
     /// doctor, selftest, watch and outbox use the running instance's]. Used exactly as
     /// written (always quoted), so `Events` and `events` are different channels.

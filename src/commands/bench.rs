@@ -36,7 +36,8 @@ pub async fn command(shared: SharedArgs, args: BenchArgs) -> anyhow::Result<Exit
         progress_bar(args.messages)
     };
     let (cancel, signal_task) = cancel_on_interrupt();
-    let result = run(&url, options, progress.clone(), cancel).await;
+    let direct = shared.direct_database_url.as_deref();
+    let result = run(&url, direct, options, progress.clone(), cancel).await;
     signal_task.abort();
     progress.finish_and_clear();
     if let Some(pg) = embedded {
@@ -110,7 +111,8 @@ async fn soak_command(
         );
         print!("{}", soak::window_header());
     }
-    let result = engine::in_fresh_schema(&url, |database, channel| {
+    let direct = shared.direct_database_url.as_deref();
+    let result = engine::in_fresh_schema(&url, direct, |database, channel| {
         soak::run_in_schema(database, channel, options, cancel, |w| {
             if !json {
                 print!("{}", soak::window_line(w));

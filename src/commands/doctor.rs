@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::{DoctorArgs, SharedArgs};
-use crate::commands::wiring::pipeline_database;
+use crate::commands::wiring::locate_pipeline;
 use notifyscope_diagnose::doctor::{self, DoctorOptions, DoctorReport};
 use notifyscope_diagnose::Check;
 use notifyscope_model::present::counted;
@@ -42,7 +42,10 @@ pub async fn run(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
 }
 
 async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let (channel, database) = pipeline_database(&shared, "doctor", " of the pipeline to check")?;
+    let target = locate_pipeline(&shared, "doctor", " of the pipeline to check")?;
+    let channel = target.channel;
+    // With a direct URL, the pooler on --database-url is examined too.
+    let database = target.pooled.unwrap_or(target.database);
     let options = DoctorOptions {
         timeout: Duration::from_secs(args.timeout.max(1)),
         token: std::env::var(&args.discord_token_env).ok(),

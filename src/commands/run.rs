@@ -50,11 +50,15 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     };
     let (embedded, url) = open_database(&shared, &args).await?;
     let mut database = Database::new(&url, schema)?;
+    if let Some(direct) = &shared.direct_database_url {
+        database = database.with_direct(direct)?;
+    }
     if let Some(instance) = &instance {
         tracing::info!("this process runs {instance} of the bot");
         database = database.with_instance(instance);
     }
-    let record = InstanceRecord::new(&database, &channel, embedded.is_some());
+    // Other commands find the pipeline where sessions last: the direct URL when given.
+    let record = InstanceRecord::new(database.direct(), &channel, embedded.is_some());
     let mut outputs = Outputs::start(screen.is_some(), args.json, &args.record)?;
     let trace = outputs.trace.clone();
     // Subscribed before anything starts, and only for an exporter: a reader nobody drains
@@ -191,7 +195,8 @@ async fn start_pipeline(
 ) -> anyhow::Result<Running> {
     let mut diagnose_config = DiagnoseConfig::new(channel.clone());
     diagnose_config.role = database.role().map(str::to_owned);
-    let diagnosis_pool = database.pool(1)?;
+    // The diagnosis reads session views (pg_stat_activity, pg_locks, pg_listening_channels).
+    let diagnosis_pool = database.direct().pool(1)?;
     let mut config = PipelineConfig::new(database, channel.clone());
     config.filter = args.filter.to_config();
     config.workers = usize::from(args.workers);

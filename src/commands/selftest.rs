@@ -38,6 +38,7 @@ pub async fn run(shared: SharedArgs, timeout: Duration) -> anyhow::Result<ExitCo
         channel,
         database,
         instance,
+        ..
     } = locate_pipeline(&shared, "selftest", " of the pipeline to check")?;
     let secret = instance.map(|i| i.secret);
     let schema = database.schema().clone();

@@ -24,6 +24,7 @@ pub async fn send(shared: SharedArgs, args: SendArgs) -> anyhow::Result<ExitCode
         channel,
         database,
         instance,
+        ..
     } = locate_pipeline(&shared, "send", " of the pipeline to send to")?;
     match (args.via_bot, args.command) {
         (Some(kind), _) => {

@@ -36,7 +36,11 @@ pub fn channel_and_schema(shared: &SharedArgs) -> anyhow::Result<(Identifier, Id
 /// this machine when there is one (whose control secret `send --via-bot` needs).
 pub struct TargetPipeline {
     pub channel: Identifier,
+    /// Where the command connects: `--direct-database-url` when given, whose sessions last.
     pub database: Database,
+    /// `--database-url` when a direct URL was given beside it (the pooler the pipeline's
+    /// publishing and ingestion go through).
+    pub pooled: Option<Database>,
     pub instance: Option<InstanceRecord>,
 }
 
@@ -116,11 +120,18 @@ pub fn locate_pipeline(
         (Some(url), None) => {
             let channel = channel.unwrap_or_else(|| Identifier::fixed(DEFAULT_CHANNEL));
             let schema = schema.unwrap_or_else(|| Identifier::fixed(DEFAULT_SCHEMA));
-            let database = Database::new(url, schema)?;
+            let (database, pooled) = match &shared.direct_database_url {
+                Some(direct) => {
+                    let pooled = Database::new(url, schema)?.with_direct(direct)?;
+                    (pooled.direct().clone(), Some(pooled))
+                }
+                None => (Database::new(url, schema)?, None),
+            };
             let instance = serving_instance(&database, &channel);
             return Ok(TargetPipeline {
                 channel,
                 database,
+                pooled,
                 instance,
             });
         }
@@ -141,6 +152,7 @@ pub fn locate_pipeline(
     Ok(TargetPipeline {
         channel,
         database,
+        pooled: None,
         instance,
     })
 }

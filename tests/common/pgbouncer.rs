@@ -63,7 +63,7 @@ impl Bouncer {
              listen_port = {listen}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
              pool_mode = {mode}\n\
              ignore_startup_parameters = {ignored}\nmax_client_conn = 200\ndefault_pool_size = 20\n\
-             logfile = {log}\n",
+             admin_users = postgres\nstats_period = 1\nlogfile = {log}\n",
             log = dir.join("pgbouncer.log").display(),
             users = dir.join("userlist.txt").display()
         );
@@ -112,6 +112,28 @@ impl Bouncer {
             .map(str::to_owned)
             .collect();
         format!("host=127.0.0.1 port={} {}", self.port, rest.join(" "))
+    }
+
+    /// Transactions PgBouncer passed to the server for database `test` so far, from its
+    /// admin console (`SHOW STATS`): what went through it rather than around it.
+    pub async fn transactions(&self) -> i64 {
+        let url = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=pgbouncer",
+            self.port
+        );
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("PgBouncer's admin console");
+        tokio::spawn(connection);
+        let rows = client.simple_query("SHOW STATS").await.expect("SHOW STATS");
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .filter(|row| row.get("database") == Some("test"))
+            .filter_map(|row| row.get("total_xact_count")?.parse::<i64>().ok())
+            .sum()
     }
 
     /// What PgBouncer logged, for failure messages.

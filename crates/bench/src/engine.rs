@@ -66,11 +66,12 @@ pub enum BenchError {
     Cleanup { schema: String, error: String },
 }
 
-/// Runs the bench in a fresh schema on the server at `url` and drops the schema afterwards,
-/// whatever happened. `cancel` stops sending early (the report then counts what was not
-/// sent as lost).
+/// Runs the bench in a fresh schema on the server at `url` (with `direct`, the server itself
+/// beside a transaction pooler at `url`) and drops the schema afterwards, whatever happened.
+/// `cancel` stops sending early (the report then counts what was not sent as lost).
 pub async fn run(
     url: &str,
+    direct: Option<&str>,
     options: BenchOptions,
     progress: ProgressBar,
     cancel: CancellationToken,
@@ -82,7 +83,7 @@ pub async fn run(
             )));
         }
     }
-    let (mut report, name) = in_fresh_schema(url, |database, channel| {
+    let (mut report, name) = in_fresh_schema(url, direct, |database, channel| {
         run_in_schema(database, channel, options, progress, cancel)
     })
     .await?;
@@ -91,8 +92,13 @@ pub async fn run(
 }
 
 /// Runs `body` on a schema made for it (its name is the channel too) on the server at
-/// `url`, and drops the schema afterwards, whatever happened; the result and the name.
-pub async fn in_fresh_schema<T, F, Fut>(url: &str, body: F) -> Result<(T, String), BenchError>
+/// `url` (and `direct`, see [`run`]), and drops the schema afterwards, whatever happened; the
+/// result and the name.
+pub async fn in_fresh_schema<T, F, Fut>(
+    url: &str,
+    direct: Option<&str>,
+    body: F,
+) -> Result<(T, String), BenchError>
 where
     F: FnOnce(Database, Identifier) -> Fut,
     Fut: std::future::Future<Output = Result<T, BenchError>>,
@@ -102,7 +108,10 @@ where
     // The schema's name is the channel too: NOTIFY is database-wide, and nobody else listens
     // on this one.
     let channel = Identifier::channel(&name).map_err(StoreError::from)?;
-    let database = Database::new(url, schema)?;
+    let mut database = Database::new(url, schema)?;
+    if let Some(direct) = direct {
+        database = database.with_direct(direct)?;
+    }
     let result = body(database.clone(), channel).await;
     let cleanup = drop_schema(&database).await;
     let value = result?;
@@ -116,7 +125,11 @@ async fn drop_schema(database: &Database) -> Result<(), BenchError> {
         schema: schema.to_string(),
         error: error_chain(&e),
     };
-    let client = database.connect_plain(APP_NAME).await.map_err(failed)?;
+    let client = database
+        .direct()
+        .connect_plain(APP_NAME)
+        .await
+        .map_err(failed)?;
     client
         .batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {} CASCADE",

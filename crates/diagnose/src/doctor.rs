@@ -63,13 +63,15 @@ impl DoctorReport {
 /// The pipeline's tables a write takes a lock on.
 const WRITTEN: [&str; 2] = ["event_outbox", "discord_messages"];
 
-/// Examines the pipeline of `channel` on `database`. Every query has a lock and a statement
+/// Examines the pipeline of `channel` on `pipeline` (on its direct URL when it has one,
+/// saying what its `--database-url` goes through). Every query has a lock and a statement
 /// timeout, and the round trip its own deadline: doctor answers whatever holds a table.
 pub async fn examine(
-    database: &Database,
+    pipeline: &Database,
     channel: &Identifier,
     options: &DoctorOptions,
 ) -> DoctorReport {
+    let database = pipeline.direct();
     let role = database.role();
     let examiner = match Examiner::connect(database).await {
         Ok(examiner) => examiner,
@@ -84,6 +86,14 @@ pub async fn examine(
     let mut checks = Vec::new();
     let version = examiner.server_version().await;
     checks.push(doctor_checks::version(version, database.redacted(), role));
+    if pipeline.has_direct() {
+        let pooler = pipeline.transaction_pooler().await;
+        checks.push(doctor_checks::beside_direct(
+            pipeline.redacted(),
+            &pooler,
+            role,
+        ));
+    }
     let tables = examiner.tables().await;
     let migrated = matches!(tables, Ok(t) if t.migrated());
     let applied = match migrated {

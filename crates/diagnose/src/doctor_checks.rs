@@ -54,12 +54,17 @@ pub(crate) fn unjudged(
 /// Doctor itself cannot connect: the error names the server once; the fix says what to
 /// check, since doctor is the one that cannot connect.
 pub(crate) fn unreachable(e: &StoreError, role: Option<&str>) -> Check {
-    if let StoreError::TransactionPooler { .. } = e {
+    if let StoreError::TransactionPooler { target, evidence } = e {
         return check(
             CheckId::Database,
             Status::Fail,
-            error_chain(e),
-            "point --database-url at the server itself, or at the pooler's session-mode port",
+            format!(
+                "{target} is reached through a transaction pooler ({evidence}): LISTEN, \
+                 migrations and this examination need a session of their own"
+            ),
+            "give the server itself with --direct-database-url (publishing and ingestion \
+             stay on the pooler), or point --database-url at the server or at the pooler's \
+             session-mode port",
         );
     }
     let class = e.class();
@@ -69,6 +74,46 @@ pub(crate) fn unreachable(e: &StoreError, role: Option<&str>) -> Check {
         format!("{}: {}", class.describe(), error_chain(e)),
         &class.fix(role, None),
     )
+}
+
+/// What `--database-url` goes through when a direct URL is given beside it: a transaction
+/// pooler, which then carries only publishing and ingestion, or sessions that last, which
+/// need no direct URL.
+pub(crate) fn beside_direct(
+    target: &str,
+    pooler: &Result<Option<String>, StoreError>,
+    role: Option<&str>,
+) -> Check {
+    match pooler {
+        Ok(Some(evidence)) => check(
+            CheckId::Database,
+            Status::Ok,
+            format!(
+                "{target} is a transaction pooler ({evidence}): publishing and ingestion go \
+                 through it, LISTEN, migrations and this examination through \
+                 --direct-database-url"
+            ),
+            "",
+        ),
+        Ok(None) => check(
+            CheckId::Database,
+            Status::Ok,
+            format!(
+                "{target} keeps its sessions (no transaction pooler): it could take LISTEN \
+                 itself, --direct-database-url is not needed"
+            ),
+            "",
+        ),
+        Err(e) => {
+            let class = e.class();
+            check(
+                CheckId::Database,
+                Status::Fail,
+                format!("--database-url: {}: {}", class.describe(), error_chain(e)),
+                &class.fix(role, None),
+            )
+        }
+    }
 }
 
 /// The database answers, and with which version.

@@ -41,7 +41,7 @@ use crate::retry::RetrySchedule;
 use crate::test_events::TestEvents;
 use notifyscope_model::trace::{Trace, TraceKind};
 use notifyscope_store::instance::ControlSecret;
-use notifyscope_store::{Database, Identifier, StoreError};
+use notifyscope_store::{Database, Identifier, StoreError, Transactions};
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -113,6 +113,10 @@ pub struct Pipeline {
     simulated: SimulatedSource,
     listener: ListenerHandle,
     waker: IngestWaker,
+    /// The publisher's and the ingestion workers' pool, on `--database-url`.
+    publishing: Pool,
+    /// Everything else (listener's fetches, control replies, pruner, actions, counts): on
+    /// the direct URL when one is given, else the publisher's pool.
     pool: Pool,
     channel: Identifier,
     stop_publisher: CancellationToken,
@@ -139,8 +143,16 @@ impl Pipeline {
             // be off). Planning each execution costs microseconds; a scan of a big outbox
             // per ingested batch costs the latency of every message.
             .with_setting("plan_cache_mode", "force_custom_plan");
+        // Through a transaction pooler (with a direct URL beside it), the publisher and the
+        // workers set their search path and settings in each transaction.
+        let transactions = database.transactions().await?;
         // The publisher holds one connection at a time, each worker one, plus dead letters.
-        let pool = database.pool(config.workers + 3)?;
+        let publishing = database.pool(config.workers + 3)?;
+        let pool = if database.has_direct() {
+            database.direct().pool(3)?
+        } else {
+            publishing.clone()
+        };
         trace.emit(
             None,
             TraceKind::DatabaseUp {
@@ -152,14 +164,22 @@ impl Pipeline {
         let stop_publisher = CancellationToken::new();
         let stop_consumers = CancellationToken::new();
         let (publisher, publisher_task) = publish::spawn_publisher_with(
-            pool.clone(),
+            publishing.clone(),
+            transactions.clone(),
             config.channel.clone(),
             trace.clone(),
             config.queue_capacity,
             config.notify,
             stop_publisher.clone(),
         );
-        let (waker, workers) = start_ingestion(&config, &database, &pool, &trace, &stop_consumers)?;
+        let (waker, workers) = start_ingestion(
+            &config,
+            &database,
+            &publishing,
+            transactions,
+            &trace,
+            &stop_consumers,
+        )?;
         let filter = Filter::new(config.filter.clone());
         // The simulated bot's id until a real gateway says READY with the real one.
         filter.set_bot_user_id(crate::synthetic::SIM_BOT);
@@ -178,7 +198,7 @@ impl Pipeline {
         let simulated = SimulatedSource::new(bot_path.clone());
         let listener_config = listener_config(&config, &database, &pool, &simulated);
         let listener = listen::spawn_listener(
-            database,
+            database.direct().clone(),
             pool.clone(),
             listener_config,
             trace.clone(),
@@ -192,6 +212,7 @@ impl Pipeline {
             simulated,
             listener,
             waker,
+            publishing,
             pool,
             channel: config.channel,
             stop_publisher,
@@ -223,6 +244,8 @@ impl Pipeline {
         self.bot_path.filter()
     }
 
+    /// A pool for work beside the pipeline's own (counts, checks): on the direct URL when
+    /// one is given.
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -305,6 +328,7 @@ impl Pipeline {
             report.crashed.push(format!("the pruner: {e}"));
         }
         self.pool.close();
+        self.publishing.close();
         report.log();
         report
     }
@@ -365,6 +389,7 @@ fn start_ingestion(
     config: &PipelineConfig,
     database: &Database,
     pool: &Pool,
+    transactions: Transactions,
     trace: &Trace,
     stop: &CancellationToken,
 ) -> Result<(IngestWaker, Vec<JoinHandle<()>>), StoreError> {
@@ -372,6 +397,7 @@ fn start_ingestion(
     ingest_config.batch = config.ingest_batch;
     ingest_config.sweep = config.ingest_sweep;
     ingest_config.retry = config.retry;
+    ingest_config.transactions = transactions;
     let ingest_pool = if config.ingest_async_commit {
         // Each worker holds one connection at a time.
         database.pool_with_async_commit(config.workers.max(1))?

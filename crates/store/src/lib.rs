@@ -18,12 +18,14 @@ pub mod notify;
 pub mod outbox;
 mod session;
 pub mod snapshot;
+pub mod statement;
 pub mod tls;
 mod url;
 
 pub use conninfo::Connection;
 pub use errors::ErrorClass;
 pub use notifyscope_model::identifier::{Identifier, IdentifierError};
+pub use statement::{Sessions, Sql, Transactions};
 
 use std::error::Error as _;
 use std::fmt;
@@ -93,8 +95,10 @@ pub enum StoreError {
     /// next: a pooler hands each transaction to another server session.
     #[error(
         "{target} is reached through a transaction pooler (such as PgBouncer with pool_mode = \
-         transaction): {evidence}. notifyscope needs sessions that last (LISTEN, its schema's \
-         search path): connect to the server itself, or to a pooler in session mode"
+         transaction): {evidence}. LISTEN, migrations and the diagnosis need a session of \
+         their own: give the server itself with --direct-database-url (DIRECT_DATABASE_URL), \
+         and publishing and ingestion go through the pooler; or connect to a pooler in \
+         session mode"
     )]
     TransactionPooler { target: String, evidence: String },
 }
@@ -134,13 +138,17 @@ pub struct Database {
     instance: Option<String>,
     /// TLS, the password file and the other libpq settings the driver does not read itself.
     libpq: Arc<Libpq>,
-    /// What every session sets once connected (`SET search_path …`, then the settings of
-    /// [`Database::with_setting`]): statements, not the `options` startup parameter, which
-    /// connection poolers refuse or drop.
-    setup: Vec<String>,
+    /// What every session sets, as name and SQL value: the search path first, then the
+    /// settings of [`Database::with_setting`]. Sent as `SET` statements once connected, or as
+    /// `SET LOCAL` in every transaction behind a transaction pooler; never as the `options`
+    /// startup parameter, which connection poolers refuse or drop.
+    settings: Vec<(String, String)>,
     /// Whether a transaction pooler was found between this process and the server, asked
     /// once per process and URL.
     pooling: Arc<tokio::sync::OnceCell<Option<String>>>,
+    /// The server itself (`--direct-database-url`), for what needs a session of its own
+    /// when this URL goes through a transaction pooler.
+    direct: Option<Box<Database>>,
 }
 
 impl fmt::Debug for Database {
@@ -176,7 +184,7 @@ impl Database {
             config.user(user);
         }
         let connection_string = connection_string(&config);
-        let setup = vec![format!("SET search_path TO {}", schema.quoted())];
+        let settings = vec![("search_path".to_owned(), schema.quoted())];
         config
             .ssl_mode(conninfo::driver_mode(libpq.tls.mode))
             .keepalives(true)
@@ -195,9 +203,34 @@ impl Database {
             connection_string,
             instance: None,
             libpq: Arc::new(libpq),
-            setup,
+            settings,
             pooling: Arc::default(),
+            direct: None,
         })
+    }
+
+    /// What needs a session of its own (LISTEN, migrations, the diagnosis's session views,
+    /// actions on other backends) connects to `url`, the server itself, while publishing and
+    /// ingestion may go through a transaction pooler on this one.
+    pub fn with_direct(mut self, url: &str) -> Result<Self, StoreError> {
+        let mut direct = Database::new(url, self.schema.clone())?;
+        direct.instance = self.instance.clone();
+        let name = direct.application_name(&direct.libpq.application_base(APP_NAME));
+        direct.config.application_name(name);
+        direct.settings = self.settings.clone();
+        self.direct = Some(Box::new(direct));
+        Ok(self)
+    }
+
+    /// The database for what needs a session of its own: the direct one when given, else
+    /// this one.
+    pub fn direct(&self) -> &Database {
+        self.direct.as_deref().unwrap_or(self)
+    }
+
+    /// Whether a direct URL was given beside this one.
+    pub fn has_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     pub fn schema(&self) -> &Identifier {
@@ -217,6 +250,7 @@ impl Database {
         self.instance = (!instance.is_empty()).then(|| instance.to_owned());
         let pooled = self.application_name(APP_NAME);
         self.config.application_name(pooled);
+        self.direct = self.direct.map(|d| Box::new(d.with_instance(instance)));
         self
     }
 
@@ -239,34 +273,84 @@ impl Database {
     /// Every connection refuses writes (`default_transaction_read_only`): for watching a
     /// pipeline that belongs to someone else.
     pub fn read_only(mut self) -> Self {
-        self.setup
-            .push("SET default_transaction_read_only = on".to_owned());
+        self.settings
+            .push(("default_transaction_read_only".to_owned(), "on".to_owned()));
         self.redacted.push_str(" read-only");
+        self.direct = self.direct.map(|d| Box::new(d.read_only()));
         self
     }
 
     /// The statements that make a new session this database's: its schema first in the
-    /// search path, then its settings. Run on every connection before anything else.
+    /// search path, then its settings. Run on every connection before anything else where
+    /// sessions last.
     pub fn session_setup(&self) -> String {
-        self.setup.join("; ")
+        self.set_statements("SET")
+    }
+
+    fn set_statements(&self, set: &str) -> String {
+        self.settings
+            .iter()
+            .map(|(name, value)| format!("{set} {name} = {value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Makes `client`, a new connection to this database, its session: the search path and
-    /// the settings; then makes sure, once per process, that the session lasts, which it
-    /// does not behind a transaction pooler.
+    /// the settings. Once per process it first makes sure that the session lasts, which it
+    /// does not behind a transaction pooler: there, a `SET` would stay with a server session
+    /// that the pooler hands to other clients, so nothing is set, and the connection is
+    /// refused unless a direct URL takes what needs a session (see [`Transactions`]).
     pub async fn prepare_session(&self, client: &Client) -> Result<(), StoreError> {
-        client.batch_execute(&self.session_setup()).await?;
+        match self.sessions_of(client).await? {
+            Sessions::Kept => Ok(client.batch_execute(&self.session_setup()).await?),
+            Sessions::Shared if self.direct.is_some() => Ok(()),
+            Sessions::Shared => Err(self.pooler_error()),
+        }
+    }
+
+    /// Whether this URL's connections keep their server sessions, asked once per process.
+    async fn sessions_of(&self, client: &Client) -> Result<Sessions, StoreError> {
         let pooler = self
             .pooling
             .get_or_try_init(|| transaction_pooler(self, client))
             .await?;
-        match pooler {
-            Some(evidence) => Err(StoreError::TransactionPooler {
-                target: self.redacted.clone(),
-                evidence: evidence.clone(),
-            }),
-            None => Ok(()),
+        Ok(match pooler {
+            Some(_) => Sessions::Shared,
+            None => Sessions::Kept,
+        })
+    }
+
+    fn pooler_error(&self) -> StoreError {
+        StoreError::TransactionPooler {
+            target: self.redacted.clone(),
+            evidence: self.pooling.get().cloned().flatten().unwrap_or_default(),
         }
+    }
+
+    /// Whether this URL goes through a transaction pooler, and the evidence: asked on a
+    /// connection of its own the first time (never an error for the pooler itself).
+    pub async fn transaction_pooler(&self) -> Result<Option<String>, StoreError> {
+        if self.pooling.get().is_none() {
+            let client = self.connect_unprepared(APP_NAME).await?;
+            self.sessions_of(&client).await?;
+        }
+        Ok(self.pooling.get().cloned().flatten())
+    }
+
+    /// How the work on this URL's pools opens its transactions and prepares its
+    /// statements: found out on a connection of its own the first time. Behind a
+    /// transaction pooler without a direct URL, the error that names the pooler.
+    pub async fn transactions(&self) -> Result<Transactions, StoreError> {
+        let sessions = match self.transaction_pooler().await? {
+            None => Sessions::Kept,
+            Some(_) if self.direct.is_some() => Sessions::Shared,
+            Some(_) => return Err(self.pooler_error()),
+        };
+        let begin = match sessions {
+            Sessions::Kept => "BEGIN".to_owned(),
+            Sessions::Shared => format!("BEGIN; {}", self.set_statements("SET LOCAL")),
+        };
+        Ok(Transactions::new(begin, sessions))
     }
 
     /// Host, port, user, database and schema; never the password.
@@ -363,7 +447,12 @@ impl Database {
     /// `lock_timeout`). Both are fixed strings of this program, never user input.
     pub fn with_setting(&self, name: &str, value: &str) -> Database {
         let mut changed = self.clone();
-        changed.setup.push(format!("SET {name} = '{value}'"));
+        changed
+            .settings
+            .push((name.to_owned(), format!("'{value}'")));
+        changed.direct = changed
+            .direct
+            .map(|d| Box::new(d.with_setting(name, value)));
         changed
     }
 
@@ -374,7 +463,11 @@ impl Database {
 
     /// Creates the schema when missing and applies pending migrations. Several processes may
     /// start at once on one schema: an advisory lock lets one migrate while the others wait.
+    /// On the direct URL when one is given: migrations need a session.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if let Some(direct) = &self.direct {
+            return Box::pin(direct.migrate()).await;
+        }
         let mut client = self.connect_plain(APP_NAME).await?;
         client
             .batch_execute("SELECT pg_advisory_lock(hashtext('notifyscope.migrate'))")

@@ -10,7 +10,9 @@ use crate::{Database, StoreError, APP_NAME};
 /// behind a session pooler (or none) each client keeps its own server session, so the two
 /// show different backends and `client` keeps its own; behind a transaction pooler, the
 /// second client is handed the backend `client` just used (PgBouncer reuses the most recent
-/// one), or `client`'s next statement runs on another backend, or its search path is gone.
+/// one), or `client`'s next statement runs on another backend, or the search path set on it
+/// is gone. Nothing is set on `client` before the backends tell sessions apart: behind a
+/// transaction pooler the setting would stay with a server session other clients get.
 pub(crate) async fn transaction_pooler(
     database: &Database,
     client: &Client,
@@ -31,10 +33,17 @@ pub(crate) async fn transaction_pooler(
             None => Default::default(),
         })
     }
-    let (first, path) = backend(client).await?;
+    let (first, _) = backend(client).await?;
     let other = database.connect_unprepared(APP_NAME).await?;
     let (theirs, _) = backend(&other).await?;
-    let (again, path_again) = backend(client).await?;
+    if theirs == first {
+        return Ok(Some(format!(
+            "two connections were given the same server session (pid {first})"
+        )));
+    }
+    client.batch_execute(&database.session_setup()).await?;
+    let (again, path) = backend(client).await?;
+    let (_, path_again) = backend(client).await?;
     // PostgreSQL shows the path with names quoted only where they need it.
     let first_of = |path: &str| {
         path.split(',')
@@ -45,11 +54,7 @@ pub(crate) async fn transaction_pooler(
             .replace("\"\"", "\"")
     };
     let wanted = database.schema.as_str();
-    Ok(if theirs == first {
-        Some(format!(
-            "two connections were given the same server session (pid {first})"
-        ))
-    } else if again != first {
+    Ok(if again != first {
         Some(format!(
             "one connection's statements ran in server sessions {first} and {again}"
         ))

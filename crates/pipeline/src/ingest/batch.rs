@@ -7,15 +7,16 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::{join, join3};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Statement;
+use std::sync::LazyLock;
+
+use tokio_postgres::types::{ToSql, Type};
 
 use super::IngestConfig;
-use crate::retry::RetrySchedule;
 use notifyscope_model::contract::{ContractError, Envelope};
 use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
 use notifyscope_model::trace::{IngestOutcome, Trace, TraceKind};
-use notifyscope_store::{error_chain, ErrorClass, StoreError, PENDING};
+use notifyscope_store::statement::Prepared;
+use notifyscope_store::{error_chain, ErrorClass, Sql, StoreError, Transactions, PENDING};
 
 pub(super) struct BatchResult {
     pub(super) claimed: usize,
@@ -61,63 +62,89 @@ pub(super) async fn ingest_batch(
     result
 }
 
-/// The statements of one batch, prepared once per connection.
-struct Statements {
-    claim: Statement,
-    insert: Statement,
-    rejected: Statement,
+/// Up to `$2` unprocessed rows of channel `$1` that are due, except `$3`, locked.
+static CLAIM: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        format!(
+            "SELECT id, payload::text, published_at, attempts, message_id FROM event_outbox \
+             WHERE channel = $1 AND {PENDING} \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+               AND id <> ALL($3::int8[]) \
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ),
+        &[Type::TEXT, Type::INT8, Type::INT8_ARRAY],
+    )
+});
+
+/// The rows and the outbox marks in one statement: one round trip per batch. Doctor's probe
+/// goes through the same insert (its grants and locks) but never into the table, and its
+/// outbox row ($11) is deleted rather than marked.
+static INSERT: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        format!(
+            "WITH inserted AS ( \
+               INSERT INTO discord_messages \
+                 (message_id, channel_id, guild_id, author_id, author_name, content, \
+                  created_at, event_id, synthetic) \
+               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+                                    $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
+                                    $9::bool[]) \
+                 AS m(message_id, channel_id, guild_id, author_id, author_name, content, \
+                      created_at, event_id, synthetic) \
+               WHERE m.author_id <> {probe} \
+               ON CONFLICT (message_id) DO NOTHING \
+               RETURNING message_id), \
+             done AS ( \
+               UPDATE event_outbox \
+               SET processed_at = clock_timestamp(), attempts = attempts + 1 \
+               WHERE id = ANY($10)), \
+             probes AS ( \
+               DELETE FROM event_outbox WHERE id = ANY($11)) \
+             SELECT message_id FROM inserted",
+            probe = DOCTOR_PROBE_AUTHOR.as_i64()
+        ),
+        &[
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TIMESTAMPTZ_ARRAY,
+            Type::UUID_ARRAY,
+            Type::BOOL_ARRAY,
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+        ],
+    )
+});
+
+/// A payload that breaks the contract is given up at once: no retry changes it.
+static REJECTED: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "UPDATE event_outbox o SET attempts = attempts + 1, last_error = u.err, \
+           error_class = 'contract', next_attempt_at = NULL, dead_at = clock_timestamp() \
+         FROM UNNEST($1::int8[], $2::text[]) AS u(id, err) WHERE o.id = u.id",
+        &[Type::INT8_ARRAY, Type::TEXT_ARRAY],
+    )
+});
+
+/// The statements of one batch: prepared once per connection where sessions last.
+struct Statements<'a> {
+    claim: Prepared<'a>,
+    insert: Prepared<'a>,
+    rejected: Prepared<'a>,
 }
 
-impl Statements {
-    async fn prepare(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
-        let claim = client
-            .prepare_cached(&format!(
-                "SELECT id, payload::text, published_at, attempts, message_id FROM event_outbox \
-                     WHERE channel = $1 AND {PENDING} \
-                       AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
-                       AND id <> ALL($3::int8[]) \
-                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ))
-            .await?;
-        // The rows and the outbox marks in one statement: one round trip per batch. Doctor's
-        // probe goes through the same insert (its grants and locks) but never into the table,
-        // and its outbox row ($11) is deleted rather than marked.
-        let insert = client
-            .prepare_cached(&format!(
-                "WITH inserted AS ( \
-                   INSERT INTO discord_messages \
-                     (message_id, channel_id, guild_id, author_id, author_name, content, \
-                      created_at, event_id, synthetic) \
-                   SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
-                                        $5::text[], $6::text[], $7::timestamptz[], $8::uuid[], \
-                                        $9::bool[]) \
-                     AS m(message_id, channel_id, guild_id, author_id, author_name, content, \
-                          created_at, event_id, synthetic) \
-                   WHERE m.author_id <> {probe} \
-                   ON CONFLICT (message_id) DO NOTHING \
-                   RETURNING message_id), \
-                 done AS ( \
-                   UPDATE event_outbox \
-                   SET processed_at = clock_timestamp(), attempts = attempts + 1 \
-                   WHERE id = ANY($10)), \
-                 probes AS ( \
-                   DELETE FROM event_outbox WHERE id = ANY($11)) \
-                 SELECT message_id FROM inserted",
-                probe = DOCTOR_PROBE_AUTHOR.as_i64()
-            ))
-            .await?;
-        // A payload that breaks the contract is given up at once: no retry changes it.
-        let rejected = client
-            .prepare_cached(
-                "UPDATE event_outbox o SET attempts = attempts + 1, last_error = u.err, \
-                   error_class = 'contract', next_attempt_at = NULL, dead_at = clock_timestamp() \
-                 FROM UNNEST($1::int8[], $2::text[]) AS u(id, err) WHERE o.id = u.id",
-            )
-            .await?;
+impl Statements<'static> {
+    async fn prepare(
+        client: &deadpool_postgres::Client,
+        transactions: &Transactions,
+    ) -> Result<Self, StoreError> {
         Ok(Statements {
-            claim,
-            insert,
-            rejected,
+            claim: CLAIM.prepare(client, transactions).await?,
+            insert: INSERT.prepare(client, transactions).await?,
+            rejected: REJECTED.prepare(client, transactions).await?,
         })
     }
 }
@@ -131,7 +158,7 @@ async fn claim_and_ingest(
     limit: usize,
     skip: &[i64],
 ) -> Result<BatchResult, StoreError> {
-    let statements = Statements::prepare(client).await?;
+    let statements = Statements::prepare(client, &config.transactions).await?;
     let claimed = claim(client, &statements.claim, config, limit, skip).await?;
     if claimed.is_empty() {
         client.batch_execute("COMMIT").await?;
@@ -155,12 +182,12 @@ async fn claim_and_ingest(
     // After a failed statement PostgreSQL turns the COMMIT into a rollback, so the claimed
     // rows are unlocked and unchanged whichever statement failed.
     let (inserted, marked, committed) = join3(
-        client.query(&statements.insert, &columns.params()),
+        statements.insert.query(client, &columns.params()),
         async {
             if bad.is_empty() {
                 Ok(0)
             } else {
-                client.execute(&statements.rejected, &rejected_params).await
+                statements.rejected.execute(client, &rejected_params).await
             }
         },
         client.batch_execute("COMMIT"),
@@ -194,7 +221,7 @@ async fn claim_and_ingest(
 /// BEGIN and the claim of up to `limit` unprocessed rows of the channel, except `skip`.
 async fn claim(
     client: &deadpool_postgres::Client,
-    statement: &Statement,
+    statement: &Prepared<'_>,
     config: &IngestConfig,
     limit: usize,
     skip: &[i64],
@@ -203,8 +230,8 @@ async fn claim(
     let channel = config.channel.as_str();
     let params: [&(dyn ToSql + Sync); 3] = [&channel, &limit, &skip];
     let (began, rows) = join(
-        client.batch_execute("BEGIN"),
-        client.query(statement, &params),
+        client.batch_execute(config.transactions.begin()),
+        statement.query(client, &params),
     )
     .await;
     began?;
@@ -313,7 +340,7 @@ async fn insert_failed(
             "the database refused ingestion: {}; the rows wait for their next attempt",
             class.describe()
         );
-        record_failure(client, trace, &config.retry, claimed, &error, class).await?;
+        record_failure(client, trace, config, claimed, &error, class).await?;
         return Ok(Failure::Rescheduled);
     }
     Ok(match claimed {
@@ -321,7 +348,7 @@ async fn insert_failed(
             record_failure(
                 client,
                 trace,
-                &config.retry,
+                config,
                 std::slice::from_ref(only),
                 &error,
                 class,
@@ -389,13 +416,14 @@ fn report(
 async fn record_failure(
     client: &tokio_postgres::Client,
     trace: &Trace,
-    schedule: &RetrySchedule,
+    config: &IngestConfig,
     failed: &[Claimed],
     error: &str,
     class: ErrorClass,
 ) -> Result<(), StoreError> {
     // What this failure means for each row, by the schedule: the wait before its next
     // attempt, or that it is given up.
+    let schedule = &config.retry;
     let limit = schedule.attempts_for(Some(class));
     let outbox_ids: Vec<i64> = failed.iter().map(|c| c.outbox_id).collect();
     let attempts_seen: Vec<i32> = failed.iter().map(|c| c.attempts).collect();
@@ -415,10 +443,8 @@ async fn record_failure(
     // failed too and charged it, or even ingested it: a row is charged only while still
     // pending, free, and with the attempts it was claimed with, so one round of attempts is
     // charged once.
-    let rows = client
-        .query(
-            &format!(
-                "UPDATE event_outbox o SET attempts = o.attempts + 1, last_error = $2, \
+    let charge = format!(
+        "UPDATE event_outbox o SET attempts = o.attempts + 1, last_error = $2, \
                    error_class = $3, \
                    next_attempt_at = CASE WHEN u.given_up THEN NULL \
                      ELSE clock_timestamp() + make_interval(secs => u.wait_s) END, \
@@ -429,17 +455,29 @@ async fn record_failure(
                    AND o.id IN (SELECT id FROM event_outbox WHERE id = ANY($1) AND {PENDING} \
                                 FOR UPDATE SKIP LOCKED) \
                  RETURNING o.id, o.attempts, o.message_id, o.next_attempt_at"
-            ),
+    );
+    let class_name = class.as_str();
+    // A transaction of its own, in one round trip: behind a transaction pooler only a
+    // transaction carries the search path.
+    let (began, charged, committed) = join3(
+        client.batch_execute(config.transactions.begin()),
+        client.query_typed(
+            &charge,
             &[
-                &outbox_ids,
-                &error,
-                &class.as_str(),
-                &attempts_seen,
-                &waits_s,
-                &given_up,
+                (&outbox_ids, Type::INT8_ARRAY),
+                (&error, Type::TEXT),
+                (&class_name, Type::TEXT),
+                (&attempts_seen, Type::INT4_ARRAY),
+                (&waits_s, Type::FLOAT8_ARRAY),
+                (&given_up, Type::BOOL_ARRAY),
             ],
-        )
-        .await?;
+        ),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    began?;
+    let rows = charged?;
+    committed?;
     for row in rows {
         let outbox_id: i64 = row.get(0);
         let attempts: i32 = row.get(1);

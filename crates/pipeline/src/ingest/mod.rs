@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::retry::RetrySchedule;
 use batch::{ingest_batch, BatchResult, Failure};
 use notifyscope_model::trace::{Trace, TraceKind, WriteStage};
-use notifyscope_store::{error_chain, ErrorClass, Identifier, StoreError};
+use notifyscope_store::{error_chain, ErrorClass, Identifier, StoreError, Transactions};
 
 /// Rows one worker claims per transaction at most.
 pub const DEFAULT_BATCH: usize = 500;
@@ -55,6 +55,8 @@ pub struct IngestConfig {
     pub sweep: Duration,
     /// When a failed row is tried again, and when it is given up.
     pub retry: RetrySchedule,
+    /// How the workers' pool opens transactions and prepares statements.
+    pub transactions: Transactions,
 }
 
 impl IngestConfig {
@@ -64,6 +66,7 @@ impl IngestConfig {
             batch: DEFAULT_BATCH,
             sweep: DEFAULT_SWEEP,
             retry: RetrySchedule::default(),
+            transactions: Transactions::kept(),
         }
     }
 }

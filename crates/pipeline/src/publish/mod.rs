@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use notifyscope_model::contract::{ContractError, Envelope, EventType, MessageRecord, Snowflake};
 use notifyscope_model::trace::{Source, Trace, TraceKind, WriteStage};
-use notifyscope_store::{error_chain, ErrorClass, Identifier};
+use notifyscope_store::{error_chain, ErrorClass, Identifier, Transactions};
 use write::{write_batch, WriteError};
 
 /// Events one transaction carries at most.
@@ -224,8 +224,8 @@ pub async fn publish_event_safe(
     }
 }
 
-/// Starts the publisher task. It stops when `shutdown` fires, after committing what is
-/// already queued.
+/// Starts the publisher task on a pool whose connections keep their sessions. It stops when
+/// `shutdown` fires, after committing what is already queued.
 pub fn spawn_publisher(
     pool: Pool,
     channel: Identifier,
@@ -235,6 +235,7 @@ pub fn spawn_publisher(
 ) -> (PublisherHandle, tokio::task::JoinHandle<()>) {
     spawn_publisher_with(
         pool,
+        Transactions::kept(),
         channel,
         trace,
         capacity,
@@ -243,9 +244,11 @@ pub fn spawn_publisher(
     )
 }
 
-/// [`spawn_publisher`] with a choice of how batches are announced.
+/// [`spawn_publisher`] on any pool (see [`Transactions`]), with a choice of how batches are
+/// announced.
 pub fn spawn_publisher_with(
     pool: Pool,
+    transactions: Transactions,
     channel: Identifier,
     trace: Trace,
     capacity: usize,
@@ -261,12 +264,21 @@ pub fn spawn_publisher_with(
         trace: trace.clone(),
         capacity,
     };
-    let task = tokio::spawn(run_publisher(pool, channel, trace, notify, rx, shutdown));
+    let task = tokio::spawn(run_publisher(
+        pool,
+        transactions,
+        channel,
+        trace,
+        notify,
+        rx,
+        shutdown,
+    ));
     (handle, task)
 }
 
 async fn run_publisher(
     pool: Pool,
+    transactions: Transactions,
     channel: Arc<Identifier>,
     trace: Trace,
     notify: NotifyMode,
@@ -292,7 +304,7 @@ async fn run_publisher(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &channel, &trace, notify, &mut batch).await;
+        commit_batch(&pool, &transactions, &channel, &trace, notify, &mut batch).await;
     }
     tracing::debug!("publisher stopped");
 }
@@ -301,6 +313,7 @@ async fn run_publisher(
 /// event) is isolated by committing the events one at a time.
 async fn commit_batch(
     pool: &Pool,
+    transactions: &Transactions,
     channel: &Identifier,
     trace: &Trace,
     notify: NotifyMode,
@@ -314,7 +327,15 @@ async fn commit_batch(
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
-        match write_batch(pool, channel, notify, batch.iter().map(|r| &r.envelope)).await {
+        match write_batch(
+            pool,
+            transactions,
+            channel,
+            notify,
+            batch.iter().map(|r| &r.envelope),
+        )
+        .await
+        {
             Err(e) if e.class.is_transient() && started.elapsed() < RETRY_FOR => {
                 refused(trace, &e, attempts, delay);
                 tokio::time::sleep(delay).await;
@@ -333,7 +354,8 @@ async fn commit_batch(
         Err(e) if !e.class.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e, events = batch.len(), "batch rejected, publishing its events one by one");
             for request in batch.drain(..) {
-                let result = write_batch(pool, channel, notify, std::iter::once(&request.envelope))
+                let once = std::iter::once(&request.envelope);
+                let result = write_batch(pool, transactions, channel, notify, once)
                     .await
                     .map(|mut r| r.remove(0))
                     .map_err(|e| e.into_publish_error());

@@ -4,14 +4,35 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::Pool;
 use futures_util::future::join;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{NotifyMode, PublishError, PublishReceipt};
 use notifyscope_model::contract::{self, Envelope};
 use notifyscope_store::notify;
-use notifyscope_store::{error_chain, ErrorClass, Identifier, StoreError};
+use notifyscope_store::{error_chain, ErrorClass, Identifier, Sql, StoreError, Transactions};
+
+/// The outbox rows of a batch; the outbox id of each event it inserted.
+static INSERT: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "INSERT INTO event_outbox (event_id, event_type, channel, message_id, payload) \
+         SELECT e, t, $3, m, p::jsonb \
+         FROM UNNEST($1::uuid[], $2::text[], $4::int8[], $5::text[]) AS u(e, t, m, p) \
+         ON CONFLICT (event_id) DO NOTHING \
+         RETURNING event_id, id",
+        &[
+            Type::UUID_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TEXT,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+        ],
+    )
+});
 
 /// A batch the database did not take, with the kind of error: transient ones are retried,
 /// the others isolate the event that caused them.
@@ -47,6 +68,7 @@ impl From<tokio_postgres::Error> for WriteError {
 /// (or a reference when the envelope is too large for NOTIFY), or, per batch, only the last.
 pub(super) async fn write_batch<'a>(
     pool: &Pool,
+    transactions: &Transactions,
     channel: &Identifier,
     notify_mode: NotifyMode,
     envelopes: impl Iterator<Item = &'a Envelope>,
@@ -54,7 +76,8 @@ pub(super) async fn write_batch<'a>(
     let envelopes: Vec<&Envelope> = envelopes.collect();
     let started = Instant::now();
     let client = pool.get().await.map_err(StoreError::from)?;
-    let result = write_in_transaction(&client, channel, notify_mode, &envelopes).await;
+    let result =
+        write_in_transaction(&client, transactions, channel, notify_mode, &envelopes).await;
     if result.is_err() {
         // Never hand a connection back to the pool inside a transaction: one left aborted
         // would fail every later batch. Harmless when no transaction is open.
@@ -74,18 +97,19 @@ pub(super) async fn write_batch<'a>(
 /// together, and sends them in order).
 async fn write_in_transaction(
     client: &deadpool_postgres::Client,
+    transactions: &Transactions,
     channel: &Identifier,
     notify_mode: NotifyMode,
     envelopes: &[&Envelope],
 ) -> Result<Vec<PublishReceipt>, WriteError> {
-    let notify = notify::prepare_notify_each(client).await?;
-    let outbox_ids = insert_rows(client, channel, envelopes).await?;
+    let notify = notify::NOTIFY_EACH.prepare(client, transactions).await?;
+    let outbox_ids = insert_rows(client, transactions, channel, envelopes).await?;
     let (mut receipts, notifications) = announcements(notify_mode, envelopes, &outbox_ids)?;
     let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
         [&channel.as_str(), &notifications];
     let committed_at = chrono::Utc::now();
     let (notified, committed) = join(
-        client.query_one(&notify, &notify_params),
+        notify.query(client, &notify_params),
         client.batch_execute("COMMIT"),
     )
     .await;
@@ -101,18 +125,11 @@ async fn write_in_transaction(
 /// BEGIN and the outbox INSERT; the outbox id of every envelope, by event id.
 async fn insert_rows(
     client: &deadpool_postgres::Client,
+    transactions: &Transactions,
     channel: &Identifier,
     envelopes: &[&Envelope],
 ) -> Result<HashMap<Uuid, i64>, WriteError> {
-    let insert = client
-        .prepare_cached(
-            "INSERT INTO event_outbox (event_id, event_type, channel, message_id, payload) \
-             SELECT e, t, $3, m, p::jsonb \
-             FROM UNNEST($1::uuid[], $2::text[], $4::int8[], $5::text[]) AS u(e, t, m, p) \
-             ON CONFLICT (event_id) DO NOTHING \
-             RETURNING event_id, id",
-        )
-        .await?;
+    let insert = INSERT.prepare(client, transactions).await?;
     let event_ids: Vec<Uuid> = envelopes.iter().map(|e| e.event_id).collect();
     let event_types: Vec<&str> = envelopes.iter().map(|e| e.event_type.as_str()).collect();
     let message_ids: Vec<i64> = envelopes
@@ -129,8 +146,8 @@ async fn insert_rows(
         &payloads,
     ];
     let (began, inserted) = join(
-        client.batch_execute("BEGIN"),
-        client.query(&insert, &params),
+        client.batch_execute(transactions.begin()),
+        insert.query(client, &params),
     )
     .await;
     began?;
@@ -145,9 +162,9 @@ async fn insert_rows(
             .copied()
             .collect();
         let existing = client
-            .query(
+            .query_typed(
                 "SELECT event_id, id FROM event_outbox WHERE event_id = ANY($1)",
-                &[&missing],
+                &[(&missing, Type::UUID_ARRAY)],
             )
             .await?;
         outbox_ids.extend(
