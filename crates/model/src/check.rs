@@ -96,11 +96,26 @@ checks! {
     LockWaits => "lock_waits", "nothing waits on a lock",
         "end or commit the session holding the lock (usually a migration, a session idle in transaction or a long report); the confirmed cancel (pg_cancel_backend) or terminate (pg_terminate_backend) of that pid frees it",
         None;
+    SilentConnections => "silent_connections", "no connection went silent",
+        "look for what drops idle or long connections without a reset between here and the server (NAT, a load balancer's idle timeout, a firewall); lower keepalives_idle below its timeout",
+        None;
+    StalledListener => "stalled_listener", "listeners read their notifications",
+        "the listener's process does not read its connection: look for a blocked event loop (a synchronous call in async code) or a stopped process, and restart it",
+        None;
+    NotifyLock => "notify_lock", "commits do not queue for NOTIFY",
+        "send fewer NOTIFYing transactions: batch them, or publish through an outbox with one NOTIFY per batch",
+        None;
+    PayloadSize => "payload_size", "payloads fit NOTIFY's 8000 bytes",
+        "send large events by reference (the outbox id) instead of the whole payload; pg_notify fails above 8000 bytes",
+        None;
     Backlog => "backlog", "outbox drained",
         "start or speed up ingestion; look at last_error of the oldest rows in event_outbox",
         None;
     GivenUp => "given_up", "no message given up",
         "read the error of the given-up rows (`notifyscope outbox list`, `notifyscope dead-letters list`), fix its cause, then retry them (`a` on this check, or `notifyscope dead-letters retry`) or delete them (`notifyscope dead-letters delete`)",
+        None;
+    ConnectionSettings => "connection_settings", "server settings keep a LISTEN open",
+        "a LISTEN connection is idle most of the time: exempt its role from idle_session_timeout (ALTER ROLE … SET idle_session_timeout = 0) and keep tcp_keepalives_idle below the network's idle timeout",
         None;
     Schema => "schema", "schema and migrations present",
         "start `notifyscope run` with the same --database-url and --schema; it migrates at start",

@@ -303,6 +303,19 @@ pub enum TraceKind {
     DatabaseDown {
         error: String,
     },
+    /// A connection of the pipeline missed its deadline: no answer for `silent_ms` from
+    /// `target` (host and port, no password). It was dropped, never handed back to its pool,
+    /// and `replaced` says whether a new connection took its place at once.
+    ConnectionSilent {
+        /// Whose connection: `publisher`, `ingestion`, `listener`, `diagnosis`, …
+        role: String,
+        target: String,
+        #[serde(serialize_with = "crate::round::tenth")]
+        silent_ms: f64,
+        /// What it was doing: `commit`, `claim`, `checkout`, `heartbeat`, …
+        during: String,
+        replaced: bool,
+    },
     /// LISTEN is active and the self-probe came back.
     ListenerUp {
         channel: String,
@@ -418,6 +431,7 @@ impl TraceKind {
             TraceKind::DatabaseRefused { .. } => "database_refused",
             TraceKind::DatabaseUp { .. } => "database_up",
             TraceKind::DatabaseDown { .. } => "database_down",
+            TraceKind::ConnectionSilent { .. } => "connection_silent",
             TraceKind::ListenerUp { .. } => "listener_up",
             TraceKind::ListenerDown { .. } => "listener_down",
             TraceKind::ContentIntentSuspected { .. } => "content_intent_suspected",
@@ -447,6 +461,7 @@ impl TraceKind {
                 | TraceKind::IngestFailed { .. }
                 | TraceKind::DatabaseRefused { .. }
                 | TraceKind::DatabaseDown { .. }
+                | TraceKind::ConnectionSilent { .. }
                 | TraceKind::ListenerDown { .. }
                 | TraceKind::GatewayDown { .. }
                 | TraceKind::GatewayMalformed { .. }
