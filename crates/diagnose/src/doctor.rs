@@ -2,7 +2,7 @@
 //! server's version, the schema, a round-trip probe on a migrated schema (publish → NOTIFY →
 //! ingested, naming the stage where it stopped), and the checks the snapshot decides, by the
 //! live diagnosis's own rules (listener, NOTIFY queue, lock waits, backlog, stray channels);
-//! then the configuration, and the instances of notifyscope connected. The queries are the
+//! the server settings that would close an idle LISTEN connection; then the configuration, and the instances of notifyscope connected. The queries are the
 //! store's ([`Examiner`]); printing and the exit code are the command's.
 
 use std::time::{Duration, Instant};
@@ -160,6 +160,16 @@ pub async fn examine(
             role,
         ));
     }
+    let settings = examiner.connection_settings().await;
+    let client = database.config();
+    let client_idle = client
+        .get_keepalives()
+        .then(|| client.get_keepalives_idle());
+    checks.push(doctor_checks::connection_settings(
+        &settings,
+        client_idle,
+        role,
+    ));
     let token = options.token.as_deref();
     let api = options.discord_api_url.as_deref();
     checks.push(doctor_checks::config(channel, token, &options.token_env, api).await);

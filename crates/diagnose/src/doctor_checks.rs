@@ -13,7 +13,7 @@ use notifyscope_model::present::counted;
 use notifyscope_model::trace::{Status, TraceEvent, TraceKind};
 use notifyscope_pipeline::bot::{self, BotError, Token};
 use notifyscope_store::errors::table_named;
-use notifyscope_store::examine::Tables;
+use notifyscope_store::examine::{ConnectionSettings, Tables};
 use notifyscope_store::snapshot::{Backend, Snapshot};
 use notifyscope_store::{error_chain, ErrorClass, Identifier, StoreError};
 
@@ -304,6 +304,117 @@ fn no_listener(snapshot: &Snapshot, channel: &Identifier, round_trip: bool) -> S
             ""
         }
     )
+}
+
+/// How long a NAT gateway or a load balancer keeps an idle flow: AWS's Network Load
+/// Balancer forgets one after 350 s, and many are shorter. A keepalive sooner keeps it.
+const NETWORK_IDLE: Duration = Duration::from_secs(350);
+
+/// Whether the server keeps a LISTEN connection open while it waits for notifications: no
+/// `idle_session_timeout` closes it (a failure: it would, every so often), and over TCP one
+/// side sends keepalives before a load balancer forgets the idle flow (a warning: it may).
+/// `client_idle` is when the pipeline's connection string sends its first keepalive (`None`:
+/// it sends none): its own keepalives count.
+pub(crate) fn connection_settings(
+    settings: &Result<ConnectionSettings, StoreError>,
+    client_idle: Option<Duration>,
+    role: Option<&str>,
+) -> Check {
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            return unjudged(
+                CheckId::ConnectionSettings,
+                "pg_settings",
+                &error_chain(e),
+                Some(e.class()),
+                role,
+            )
+        }
+    };
+    let evidence: Vec<String> = settings
+        .settings
+        .iter()
+        .map(|s| format!("{} = {} ({})", s.name, s.shown, set_where(&s.source, role)))
+        .collect();
+    let with_evidence = |mut c: Check| {
+        c.evidence = evidence.clone();
+        c
+    };
+    if let Some(idle) = settings
+        .get("idle_session_timeout")
+        .filter(|s| s.value.is_some_and(|v| v > 0.0))
+    {
+        return with_evidence(check(
+            CheckId::ConnectionSettings,
+            Status::Fail,
+            format!(
+                "idle_session_timeout is {} ({}): the server closes a LISTEN connection that                  sends no query for that long, and one that only waits for notifications sends                  none",
+                idle.shown,
+                set_where(&idle.source, role)
+            ),
+            CheckId::ConnectionSettings.hint(),
+        ));
+    }
+    if !settings.tcp {
+        return with_evidence(check(
+            CheckId::ConnectionSettings,
+            Status::Ok,
+            "idle_session_timeout is off; a Unix socket, with no network to cut it".into(),
+            "",
+        ));
+    }
+    let server_idle = settings
+        .get("tcp_keepalives_idle")
+        .and_then(|s| s.value)
+        .filter(|v| *v > 0.0)
+        .map(Duration::from_secs_f64);
+    let sooner = [server_idle, client_idle].into_iter().flatten().min();
+    let server_said = match server_idle {
+        Some(d) => format!("the server's tcp_keepalives_idle is {} s", d.as_secs()),
+        None => "the server's tcp_keepalives_idle is the system's".into(),
+    };
+    let client_said = match client_idle {
+        Some(d) => format!("the connection string's keepalives_idle {} s", d.as_secs()),
+        None => "the connection string turns keepalives off".into(),
+    };
+    match sooner {
+        Some(d) if d <= NETWORK_IDLE => with_evidence(check(
+            CheckId::ConnectionSettings,
+            Status::Ok,
+            format!(
+                "idle_session_timeout is off; a keepalive after {} s of silence ({server_said},                  {client_said}), within the {} s a load balancer keeps an idle flow",
+                d.as_secs(),
+                NETWORK_IDLE.as_secs()
+            ),
+            "",
+        )),
+        _ => with_evidence(check(
+            CheckId::ConnectionSettings,
+            Status::Warn,
+            format!(
+                "no keepalive within {} s of silence ({server_said}, {client_said}): a NAT                  gateway or load balancer that forgets idle flows (AWS NLB: 350 s) cuts a LISTEN                  connection without a word to either side",
+                NETWORK_IDLE.as_secs()
+            ),
+            "send keepalives sooner: keepalives_idle=60 in the listener's connection string,              or ALTER ROLE … SET tcp_keepalives_idle = 60 for its role",
+        )),
+    }
+}
+
+/// Where a setting comes from, for people (`pg_settings.source`).
+fn set_where(source: &str, role: Option<&str>) -> String {
+    match source {
+        "default" => "the default".into(),
+        "configuration file" => "in the server's configuration".into(),
+        "user" => match role {
+            Some(role) => format!("set for role {role}"),
+            None => "set for the role".into(),
+        },
+        "database" => "set for this database".into(),
+        "database user" => "set for the role in this database".into(),
+        "client" => "asked for by the connection string".into(),
+        other => format!("from {other}"),
+    }
 }
 
 /// The channel's name, and the bot token (from `token_env`) when one is set: whether

@@ -1,7 +1,7 @@
 //! What the diagnosis knows: the trace events seen (in sliding windows), the latest
 //! snapshot, and the settings. The checks read it; nothing here judges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -10,7 +10,7 @@ use crate::window::{Pending, Recent};
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::present::shorten;
 use notifyscope_model::trace::{SkipReason, TraceEvent, TraceKind, WriteStage};
-use notifyscope_store::snapshot::{LockScope, LockWait, Snapshot};
+use notifyscope_store::snapshot::{LockScope, LockWait, NotifyWaiter, Snapshot, Unread};
 use notifyscope_store::{ErrorClass, Identifier};
 
 /// Settings of the diagnosis.
@@ -81,7 +81,52 @@ pub struct Evidence {
     pub(super) notified_rows: u64,
     /// Sessions that block watched backends, by pid: since when, last seen, and the wait.
     pub(super) blockers: BTreeMap<i32, Blocked>,
+    /// Idle backends blocked writing to their client, by pid: since when they have been
+    /// seen so, tick after tick.
+    pub(super) unread: BTreeMap<i32, (DateTime<Utc>, Unread)>,
+    /// Notifications heard on the channel (valid or not), ever: a rate between snapshots.
+    pub(super) heard: u64,
+    /// The queue for the NOTIFY lock at each of the latest snapshots, oldest first.
+    pub(super) notify_samples: VecDeque<NotifySample>,
+    /// Sizes of the NOTIFY payloads heard on the channel, and whether each was a reference.
+    pub(super) payload_sizes: Recent<(usize, bool)>,
+    /// The largest payload heard, ever, and when.
+    pub(super) largest_payload: Option<(DateTime<Utc>, usize)>,
+    /// Connections of the pipeline that missed their deadline.
+    pub(super) silent: Recent<Silent>,
+    /// When each role's connection last did its work (`publisher`, `ingestion`,
+    /// `listener`): a silent connection is replaced once its role works again.
+    pub(super) alive: BTreeMap<String, DateTime<Utc>>,
+    /// When the database last came up for the pipeline: every role's connection is new.
+    pub(super) database_up: Option<DateTime<Utc>>,
     pub(super) snapshot: Snapshot,
+}
+
+/// The queue for the NOTIFY lock as one snapshot saw it, with the counts its rates come from.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct NotifySample {
+    pub(super) at: DateTime<Utc>,
+    /// Commits waiting for the lock.
+    pub(super) waiting: usize,
+    /// Those waiters, longest first, when `pg_locks` could be read.
+    pub(super) waiters: Vec<NotifyWaiter>,
+    /// The database's commits so far.
+    pub(super) commits: Option<i64>,
+    /// Notifications heard on the channel so far.
+    pub(super) heard: u64,
+}
+
+/// How many snapshots of the NOTIFY lock's queue are kept: ten seconds of ticks.
+pub(super) const NOTIFY_SAMPLES: usize = 10;
+
+/// A connection of the pipeline that went silent.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Silent {
+    pub(super) role: String,
+    pub(super) target: String,
+    pub(super) silent_ms: f64,
+    pub(super) during: String,
+    pub(super) replaced: bool,
 }
 
 /// A session seen blocking a watched backend. Retries of a statement that timed out on the
@@ -131,6 +176,14 @@ impl Evidence {
             last_write: BTreeMap::new(),
             notified_rows: 0,
             blockers: BTreeMap::new(),
+            unread: BTreeMap::new(),
+            heard: 0,
+            notify_samples: VecDeque::new(),
+            payload_sizes: Recent::default(),
+            largest_payload: None,
+            silent: Recent::default(),
+            alive: BTreeMap::new(),
+            database_up: None,
             snapshot: Snapshot::default(),
         }
     }
@@ -181,6 +234,7 @@ impl Evidence {
             }
             TraceKind::Published { .. } => {
                 self.last_write.insert(WriteStage::Publish, at);
+                self.alive.insert("publisher".into(), at);
                 if let Some(id) = event.message_id {
                     // Only what came through the bot path met the filter: a message published
                     // straight to the outbox (the `d` key, `send message`) says nothing about
@@ -204,7 +258,15 @@ impl Evidence {
                     self.publish_errors.push(at, error.clone());
                 }
             }
-            TraceKind::Notified { .. } => {
+            TraceKind::Notified { bytes, by_ref, .. } => {
+                self.heard += 1;
+                self.payload_sizes.push(at, (*bytes, *by_ref));
+                if self
+                    .largest_payload
+                    .is_none_or(|(_, largest)| *bytes >= largest)
+                {
+                    self.largest_payload = Some((at, *bytes));
+                }
                 if let Some(id) = event.message_id {
                     let row_first = self.notified.has_seen(id) && !self.notified.is_open(id);
                     if self.config.watch_only && row_first {
@@ -223,6 +285,7 @@ impl Evidence {
                 }
             }
             TraceKind::NotifyRejected { error, payload, .. } => {
+                self.heard += 1;
                 let sample = format!("{error} (payload {:?})", shorten(payload, 80));
                 if error.starts_with("unknown event_type") {
                     self.unknown_event_types.push(at, sample);
@@ -234,6 +297,7 @@ impl Evidence {
                 match event.kind {
                     TraceKind::Ingested { .. } => {
                         self.last_write.insert(WriteStage::Ingest, at);
+                        self.alive.insert("ingestion".into(), at);
                     }
                     TraceKind::RowObserved {
                         latency_ms: Some(_),
@@ -271,12 +335,36 @@ impl Evidence {
     fn observe_system(&mut self, event: &TraceEvent) {
         let at = event.at;
         match &event.kind {
-            TraceKind::DatabaseUp { .. } => self.database_down = None,
+            TraceKind::DatabaseUp { .. } => {
+                self.database_down = None;
+                self.database_up = Some(at);
+            }
             TraceKind::DatabaseDown { error } => self.database_down = Some((at, error.clone())),
             TraceKind::DatabaseRefused {
                 part, class, error, ..
             } if *class != ErrorClass::Connection => self.refused(at, *part, *class, error),
-            TraceKind::ListenerUp { pid, .. } => self.listener_up = Some((at, *pid)),
+            TraceKind::ListenerUp { pid, .. } => {
+                self.listener_up = Some((at, *pid));
+                self.alive.insert("listener".into(), at);
+            }
+            TraceKind::ConnectionSilent {
+                role,
+                target,
+                silent_ms,
+                during,
+                replaced,
+            } => {
+                self.silent.push(
+                    at,
+                    Silent {
+                        role: role.clone(),
+                        target: target.clone(),
+                        silent_ms: *silent_ms,
+                        during: during.clone(),
+                        replaced: *replaced,
+                    },
+                );
+            }
             TraceKind::ListenerDown { cause, .. } => self.listener_down = Some((at, cause.clone())),
             TraceKind::NeighbourNotified { channel, .. } => {
                 let entry = self.neighbours.entry(channel.clone()).or_insert((0, at));
@@ -349,8 +437,41 @@ impl Evidence {
     pub fn observe_snapshot(&mut self, snapshot: Snapshot) {
         if let Some(at) = snapshot.at {
             self.observe_lock_waits(at, &snapshot);
+            if snapshot.error.is_none() {
+                self.observe_unread(at, &snapshot);
+                self.observe_notify_lock(at, &snapshot);
+            }
         }
         self.snapshot = snapshot;
+    }
+
+    /// Follows the idle backends blocked writing to their client: one counts from the first
+    /// snapshot that saw it so, and is forgotten at the first that does not.
+    fn observe_unread(&mut self, at: DateTime<Utc>, snapshot: &Snapshot) {
+        self.unread
+            .retain(|pid, _| snapshot.unread.iter().any(|u| u.pid == *pid));
+        for u in &snapshot.unread {
+            let entry = self.unread.entry(u.pid).or_insert((at, u.clone()));
+            entry.1 = u.clone();
+        }
+    }
+
+    fn observe_notify_lock(&mut self, at: DateTime<Utc>, snapshot: &Snapshot) {
+        // Two looks a moment apart at a queue that turns over in milliseconds: the longer.
+        // pg_stat_activity shows only the roles this one may see, pg_locks every waiter.
+        let waiting = usize::try_from(snapshot.notify_waiting)
+            .unwrap_or(0)
+            .max(snapshot.notify_waiters.len());
+        if self.notify_samples.len() >= NOTIFY_SAMPLES {
+            self.notify_samples.pop_front();
+        }
+        self.notify_samples.push_back(NotifySample {
+            at,
+            waiting,
+            waiters: snapshot.notify_waiters.clone(),
+            commits: snapshot.commits,
+            heard: self.heard,
+        });
     }
 
     /// Follows the sessions that block watched backends. One is forgotten when it has not
@@ -406,6 +527,8 @@ impl Evidence {
             r.prune(window_start);
         }
         self.refusals.prune(window_start);
+        self.payload_sizes.prune(window_start);
+        self.silent.prune(window_start);
         self.handled.prune(window_start);
         self.received_recent.prune(window_start);
         self.skipped_ids.prune(window_start);

@@ -45,6 +45,9 @@ pub const DATABASE_UP: &str = "notifyscope_database_up";
 pub const GATEWAY_UP: &str = "notifyscope_gateway_up";
 /// One gauge per health check: 0 ok, 1 warn, 2 fail, -1 unknown.
 pub const CHECK_STATUS: &str = "notifyscope_check_status";
+/// Connections of the pipeline that went silent past their deadline and were dropped, by
+/// role (`publisher`, `ingestion`, `listener`, …).
+pub const SILENT: &str = "notifyscope_connections_silent_total";
 /// Trace events this consumer fell behind on and missed.
 pub const MISSED: &str = "notifyscope_trace_missed_total";
 
@@ -218,6 +221,9 @@ pub fn record(event: &TraceEvent, clock: &mut StageClock) {
             shard: Some(shard), ..
         } => {
             metrics::gauge!(GATEWAY_UP, "shard" => shard.to_string()).set(0.0);
+        }
+        TraceKind::ConnectionSilent { role, .. } => {
+            metrics::counter!(SILENT, "role" => role.clone()).increment(1);
         }
         TraceKind::Lagged { missed } => metrics::counter!(MISSED).increment(*missed),
         _ => {}
@@ -406,6 +412,34 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn silent_connections_are_counted_by_role() {
+        let silent = |role: &str| TraceEvent {
+            at: Utc::now(),
+            message_id: None,
+            kind: TraceKind::ConnectionSilent {
+                role: role.into(),
+                target: "host=db port=5432".into(),
+                silent_ms: 12_000.0,
+                during: "commit".into(),
+                replaced: true,
+            },
+        };
+        let text = rendered(|| {
+            let mut clock = StageClock::default();
+            record(&silent("publisher"), &mut clock);
+            record(&silent("publisher"), &mut clock);
+            record(&silent("listener"), &mut clock);
+        });
+        for want in [
+            "notifyscope_connections_silent_total{role=\"publisher\"} 2",
+            "notifyscope_connections_silent_total{role=\"listener\"} 1",
+            "notifyscope_errors_total{kind=\"connection_silent\",class=\"\"} 3",
+        ] {
+            assert!(text.contains(want), "missing {want} in {text}");
+        }
     }
 
     #[test]

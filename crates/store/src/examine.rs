@@ -105,6 +105,48 @@ pub enum ProbeRow {
     },
 }
 
+/// A server setting as this session has it, and where it was set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub name: String,
+    /// As `SHOW` gives it, with its unit: `60s`, `0`, `7200`. The tcp settings show the
+    /// socket's own value when the server leaves it to the system.
+    pub shown: String,
+    /// In the setting's base unit (`ms` or `s`), when it is a number.
+    pub value: Option<f64>,
+    pub unit: String,
+    /// `pg_settings.source`: `default`, `configuration file`, `user` (ALTER ROLE),
+    /// `database`, `database user`, `client`, `session`, ….
+    pub source: String,
+}
+
+/// What the server does to this session's connection when it sits idle: the settings
+/// that may close a LISTEN connection, and whether it goes over TCP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionSettings {
+    /// Those of `idle_session_timeout`, `tcp_keepalives_idle`, `tcp_keepalives_interval`,
+    /// `tcp_keepalives_count` and `tcp_user_timeout` this server has.
+    pub settings: Vec<Setting>,
+    /// Over TCP; a Unix socket has no network to cut it, and no keepalives.
+    pub tcp: bool,
+}
+
+impl ConnectionSettings {
+    pub fn get(&self, name: &str) -> Option<&Setting> {
+        self.settings.iter().find(|s| s.name == name)
+    }
+}
+
+/// The settings that decide whether an idle connection stays open, as this session has them
+/// (a role's or a database's own settings included).
+const CONNECTION_SETTINGS: &str = "SELECT name, current_setting(name), \
+        CASE WHEN vartype IN ('integer', 'real') THEN setting::float8 END, \
+        coalesce(unit, ''), source, inet_server_addr() IS NOT NULL \
+    FROM pg_settings \
+    WHERE name IN ('idle_session_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', \
+                   'tcp_keepalives_count', 'tcp_user_timeout') \
+    ORDER BY name";
+
 /// Modes that conflict with the `RowExclusiveLock` an insert or update takes.
 const BLOCKS_WRITES: &str =
     "ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']";
@@ -235,6 +277,25 @@ impl Examiner {
             )
             .await?;
         Ok(())
+    }
+
+    /// The settings that may close an idle connection, as this session (the pipeline's role
+    /// on its database) has them.
+    pub async fn connection_settings(&self) -> Result<ConnectionSettings, StoreError> {
+        let rows = self.client.query(CONNECTION_SETTINGS, &[]).await?;
+        Ok(ConnectionSettings {
+            tcp: rows.first().is_some_and(|r| r.get(5)),
+            settings: rows
+                .iter()
+                .map(|r| Setting {
+                    name: r.get(0),
+                    shown: r.get(1),
+                    value: r.get(2),
+                    unit: r.get(3),
+                    source: r.get(4),
+                })
+                .collect(),
+        })
     }
 
     /// `SHOW server_version`.

@@ -5,8 +5,9 @@
 //! own with a short `lock_timeout` and `statement_timeout`, so a locked table makes its part
 //! say "waited on a lock" instead of stalling the diagnosis. Who blocks a waiting backend
 //! (`pg_blocking_pids`, which holds the lock manager for a moment) is asked only while one of
-//! the watched backends waits on a lock. Also what may be read from another session's
-//! statement text.
+//! the watched backends waits on a lock; who queues for the NOTIFY lock (`pg_locks`) only
+//! while a backend waits for it. Also what may be read from another session's statement
+//! text.
 
 use std::time::Duration;
 
@@ -173,8 +174,47 @@ pub struct Snapshot {
     pub idle_in_transaction: Vec<Backend>,
     /// Watched backends waiting for a lock on a watched table, with their blockers.
     pub lock_waits: Vec<LockWait>,
+    /// Backends of the database that sit idle while writing to their client: listeners
+    /// whose process does not read the notifications sent to it.
+    pub unread: Vec<Unread>,
+    /// Commits that wait for the NOTIFY lock, in the whole cluster (the lock is one for all
+    /// databases): as `pg_stat_activity` counts them (`Lock:object`), and each by `pg_locks`
+    /// while any waits.
+    pub notify_waiting: i64,
+    pub notify_waiters: Vec<NotifyWaiter>,
+    /// Reading `pg_locks` for them failed: the count stands, the waiters are unknown.
+    pub notify_lock_error: Option<PartError>,
+    /// Transactions committed in this database so far (`pg_stat_database.xact_commit`), for a
+    /// rate between two snapshots.
+    pub commits: Option<i64>,
     /// Of the ids asked about, those in `discord_messages`.
     pub found: Vec<Snowflake>,
+}
+
+/// An idle backend blocked writing to its client. Idle, a backend writes only what it is
+/// sent unasked (notifications, mostly): its client's process does not read its socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unread {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: String,
+    /// `address:port` of the client, or `local` for a Unix socket: where to find the process.
+    pub client: String,
+    /// Its last statement, as [`statement_shown`] shows it.
+    pub query: String,
+    /// Seconds since it went idle (its last statement ended).
+    pub idle_s: f64,
+}
+
+/// A commit waiting for the NOTIFY lock (`pg_locks`: the `object` lock of database 0 on
+/// `pg_database`, class 1262, object 0), which every NOTIFYing transaction takes at commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyWaiter {
+    pub pid: i32,
+    pub application_name: String,
+    pub database: String,
+    /// How long it has waited.
+    pub waiting_s: f64,
 }
 
 /// Messages of the channel that will not be tried again until someone acts: outbox rows
@@ -226,18 +266,41 @@ pub fn listens_on(query: &str, channel: &str) -> bool {
     name == channel
 }
 
-/// The backends worth knowing about: listeners, sessions idle in a transaction, and backends
-/// waiting for a lock (`$2`: only ours, by application name).
-const BACKENDS: &str = "SELECT pg_notification_queue_usage(), \
+/// The backends worth knowing about, from one read of `pg_stat_activity`: listeners,
+/// sessions idle in a transaction, backends waiting for a lock on a row or table (`$2`:
+/// only ours, by application name); idle backends of the database blocked writing to their
+/// client; commits of any database queued for the NOTIFY lock; and this database's commits
+/// so far. The lock waits that `pg_blocking_pids` can name are those on a relation, a tuple
+/// or a transaction: a queue for the NOTIFY lock never calls it.
+const BACKENDS: &str = "WITH a AS MATERIALIZED (SELECT pid, datname, application_name, usename, \
+        state, query, state_change, wait_event_type, wait_event, client_addr, client_port \
+      FROM pg_stat_activity WHERE pid <> pg_backend_pid()), \
+    here AS (SELECT * FROM a WHERE datname = current_database()) \
+    SELECT pg_notification_queue_usage(), \
     (SELECT coalesce(json_agg(json_build_array(pid, coalesce(application_name, ''), \
         coalesce(state, ''), coalesce(query, ''), \
         coalesce(extract(epoch FROM now() - state_change), 0)::float8)), '[]') \
-     FROM pg_stat_activity \
-     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-       AND (split_part(application_name, ' ', 1) = $1 OR query ILIKE 'listen%' OR state LIKE 'idle in transaction%'))::text, \
-    (SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity \
-     WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
-       AND (NOT $2 OR split_part(application_name, ' ', 1) = ANY($3::text[])))";
+     FROM here \
+     WHERE split_part(application_name, ' ', 1) = $1 OR query ILIKE 'listen%' OR state LIKE 'idle in transaction%')::text, \
+    (SELECT coalesce(array_agg(pid), '{}') FROM here \
+     WHERE wait_event_type = 'Lock' AND wait_event IN ('relation', 'tuple', 'transactionid') \
+       AND (NOT $2 OR split_part(application_name, ' ', 1) = ANY($3::text[]))), \
+    (SELECT coalesce(json_agg(json_build_array(pid, coalesce(application_name, ''), \
+        coalesce(usename::text, ''), \
+        coalesce(host(client_addr) || ':' || client_port, 'local'), coalesce(query, ''), \
+        coalesce(extract(epoch FROM clock_timestamp() - state_change), 0)::float8)), '[]') \
+     FROM here WHERE state = 'idle' AND wait_event = 'ClientWrite')::text, \
+    (SELECT count(*) FROM a WHERE wait_event_type = 'Lock' AND wait_event = 'object'), \
+    pg_stat_get_db_xact_commit((SELECT oid FROM pg_database WHERE datname = current_database()))";
+
+/// The commits waiting for the NOTIFY lock, longest first.
+const NOTIFY_WAITERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), \
+        coalesce(a.datname::text, ''), \
+        coalesce(extract(epoch FROM clock_timestamp() - l.waitstart), 0)::float8 \
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+    WHERE l.locktype = 'object' AND l.database = 0 AND l.classid = 1262 AND l.objid = 0 \
+      AND NOT l.granted \
+    ORDER BY l.waitstart NULLS LAST";
 
 /// Who blocks the waiting backends `$1`, for their ungranted lock on one of the tables `$2`,
 /// or (`$3`, our own backends) on a row (a `transactionid` lock: another session writes or
@@ -312,6 +375,15 @@ pub async fn snapshot(
         ..Snapshot::default()
     };
     sort_backends(&mut snap, row.get::<_, &str>(1), channel);
+    snap.unread = unread(row.get::<_, &str>(3));
+    snap.notify_waiting = row.get(4);
+    snap.commits = row.get(5);
+    if snap.notify_waiting > 0 {
+        match notify_waiters(client).await {
+            Ok(waiters) => snap.notify_waiters = waiters,
+            Err(e) => snap.notify_lock_error = Some(PartError::of(&e)),
+        }
+    }
     let waiting: Vec<i32> = row.get(2);
     if !waiting.is_empty() {
         match blockers(client, &waiting, locks).await {
@@ -437,6 +509,41 @@ async fn blockers(
             },
         })
         .collect())
+}
+
+/// Who waits for the NOTIFY lock. `pg_locks` holds the lock manager for a moment: asked only
+/// while `pg_stat_activity` shows a commit waiting for it.
+async fn notify_waiters(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<NotifyWaiter>, tokio_postgres::Error> {
+    let rows = part(client, client.query(NOTIFY_WAITERS, &[])).await?;
+    Ok(rows
+        .iter()
+        .map(|r| NotifyWaiter {
+            pid: r.get(0),
+            application_name: r.get(1),
+            database: r.get(2),
+            waiting_s: r.get(3),
+        })
+        .collect())
+}
+
+/// The idle backends blocked writing to their client, from the query's JSON array.
+fn unread(json: &str) -> Vec<Unread> {
+    let rows: Vec<(i32, String, String, String, String, f64)> =
+        serde_json::from_str(json).unwrap_or_default();
+    rows.into_iter()
+        .map(
+            |(pid, application_name, user, client, query, idle_s)| Unread {
+                pid,
+                application_name,
+                user,
+                client,
+                query: statement_shown(&query),
+                idle_s,
+            },
+        )
+        .collect()
 }
 
 /// Sorts the backends of the query (a JSON array) into listeners of `channel`, our listeners

@@ -1,15 +1,18 @@
 //! The rules: one function per live check, judging the [`Evidence`] as of a moment. Each
 //! returns a [`Finding`]; [`crate::checks`] names them and adds the fix. By side: [`bot`],
-//! [`server`] (the database) and [`delivery`].
+//! [`server`] (the database), [`delivery`] and [`field`] (what goes wrong while every part
+//! runs).
 
 mod bot;
 mod delivery;
+mod field;
 mod server;
 
 pub(crate) use bot::{
     async_context, content_intent, publish_before_listener, runtime, self_filter, silent_errors,
 };
 pub(crate) use delivery::{channel, listener, malformed};
+pub(crate) use field::{notify_lock, payload_size, silent_connections, stalled_listener};
 pub(crate) use server::{backlog, database, given_up, lock_waits, notify_queue, writes};
 
 use notifyscope_model::check::CheckTarget;
