@@ -19,9 +19,11 @@ use crate::commands::wiring::{
 };
 use crate::commands::CannotRun;
 use notifyscope_diagnose::{DiagnoseConfig, LockScope};
-use notifyscope_model::trace::TraceKind;
+use notifyscope_model::trace::{Source, TraceKind};
 use notifyscope_pipeline::bot::{run_bot, BotConfig, Shards, Token};
 use notifyscope_pipeline::bot_path::BotPath;
+use notifyscope_pipeline::bot_sources::log_file::{self, LogInput};
+use notifyscope_pipeline::bot_sources::{otlp, Reporter};
 use notifyscope_pipeline::operate::Operator;
 use notifyscope_pipeline::watched::{self, Looks, WatchedTable};
 use notifyscope_screen::app::{App, Mode};
@@ -46,6 +48,17 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
             eprintln!("notifyscope: {e}");
             return Ok(ExitCode::from(2));
         }
+    };
+    // Bound before anything starts, so that a busy or wrong address is said at once.
+    let otlp = match args.otlp {
+        Some(addr) => match otlp::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("notifyscope: --otlp {addr}: cannot listen there: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
     };
     let extra: Vec<Identifier> = args
         .watch_channels
@@ -86,9 +99,13 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
         &stop,
     );
     let observer = start_observer(&args, &trace, &stop, screen.is_none())?;
+    let their_bot = start_their_bot(&args, otlp, &trace, &channel, &stop);
     let mut config = DiagnoseConfig::new(channel.clone());
     config.watch_only = true;
-    config.observer = observer.is_some();
+    // Their log and telemetry show the messages their bot received, as the observer does,
+    // and what it did with them besides.
+    config.observer = observer.is_some() || !their_bot.is_empty();
+    config.bot_reports = !their_bot.is_empty();
     config.locks = LockScope {
         tables: lock_tables,
         ours_only: false,
@@ -134,8 +151,39 @@ pub async fn run(shared: SharedArgs, args: WatchArgs) -> anyhow::Result<ExitCode
     if let Some(observer) = observer {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), observer).await;
     }
+    for source in their_bot {
+        let _ = source.await;
+    }
     outputs.finish().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--bot-log` and `--otlp`, their bot's own account of each message: its log and
+/// its OpenTelemetry, put on the trace with their source named.
+fn start_their_bot(
+    args: &WatchArgs,
+    otlp: Option<tokio::net::TcpListener>,
+    trace: &notifyscope_model::trace::Trace,
+    channel: &Identifier,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut sources = Vec::new();
+    if let Some(arg) = &args.bot_log {
+        let input = LogInput::from_arg(arg);
+        tracing::info!("reading their bot's log from {input}");
+        let reporter = Reporter::new(trace, Source::BotLog, channel.as_str());
+        sources.push(log_file::spawn(input, reporter, stop.clone()));
+    }
+    if let Some(listener) = otlp {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(
+                "receiving their bot's OpenTelemetry at http://{addr}/v1/traces and /v1/logs"
+            );
+        }
+        let reporter = Reporter::new(trace, Source::Otlp, channel.as_str());
+        sources.push(otlp::spawn(listener, reporter, stop.clone()));
+    }
+    sources
 }
 
 /// With `--discord-token-env`, a gateway session of its own with their bot's token: it only

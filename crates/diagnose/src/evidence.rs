@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::window::{Pending, Recent};
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::present::shorten;
-use notifyscope_model::trace::{SkipReason, TraceEvent, TraceKind, WriteStage};
+use notifyscope_model::trace::{SkipReason, Source, TraceEvent, TraceKind, WriteStage};
 use notifyscope_store::snapshot::{LockScope, LockWait, NotifyWaiter, Snapshot, Unread};
 use notifyscope_store::{ErrorClass, Identifier};
 
@@ -22,6 +22,8 @@ pub struct DiagnoseConfig {
     /// In watch, an observer session shows what Discord delivers to their bot: received
     /// messages are followed to their NOTIFY.
     pub observer: bool,
+    /// In watch, their bot's log or telemetry says what it did with each message.
+    pub bot_reports: bool,
     /// A received message must be skipped or published within this, a notified one ingested.
     pub deadline: Duration,
     /// How far back "recent" looks.
@@ -42,6 +44,7 @@ impl DiagnoseConfig {
             channel,
             watch_only: false,
             observer: false,
+            bot_reports: false,
             deadline: Duration::from_secs(5),
             window: Duration::from_secs(60),
             backlog_age: Duration::from_secs(10),
@@ -64,6 +67,10 @@ pub struct Evidence {
     pub(super) malformed_gateway: Recent<String>,
     pub(super) unknown_event_types: Recent<String>,
     pub(super) publish_errors: Recent<String>,
+    /// Failures their bot's log or telemetry reported, by message when it named one.
+    pub(super) their_failures: Recent<(Option<Snowflake>, String)>,
+    /// Lines or records of their bot's log and telemetry: understood, not understood.
+    pub(super) their_lines: BTreeMap<Source, (u64, u64)>,
     pub(super) database_down: Option<(DateTime<Utc>, String)>,
     pub(super) listener_up: Option<(DateTime<Utc>, i32)>,
     pub(super) listener_down: Option<(DateTime<Utc>, String)>,
@@ -163,6 +170,8 @@ impl Evidence {
             malformed_gateway: Recent::default(),
             unknown_event_types: Recent::default(),
             publish_errors: Recent::default(),
+            their_failures: Recent::default(),
+            their_lines: BTreeMap::new(),
             database_down: None,
             listener_up: None,
             listener_down: None,
@@ -232,7 +241,7 @@ impl Evidence {
                 }
                 self.handled.push(at, Some(reason.clone()));
             }
-            TraceKind::Published { .. } => {
+            TraceKind::Published { .. } | TraceKind::PublishReported { .. } => {
                 self.last_write.insert(WriteStage::Publish, at);
                 self.alive.insert("publisher".into(), at);
                 if let Some(id) = event.message_id {
@@ -248,11 +257,14 @@ impl Evidence {
                     }
                 }
             }
-            TraceKind::PublishFailed { error, .. } => {
+            TraceKind::PublishFailed { error, source, .. } => {
                 if let Some(id) = event.message_id {
                     self.received.done(id);
                 }
-                if error.contains("inside the async runtime") {
+                if matches!(source, Source::BotLog | Source::Otlp) {
+                    // Their bot's failure, judged as theirs rather than as our publisher's.
+                    self.their_failures.push(at, (event.message_id, error.clone()));
+                } else if error.contains("inside the async runtime") {
                     self.runtime_errors.push(at, error.clone());
                 } else {
                     self.publish_errors.push(at, error.clone());
@@ -378,6 +390,13 @@ impl Evidence {
             }
             TraceKind::GatewayMalformed { kind, error, .. } => {
                 self.malformed_gateway.push(at, format!("{kind}: {error}"))
+            }
+            TraceKind::BotSourceRead {
+                source,
+                understood,
+                not_understood,
+            } => {
+                self.their_lines.insert(*source, (*understood, *not_understood));
             }
             TraceKind::Lagged { .. } => {
                 self.received.forget();
@@ -527,6 +546,7 @@ impl Evidence {
             r.prune(window_start);
         }
         self.refusals.prune(window_start);
+        self.their_failures.prune(window_start);
         self.payload_sizes.prune(window_start);
         self.silent.prune(window_start);
         self.handled.prune(window_start);

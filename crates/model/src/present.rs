@@ -100,6 +100,13 @@ fn message_detail(kind: &TraceKind) -> Option<String> {
             flag(*by_ref, " by_ref"),
             source_note(*source)
         ),
+        TraceKind::PublishReported { channel_id, source } => format!(
+            "published, says their bot{}{}",
+            channel_id
+                .map(|c| format!(" channel={c}"))
+                .unwrap_or_default(),
+            source_note(*source)
+        ),
         TraceKind::PublishFailed {
             channel,
             error,
@@ -237,6 +244,11 @@ fn system_detail(kind: &TraceKind) -> String {
             }
         }
         TraceKind::Backpressure { queued, capacity } => format!("queued={queued}/{capacity}"),
+        TraceKind::BotSourceRead {
+            source,
+            understood,
+            not_understood,
+        } => format!("source={source} understood={understood} not_understood={not_understood}"),
         TraceKind::ControlRefused { reason } => format!(
             "reason={}: {reason}; a test message requested on the control channel was not sent",
             reason.as_str()

@@ -8,6 +8,7 @@
 
 pub mod bot;
 pub mod bot_path;
+pub mod bot_sources;
 pub mod control;
 pub mod filter;
 pub mod http;

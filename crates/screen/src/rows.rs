@@ -1,8 +1,9 @@
 //! The short row of each trace event in its stage pane, and how the row is drawn.
 
+use notifyscope_model::contract::Snowflake;
 use notifyscope_model::present::{flag, or_dash, tail4};
 use notifyscope_model::text::duration_ms;
-use notifyscope_model::trace::{IngestOutcome, TraceEvent, TraceKind};
+use notifyscope_model::trace::{IngestOutcome, Source, TraceEvent, TraceKind};
 use notifyscope_widgets::RowKind;
 
 /// The row of an event in its stage pane; `repeats`, when the row stands for that many
@@ -22,6 +23,9 @@ pub fn pane_row(event: &TraceEvent, repeats: Option<u64>) -> (String, RowKind) {
             format!("WRONG CHANNEL {channel:?} ×{n} pid {sender_pid}"),
             RowKind::Error,
         );
+    }
+    if let Some(row) = their_bot_row(&event.kind) {
+        return row;
     }
     match &event.kind {
         TraceKind::Received {
@@ -66,12 +70,56 @@ pub fn pane_row(event: &TraceEvent, repeats: Option<u64>) -> (String, RowKind) {
             format!("outbox {outbox_id} {bytes}B{}", flag(*by_ref, " by ref")),
             RowKind::Normal,
         ),
-        TraceKind::PublishFailed { error, .. } => (format!("FAILED {error}"), RowKind::Error),
+        TraceKind::PublishFailed { error, source, .. } => {
+            (format!("FAILED {error}{}", source.mark()), RowKind::Error)
+        }
         TraceKind::Backpressure { queued, capacity } => {
             (format!("queue full {queued}/{capacity}"), RowKind::Warn)
         }
         other => notify_or_ingest_row(other),
     }
+}
+
+/// What a foreign bot's log or telemetry reported rarely names the author or the channel
+/// (0 when unnamed): its rows say what it did, and where it was said.
+fn their_bot_row(kind: &TraceKind) -> Option<(String, RowKind)> {
+    let channel = |id: Snowflake| {
+        if id.0 == 0 {
+            String::new()
+        } else {
+            format!(" #{}", tail4(id))
+        }
+    };
+    Some(match kind {
+        TraceKind::Received {
+            channel_id, source, ..
+        } if is_theirs(*source) => (
+            format!(
+                "received by their bot{}{}",
+                channel(*channel_id),
+                source.mark()
+            ),
+            RowKind::Normal,
+        ),
+        TraceKind::Skipped {
+            reason,
+            channel_id,
+            source,
+            ..
+        } if is_theirs(*source) => (
+            format!("{reason}{}{}", channel(*channel_id), source.mark()),
+            RowKind::Warn,
+        ),
+        TraceKind::PublishReported { source, .. } => (
+            format!("published, says their bot{}", source.mark()),
+            RowKind::Ok,
+        ),
+        _ => return None,
+    })
+}
+
+fn is_theirs(source: Source) -> bool {
+    matches!(source, Source::BotLog | Source::Otlp)
 }
 
 /// Rows of the NOTIFY and ingestion panes.

@@ -10,7 +10,7 @@ use crate::evidence::{delta, Evidence};
 use crate::window::{ago, SAMPLE};
 use notifyscope_model::contract::Snowflake;
 use notifyscope_model::present::counted;
-use notifyscope_model::trace::{SkipReason, Status, WriteStage};
+use notifyscope_model::trace::{SkipReason, Source, Status, WriteStage};
 
 pub(crate) fn runtime(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let seen = e
@@ -34,6 +34,30 @@ pub(crate) fn async_context(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         ))
     } else {
         let ids: Vec<Snowflake> = overdue.iter().map(|(_, id)| *id).collect();
+        if e.config.watch_only && e.config.bot_reports {
+            // Their own log or telemetry says nothing more of them, and no NOTIFY came:
+            // on_message stopped before its end, or the publish was never awaited.
+            return found(
+                Status::Fail,
+                format!(
+                    "{} their bot received, neither skipped, published nor failed within {} s (first: message {})",
+                    counted(ids.len(), "message"),
+                    e.config.deadline.as_secs(),
+                    ids[0]
+                ),
+                overdue
+                    .iter()
+                    .take(SAMPLE)
+                    .map(|(at, id)| {
+                        format!(
+                            "message {id} received {}; no outcome in their log and no NOTIFY since",
+                            ago(now, *at)
+                        )
+                    })
+                    .collect(),
+                ids.into_iter().take(20).collect(),
+            );
+        }
         if e.config.watch_only {
             // Someone else's bot: a message without NOTIFY may be one their filter skips,
             // or one whose publish was never awaited; which, only their code knows.
@@ -106,6 +130,9 @@ pub(crate) fn publish_before_listener(e: &mut Evidence, now: DateTime<Utc>) -> F
 pub(crate) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let lost = e.notified.overdue(now - delta(e.config.deadline));
     let counts: Vec<String> = e.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if lost.is_empty() && !e.their_failures.items.is_empty() {
+        return their_failures(e, now);
+    }
     if !lost.is_empty() {
         let ids: Vec<Snowflake> = lost.iter().map(|(_, id)| *id).collect();
         // Ingestion refused as a whole, or the database gone, is reported: the messages wait
@@ -141,11 +168,75 @@ pub(crate) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
             ids.into_iter().take(20).collect(),
         );
     }
-    if counts.is_empty() {
-        ok("no error on any path".into())
+    let summary = if counts.is_empty() {
+        "no error on any path".to_owned()
     } else {
-        ok(format!("every error reported: {}", counts.join(", ")))
-    }
+        format!("every error reported: {}", counts.join(", "))
+    };
+    found(Status::Ok, summary, their_lines(e), vec![])
+}
+
+/// Their bot's publish failed, said only in its log or telemetry: the exception was caught
+/// and the message is gone, with no outbox to try it again.
+fn their_failures(e: &Evidence, now: DateTime<Utc>) -> Finding {
+    let failures = &e.their_failures;
+    let named: Vec<Snowflake> = failures
+        .items
+        .iter()
+        .filter_map(|(_, (id, _))| *id)
+        .collect();
+    let summary = failures
+        .last_seen(
+            "message",
+            "their bot failed to publish, said only in its log or telemetry",
+            now,
+        )
+        .unwrap_or_default();
+    let evidence = failures
+        .samples()
+        .into_iter()
+        .map(|(id, error)| match id {
+            Some(id) if e.received_recent.items.iter().any(|(_, r)| *r == id) => {
+                format!("message {id} received; publish failed: {error}")
+            }
+            Some(id) => format!("message {id}: publish failed: {error}"),
+            None => format!("publish failed: {error}"),
+        })
+        .chain(their_lines(e))
+        .collect();
+    let mut finding = found(
+        Status::Fail,
+        summary,
+        evidence,
+        named.into_iter().rev().take(20).collect(),
+    );
+    finding.hint = Some(
+        "their publish caught the exception and went on: retry it, or keep the event in an outbox and NOTIFY in the same transaction, so that a lost connection delays a message instead of losing it"
+            .into(),
+    );
+    finding
+}
+
+/// What their bot's log and telemetry gave that was understood, and what was not (those
+/// lines are in the Logs pane).
+fn their_lines(e: &Evidence) -> Vec<String> {
+    e.their_lines
+        .iter()
+        .map(|(source, (understood, not_understood))| {
+            let what = match source {
+                Source::Otlp => "their OpenTelemetry",
+                _ => "their bot's log",
+            };
+            format!(
+                "{what}: {understood} understood, {not_understood} not understood{}",
+                if *not_understood > 0 {
+                    " (in the Logs pane)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
 }
 
 /// Someone else's bot, seen by the observer: everything received and nothing published is
@@ -175,7 +266,9 @@ fn foreign_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(crate) fn self_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if e.config.watch_only {
+    // Their log or telemetry that names skips is judged as our own filter is.
+    let skips_seen = e.handled.items.iter().any(|(_, r)| r.is_some());
+    if e.config.watch_only && !(e.config.bot_reports && skips_seen) {
         return foreign_filter(e, now);
     }
     let total = e.handled.len();
@@ -219,6 +312,10 @@ pub(crate) fn self_filter(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 }
 
 pub(crate) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
+    if e.config.watch_only && e.config.bot_reports && e.content_missing.total == 0 {
+        // Their log and telemetry say nothing of content; only the observer's copy does.
+        return super::unknown("their bot's log and telemetry do not show message content");
+    }
     let what = format!(
         "without content in the last {} s",
         e.config.window.as_secs()

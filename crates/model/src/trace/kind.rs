@@ -241,6 +241,13 @@ pub enum TraceKind {
         #[serde(default)]
         source: Source,
     },
+    /// A foreign bot says it published the message (in its log or its telemetry). It names
+    /// no outbox row of ours: its NOTIFY and its row, correlated by message id, tell the rest.
+    PublishReported {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel_id: Option<Snowflake>,
+        source: Source,
+    },
     PublishFailed {
         event_type: String,
         channel: String,
@@ -406,6 +413,13 @@ pub enum TraceKind {
     ControlRefused {
         reason: ControlRefusal,
     },
+    /// What a foreign bot's log or telemetry gave so far: lines or records understood, and
+    /// those not understood (each shown in the Logs pane as it was written).
+    BotSourceRead {
+        source: Source,
+        understood: u64,
+        not_understood: u64,
+    },
     /// The publish queue is full: publishers wait.
     Backpressure {
         queued: usize,
@@ -423,6 +437,7 @@ impl TraceKind {
             TraceKind::Received { .. } => "received",
             TraceKind::Skipped { .. } => "skipped",
             TraceKind::Published { .. } => "published",
+            TraceKind::PublishReported { .. } => "publish_reported",
             TraceKind::PublishFailed { .. } => "publish_failed",
             TraceKind::Notified { .. } => "notified",
             TraceKind::NotifyRejected { .. } => "notify_rejected",
@@ -447,6 +462,7 @@ impl TraceKind {
             TraceKind::HealthReport { .. } => "health_report",
             TraceKind::Pruned { .. } => "pruned",
             TraceKind::ControlRefused { .. } => "control_refused",
+            TraceKind::BotSourceRead { .. } => "bot_source_read",
             TraceKind::Backpressure { .. } => "backpressure",
             TraceKind::Lagged { .. } => "lagged",
         }

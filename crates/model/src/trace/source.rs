@@ -7,7 +7,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The origin of a message on the trace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The Discord gateway: a real message delivered to a bot session.
@@ -17,9 +19,9 @@ pub enum Source {
     Simulated,
     /// A `send --via-bot` request carried out by a running instance's bot path.
     Control,
-    /// A line of a foreign bot's own log (`watch --bot-log`, to come).
+    /// A line of a foreign bot's own log (`watch --bot-log`).
     BotLog,
-    /// A span or log record a foreign bot sent over OpenTelemetry (`watch --otlp`, to come).
+    /// A span or log record a foreign bot sent over OpenTelemetry (`watch --otlp`).
     Otlp,
 }
 

@@ -111,13 +111,14 @@ panes! {
         // sees messages arrive.
         Empty {
             live: "no messages yet: press {send} to send one",
-            watch: "messages need --discord-token-env",
+            watch: "messages need --discord-token-env, --bot-log or --otlp",
             replay: "no message in this recording",
         };
     Published => "Published payloads", "Published", "Pub", "outbox row, NOTIFY size",
         Shows::Stage(|k| matches!(
             k,
             TraceKind::Published { .. }
+                | TraceKind::PublishReported { .. }
                 | TraceKind::PublishFailed { .. }
                 | TraceKind::Backpressure { .. }
                 | TraceKind::DatabaseRefused { part: WriteStage::Publish, .. }
