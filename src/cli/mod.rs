@@ -96,6 +96,7 @@ pub enum Command {
     #[command(
         arg = unused("database_url", "database-url"),
         arg = unused("direct_database_url", "direct-database-url"),
+        arg = unused("db_deadline", "db-deadline"),
         arg = unused("channel", "channel"),
         arg = unused("schema", "schema")
     )]
@@ -138,6 +139,7 @@ pub enum Command {
     #[command(
         arg = unused("database_url", "database-url"),
         arg = unused("direct_database_url", "direct-database-url"),
+        arg = unused("db_deadline", "db-deadline"),
         arg = unused("channel", "channel"),
         arg = unused("schema", "schema")
     )]
@@ -260,6 +262,20 @@ pub struct SharedArgs {
     /// and outbox); it means nothing to the other commands.
     #[arg(long, global = true, hide = true, value_name = "PID")]
     pub instance: Option<u32>,
+    /// Seconds a database statement, pool checkout or commit may go unanswered before its
+    /// connection counts as silent (dropped by NAT or a load balancer without a reset) and
+    /// is replaced; a listener idle for half of it asks the server for a sign of life.
+    #[arg(
+        long,
+        env = "NOTIFYSCOPE_DB_DEADLINE",
+        global = true,
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        display_order = 5,
+        help_heading = CONNECTION
+    )]
+    pub db_deadline: u64,
 }
 
 impl SharedArgs {
@@ -271,6 +287,11 @@ impl SharedArgs {
     /// `--schema`, or the default.
     pub fn schema(&self) -> &str {
         self.schema.as_deref().unwrap_or(DEFAULT_SCHEMA)
+    }
+
+    /// `--db-deadline`.
+    pub fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.db_deadline)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::cli::{DoctorArgs, SharedArgs};
 use crate::commands::wiring::locate_pipeline;
 use notifyscope_diagnose::doctor::{self, DoctorOptions, DoctorReport};
 use notifyscope_diagnose::Check;
+use notifyscope_model::check::CheckId;
 use notifyscope_model::present::counted;
 use notifyscope_model::trace::Status;
 use notifyscope_store::error_chain;
@@ -52,7 +53,14 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         token_env: args.discord_token_env.clone(),
         discord_api_url: args.discord_api_url.clone(),
     };
-    let report = doctor::examine(&database, &channel, &options).await;
+    // Every step has its own limit; this one holds when a connection went silent under a
+    // query (a NAT gateway, a load balancer), where the server's own timeouts cannot help.
+    let limit = options.timeout + 2 * database.deadline();
+    let report =
+        match tokio::time::timeout(limit, doctor::examine(&database, &channel, &options)).await {
+            Ok(report) => report,
+            Err(_) => silent(&database, limit),
+        };
     if args.json {
         let document = Report {
             // Healthy exactly when the exit code is 0: nothing failed, nothing unjudged.
@@ -69,6 +77,32 @@ async fn examine(shared: SharedArgs, args: DoctorArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(exit_code(&report))
+}
+
+/// What doctor says when the database went silent under it: no answer, no reset.
+fn silent(database: &notifyscope_store::Database, waited: Duration) -> DoctorReport {
+    DoctorReport {
+        checks: vec![Check {
+            id: CheckId::Database,
+            name: CheckId::Database.name().to_owned(),
+            status: Status::Fail,
+            summary: format!(
+                "the connection to {} went silent: no answer within {:.0} s, and no error",
+                database.address(),
+                waited.as_secs_f64()
+            ),
+            evidence: Vec::new(),
+            hint: "something between here and the server drops connections without a reset \
+                   (a NAT gateway, a load balancer's idle timeout, a proxy): look there, and \
+                   set keepalives_idle below its timeout"
+                .to_owned(),
+            since: chrono::Utc::now(),
+            message_ids: Vec::new(),
+            target: None,
+        }],
+        instances: Vec::new(),
+        connected: false,
+    }
 }
 
 /// 2 when doctor could not connect; 1 when a check failed; else 2 when a check could not

@@ -91,9 +91,10 @@ fn store_could_not_run(e: &StoreError) -> bool {
         StoreError::BadUrl(_)
         | StoreError::BadIdentifier(_)
         | StoreError::TransactionPooler { .. } => true,
-        StoreError::Connect { .. } | StoreError::Pool(_) | StoreError::Db(_) => {
-            unreachable(e.class())
-        }
+        StoreError::Connect { .. }
+        | StoreError::Pool(_)
+        | StoreError::Db(_)
+        | StoreError::Silent(_) => unreachable(e.class()),
         StoreError::Migration(_) => false,
     }
 }

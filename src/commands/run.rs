@@ -49,7 +49,7 @@ pub async fn run(shared: SharedArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         }
     };
     let (embedded, url) = open_database(&shared, &args).await?;
-    let mut database = Database::new(&url, schema)?;
+    let mut database = Database::new(&url, schema)?.with_deadline(shared.deadline());
     if let Some(direct) = &shared.direct_database_url {
         database = database.with_direct(direct)?;
     }
@@ -386,8 +386,12 @@ async fn shut_down(
 ) -> ShutdownReport {
     let mut crashed = Vec::new();
     running.stop_diagnosis.cancel();
-    if let Err(e) = running.diagnosis.await {
-        crashed.push(format!("the diagnosis: {e}"));
+    // Its tick may be waiting on a connection that went silent: not worth the drain time.
+    let mut diagnosis = running.diagnosis;
+    match tokio::time::timeout(Duration::from_secs(1), &mut diagnosis).await {
+        Ok(Err(e)) => crashed.push(format!("the diagnosis: {e}")),
+        Ok(Ok(())) => {}
+        Err(_) => diagnosis.abort(),
     }
     if let Some(task) = bot {
         if !task.is_finished() {

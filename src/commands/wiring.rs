@@ -120,12 +120,13 @@ pub fn locate_pipeline(
         (Some(url), None) => {
             let channel = channel.unwrap_or_else(|| Identifier::fixed(DEFAULT_CHANNEL));
             let schema = schema.unwrap_or_else(|| Identifier::fixed(DEFAULT_SCHEMA));
+            let database = Database::new(url, schema)?.with_deadline(shared.deadline());
             let (database, pooled) = match &shared.direct_database_url {
                 Some(direct) => {
-                    let pooled = Database::new(url, schema)?.with_direct(direct)?;
+                    let pooled = database.with_direct(direct)?;
                     (pooled.direct().clone(), Some(pooled))
                 }
-                None => (Database::new(url, schema)?, None),
+                None => (database, None),
             };
             let instance = serving_instance(&database, &channel);
             return Ok(TargetPipeline {
@@ -145,7 +146,7 @@ pub fn locate_pipeline(
         Some(schema) => schema,
         None => Identifier::schema(&instance.schema)?,
     };
-    let database = Database::new(&instance.database, schema)?;
+    let database = Database::new(&instance.database, schema)?.with_deadline(shared.deadline());
     tracing::info!("using the running instance: {}", instance.describe());
     // An explicit --schema or --channel may name a pipeline this instance does not run.
     let instance = instance.serves(&database, &channel).then_some(instance);
@@ -298,8 +299,12 @@ fn spawn_writers(
         let writing =
             writer::write_events(trace.subscribe(), json, std::io::stdout(), stop.clone());
         let reader_gone = reader_gone.clone();
-        writers.push(tokio::spawn(async move {
-            match writing.await {
+        // On a thread of its own: a write to a pipe whose reader is slow blocks, and it
+        // must block only this output (which then skips what it lagged behind), never a
+        // worker of the runtime, whose timers the pipeline's deadlines need.
+        let runtime = tokio::runtime::Handle::current();
+        writers.push(tokio::task::spawn_blocking(move || {
+            match runtime.block_on(writing) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => reader_gone.cancel(),
                 // A full disk: the pipeline goes on, but this output ends here.

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod diagnosis;
 pub mod fake_discord;
 pub mod faults;
+pub mod freeze;
 pub mod pgbouncer;
 pub mod process;
 pub mod tmux;
@@ -55,6 +56,33 @@ pub fn server_url() -> String {
         });
     }
     url
+}
+
+/// Host and port of the test server, from its `key=value` URL (host 127.0.0.1 and port
+/// 5432 when it names none).
+pub fn server_host_port() -> (String, u16) {
+    let url = server_url();
+    let value = |key: &str| {
+        url.split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    };
+    assert!(
+        !url.contains("://"),
+        "these tests need the test server's URL in key=value form: {url}"
+    );
+    let host = value("host").unwrap_or_else(|| "127.0.0.1".into());
+    let port = value("port").and_then(|p| p.parse().ok()).unwrap_or(5432);
+    (host, port)
+}
+
+/// The test server's URL with `host` and `port` in place of its own.
+pub fn url_at(host: &str, port: u16) -> String {
+    let rest: Vec<String> = server_url()
+        .split_whitespace()
+        .filter(|part| !part.starts_with("host=") && !part.starts_with("port="))
+        .map(str::to_owned)
+        .collect();
+    format!("host={host} port={port} {}", rest.join(" "))
 }
 
 /// Connects to `url` and asks `SELECT 1`; the line to show when that fails.

@@ -20,6 +20,7 @@ pub mod publish;
 pub mod recording;
 pub mod retention;
 pub mod retry;
+mod silence;
 pub mod synthetic;
 pub mod test_events;
 pub mod watched;
@@ -120,6 +121,10 @@ pub struct Pipeline {
     /// the direct URL when one is given, else the publisher's pool.
     pool: Pool,
     channel: Identifier,
+    /// How long a connection may stay silent (see [`Database::with_deadline`]).
+    deadline: Duration,
+    /// Where sessions last, for a count on a connection of its own at the stop.
+    database: Database,
     stop_publisher: CancellationToken,
     stop_consumers: CancellationToken,
     publisher_task: JoinHandle<()>,
@@ -143,7 +148,14 @@ impl Pipeline {
             // lives (statistics that would replace the plan may never come: autovacuum can
             // be off). Planning each execution costs microseconds; a scan of a big outbox
             // per ingested batch costs the latency of every message.
-            .with_setting("plan_cache_mode", "force_custom_plan");
+            .with_setting("plan_cache_mode", "force_custom_plan")
+            // A connection that goes silent inside a transaction leaves that transaction
+            // open on the server, holding the rows it claimed or inserted; the server ends
+            // it after the deadline, so that a retry on a new connection goes through.
+            .with_setting(
+                "idle_in_transaction_session_timeout",
+                &format!("{}ms", database.deadline().as_millis().max(1)),
+            );
         // Through a transaction pooler (with a direct URL beside it), the publisher and the
         // workers set their search path and settings in each transaction.
         let transactions = database.transactions().await?;
@@ -198,6 +210,8 @@ impl Pipeline {
         );
         let simulated = SimulatedSource::new(bot_path.clone());
         let listener_config = listener_config(&config, &database, &pool, &simulated);
+        let deadline = database.deadline();
+        let sessions = database.direct().clone();
         let listener = listen::spawn_listener(
             database.direct().clone(),
             pool.clone(),
@@ -216,6 +230,8 @@ impl Pipeline {
             publishing,
             pool,
             channel: config.channel,
+            deadline,
+            database: sessions,
             stop_publisher,
             stop_consumers,
             publisher_task,
@@ -285,19 +301,29 @@ impl Pipeline {
 
     /// Stops taking events, commits what is queued, lets ingestion finish the backlog (up to
     /// `drain`), then stops the listener and the workers. Says what it could not drain and
-    /// which task had crashed.
+    /// which task had crashed. Done within `drain` plus a few seconds whatever the database
+    /// does: a connection that went silent holds no step longer than that.
     pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         let started = Instant::now();
+        let end = started + drain + SHUTDOWN_GRACE;
+        let left = || end.saturating_duration_since(Instant::now());
         self.stop_publisher.cancel();
-        if let Err(e) = self.publisher_task.await {
-            report.crashed.push(format!("the publisher: {e}"));
+        let mut publisher_task = self.publisher_task;
+        match tokio::time::timeout(left().saturating_sub(SHUTDOWN_GRACE), &mut publisher_task).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => report.crashed.push(format!("the publisher: {e}")),
+            Err(_) => {
+                publisher_task.abort();
+                report.unpublished = true;
+            }
         }
+        let deadline = self.deadline;
         loop {
-            let remaining = match self.pool.get().await {
-                Ok(client) => notifyscope_store::backlog(&client, &self.channel).await,
-                Err(e) => Err(e.into()),
-            };
+            // Each count on a connection that answers within what is left of the drain.
+            let wait = deadline.min(left().saturating_sub(SHUTDOWN_GRACE / 2));
+            let remaining = count_backlog(&self.pool, &self.channel, wait).await;
             match remaining {
                 Ok(0) => break,
                 Ok(n) if started.elapsed() >= drain => {
@@ -305,28 +331,35 @@ impl Pipeline {
                     break;
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    report.undrained = Undrained::Unknown(notifyscope_store::error_chain(&e));
+                Err(_) if started.elapsed() >= drain || wait.is_zero() => {
+                    // The pool's connections may all be silent: the last count on a new one.
+                    let fresh = count_fresh(&self.database, &self.channel, left());
+                    report.undrained = match fresh.await {
+                        Ok(0) => Undrained::Nothing,
+                        Ok(n) => Undrained::Rows(n),
+                        Err(e) => Undrained::Unknown(notifyscope_store::error_chain(&e)),
+                    };
                     break;
                 }
+                // A silent connection was dropped: the next count takes a new one.
+                Err(_) => {}
             }
             self.waker.wake();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.stop_consumers.cancel();
         for (n, worker) in self.workers.into_iter().enumerate() {
-            if let Err(e) = worker.await {
+            if let Some(Err(e)) = join_within(worker, left()).await {
                 report.crashed.push(format!("ingestion worker {n}: {e}"));
             }
         }
-        if let Err(e) = self.listener.join().await {
+        if let Some(Err(e)) = join_within(self.listener.into_task(), left()).await {
             report.crashed.push(format!("the listener: {e}"));
         }
-        if let Some(Err(e)) = match self.pruner {
-            Some(pruner) => Some(pruner.await),
-            None => None,
-        } {
-            report.crashed.push(format!("the pruner: {e}"));
+        if let Some(pruner) = self.pruner {
+            if let Some(Err(e)) = join_within(pruner, left()).await {
+                report.crashed.push(format!("the pruner: {e}"));
+            }
         }
         self.pool.close();
         self.publishing.close();
@@ -335,10 +368,64 @@ impl Pipeline {
     }
 }
 
+/// What a stop may take beyond its drain time: the last count of the outbox and the end of
+/// the tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(2500);
+
+/// Unprocessed rows of `channel`, on a connection that answers within `wait`.
+async fn count_backlog(
+    pool: &Pool,
+    channel: &Identifier,
+    wait: Duration,
+) -> Result<i64, StoreError> {
+    let client = tokio::time::timeout(wait, pool.get())
+        .await
+        .map_err(|_| StoreError::Pool(format!("no connection within {wait:?}")))??;
+    notifyscope_store::deadline::on_pooled(
+        pool,
+        client,
+        wait,
+        "the database",
+        "outbox count",
+        async |client| notifyscope_store::backlog(client, channel).await,
+    )
+    .await
+}
+
+/// Unprocessed rows of `channel`, on a connection of its own that answers within `wait`.
+async fn count_fresh(
+    database: &Database,
+    channel: &Identifier,
+    wait: Duration,
+) -> Result<i64, StoreError> {
+    let counting = async {
+        let client = database.connect_plain(notifyscope_store::APP_NAME).await?;
+        notifyscope_store::backlog(&client, channel).await
+    };
+    notifyscope_store::deadline::within(wait, &database.address(), "outbox count", counting).await
+}
+
+/// Waits for `task` up to `wait`, then aborts it: `None` when it did not end in time.
+async fn join_within(
+    mut task: JoinHandle<()>,
+    wait: Duration,
+) -> Option<Result<(), tokio::task::JoinError>> {
+    match tokio::time::timeout(wait, &mut task).await {
+        Ok(result) => Some(result),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
+
 /// What an orderly stop could not do.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ShutdownReport {
     pub undrained: Undrained,
+    /// The publisher's queue was not all committed when the drain time ran out: those
+    /// events never reached the outbox.
+    pub unpublished: bool,
     /// Tasks that had panicked, with the panic.
     pub crashed: Vec<String>,
 }
@@ -357,12 +444,19 @@ pub enum Undrained {
 
 impl ShutdownReport {
     pub fn is_clean(&self) -> bool {
-        self.undrained == Undrained::Nothing && self.crashed.is_empty()
+        self.undrained == Undrained::Nothing && !self.unpublished && self.crashed.is_empty()
     }
 
     /// One sentence per thing left undone.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if self.unpublished {
+            lines.push(
+                "the publisher could not commit all it had queued before the drain timeout \
+                 (the database did not answer): those events may not have reached the outbox"
+                    .to_owned(),
+            );
+        }
         match &self.undrained {
             Undrained::Nothing => {}
             Undrained::Rows(n) => lines.push(format!(

@@ -22,6 +22,7 @@ use crate::ingest::IngestWaker;
 use notifyscope_model::contract::{self, NotifyPayload};
 use notifyscope_model::present::shorten;
 use notifyscope_model::trace::{Trace, TraceKind, WriteStage};
+use notifyscope_store::deadline::{within, Silence};
 use notifyscope_store::notify::notify;
 use notifyscope_store::{
     error_chain, Database, ErrorClass, Identifier, StoreError, LISTENER_APP_NAME,
@@ -136,6 +137,11 @@ impl ListenerHandle {
     pub async fn join(self) -> Result<(), tokio::task::JoinError> {
         self.task.await
     }
+
+    /// The listener's task, for a stop that will not wait for it forever.
+    pub fn into_task(self) -> JoinHandle<()> {
+        self.task
+    }
 }
 
 pub fn spawn_listener(
@@ -157,6 +163,7 @@ pub fn spawn_listener(
         state: state_tx,
         dead_letters,
         dead_letters_dropped: AtomicU64::new(0),
+        silenced: std::sync::Mutex::new(None),
     };
     let task = tokio::spawn(listener.run(shutdown));
     ListenerHandle {
@@ -173,6 +180,8 @@ struct Listener {
     state: watch::Sender<ListenerState>,
     dead_letters: mpsc::Sender<DeadLetter>,
     dead_letters_dropped: AtomicU64,
+    /// The last connection went silent: said with its replacement.
+    silenced: std::sync::Mutex<Option<Silence>>,
 }
 
 /// A connection whose notifications arrive on a channel. Dropping it closes the connection.
@@ -186,6 +195,19 @@ pub struct ListeningConnection {
 
 impl ListeningConnection {
     pub async fn open(database: &Database, application_name: &str) -> Result<Self, StoreError> {
+        within(
+            database.deadline(),
+            &database.address(),
+            "connection setup",
+            Self::open_unbounded(database, application_name),
+        )
+        .await
+    }
+
+    async fn open_unbounded(
+        database: &Database,
+        application_name: &str,
+    ) -> Result<Self, StoreError> {
         let (client, mut connection) = database.connect(application_name).await?;
         let (tx, rx) = mpsc::channel::<Result<Notification, ConnectionLost>>(4096);
         let forwarder = tokio::spawn(async move {
@@ -221,6 +243,59 @@ impl ListeningConnection {
         self.client
             .batch_execute(&format!("LISTEN {}", channel.quoted()))
             .await
+    }
+
+    /// The next notification. When none came for half the deadline, the server is asked for
+    /// a sign of life that must come within the deadline: `LISTEN` on `channel` again, a
+    /// no-op that keeps it the session's last query (which is how others see who listens
+    /// where). A connection that dropped silently (NAT, a load balancer) is found so,
+    /// instead of waiting for notifications forever.
+    pub async fn next(
+        &mut self,
+        database: &Database,
+        channel: &Identifier,
+    ) -> Result<Notification, Ended> {
+        loop {
+            let quiet = database.deadline() / 2;
+            match tokio::time::timeout(quiet, self.notifications.recv()).await {
+                Ok(Some(Ok(n))) => return Ok(n),
+                Ok(Some(Err(ConnectionLost(cause)))) => return Err(Ended::Lost(cause)),
+                Ok(None) => return Err(Ended::Lost("connection closed".into())),
+                Err(_) => {
+                    let heartbeat = async { self.listen(channel).await.map_err(StoreError::from) };
+                    match within(
+                        database.deadline(),
+                        &database.address(),
+                        "heartbeat",
+                        heartbeat,
+                    )
+                    .await
+                    {
+                        Ok(()) => {}
+                        Err(StoreError::Silent(silence)) => return Err(Ended::Silent(silence)),
+                        Err(e) => return Err(Ended::Lost(error_chain(&e))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a listening connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Closed, or an error on it.
+    Lost(String),
+    /// It missed its heartbeat's deadline; it is dropped.
+    Silent(Silence),
+}
+
+impl Ended {
+    pub fn cause(&self) -> String {
+        match self {
+            Ended::Lost(cause) => cause.clone(),
+            Ended::Silent(silence) => silence.to_string(),
+        }
     }
 }
 
@@ -300,7 +375,14 @@ impl Listener {
         } = conn;
 
         let started = Instant::now();
-        let pid = match self.listen_all(&client).await {
+        let listening = async {
+            self.listen_all(&client)
+                .await
+                .map_err(|e| StoreError::Db(e))
+        };
+        let target = self.database.address();
+        let deadline = self.database.deadline();
+        let pid = match within(deadline, &target, "LISTEN", listening).await {
             Ok(pid) => pid,
             Err(e) => return SessionEnd::Lost(format!("LISTEN failed: {}", error_chain(&e))),
         };
@@ -310,10 +392,13 @@ impl Listener {
         let probe_ms = started.elapsed().as_secs_f64() * 1e3;
         // Repeated (a no-op for PostgreSQL) so that this connection's last query, which
         // pg_stat_activity shows, names the channel: anyone can then see who listens where.
-        if let Err(e) = client
-            .batch_execute(&format!("LISTEN {}", channel.quoted()))
-            .await
-        {
+        let relisten = async {
+            client
+                .batch_execute(&format!("LISTEN {}", channel.quoted()))
+                .await
+                .map_err(StoreError::Db)
+        };
+        if let Err(e) = within(deadline, &target, "LISTEN", relisten).await {
             return SessionEnd::Lost(format!("LISTEN failed: {}", error_chain(&e)));
         }
 
@@ -331,11 +416,27 @@ impl Listener {
         // Catch up on whatever was published while nobody listened.
         self.waker.wake();
 
+        if let Some(silence) = self.silenced.lock().ok().and_then(|mut s| s.take()) {
+            crate::silence::report(&self.trace, "listener", &silence, true);
+        }
+
+        let mut conn = ListeningConnection {
+            client,
+            notifications: rx,
+            _forwarder,
+        };
         loop {
-            match rx.recv().await {
-                Some(Ok(n)) => self.handle(&n),
-                Some(Err(ConnectionLost(cause))) => return SessionEnd::Lost(cause),
-                None => return SessionEnd::Lost("connection closed".into()),
+            match conn.next(&self.database, channel).await {
+                Ok(n) => self.handle(&n),
+                Err(Ended::Silent(silence)) => {
+                    let cause = silence.to_string();
+                    // Said as replaced once a new connection listens.
+                    if let Ok(mut silenced) = self.silenced.lock() {
+                        *silenced = Some(silence);
+                    }
+                    return SessionEnd::Lost(cause);
+                }
+                Err(Ended::Lost(cause)) => return SessionEnd::Lost(cause),
             }
         }
     }

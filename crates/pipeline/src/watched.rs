@@ -14,10 +14,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Notification;
 use tokio_util::sync::CancellationToken;
 
-use crate::listen::{ConnectionLost, ListeningConnection};
+use crate::listen::{Ended, ListeningConnection};
 use notifyscope_model::contract::{self, NotifyPayload, Snowflake};
 use notifyscope_model::present::shorten;
 use notifyscope_model::trace::{Trace, TraceKind};
+use notifyscope_store::deadline::{within, Silence};
 use notifyscope_store::{error_chain, Database, ErrorClass, Identifier, StoreError, APP_NAME};
 
 /// The table their ingestion writes, and its message-id column (BIGINT).
@@ -187,33 +188,53 @@ async fn listen_loop(
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(500);
+    // The last connection went silent: said with its replacement.
+    let mut silenced: Option<Silence> = None;
     loop {
         let session = async {
             let mut conn = ListeningConnection::open(&database, APP_NAME)
                 .await
-                .map_err(|e| error_chain(&e))?;
-            for c in std::iter::once(&channel).chain(neighbours.iter()) {
-                conn.listen(c).await.map_err(|e| error_chain(&e))?;
-            }
+                .map_err(|e| Ended::Lost(error_chain(&e)))?;
+            let listening = async {
+                for c in std::iter::once(&channel).chain(neighbours.iter()) {
+                    conn.listen(c).await?;
+                }
+                Ok(())
+            };
+            within(
+                database.deadline(),
+                &database.address(),
+                "LISTEN",
+                listening,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Silent(silence) => Ended::Silent(silence),
+                e => Ended::Lost(error_chain(&e)),
+            })?;
             tracing::info!(
                 "watching channel {channel} (and {} neighbours)",
                 neighbours.len()
             );
-            while let Some(item) = conn.notifications.recv().await {
-                let n = item.map_err(|ConnectionLost(cause)| cause)?;
+            if let Some(silence) = silenced.take() {
+                crate::silence::report(&trace, "watch listener", &silence, true);
+            }
+            loop {
+                let n = conn.next(&database, &channel).await?;
                 if handle(&n, &channel, &trace, &notified) {
                     row_awaited.notify_one();
                 }
             }
-            Err::<(), String>("connection closed".into())
         };
-        let cause = tokio::select! {
+        let ended: Result<(), Ended> = tokio::select! {
             () = stop.cancelled() => return,
-            result = session => match result {
-                Ok(()) => return,
-                Err(cause) => cause,
-            },
+            result = session => result,
         };
+        let Err(ended) = ended else { return };
+        let cause = ended.cause();
+        if let Ended::Silent(silence) = ended {
+            silenced = Some(silence);
+        }
         tracing::warn!(%cause, "watch connection lost; reconnecting");
         database_down(&trace, cause);
         tokio::select! {
@@ -328,7 +349,15 @@ async fn poll_rows(
             }
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            match database.connect_plain(APP_NAME).await {
+            let connecting = database.connect_plain(APP_NAME);
+            match within(
+                database.deadline(),
+                &database.address(),
+                "connection setup",
+                connecting,
+            )
+            .await
+            {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     poll_failed(&trace, &mut failing, e.class(), error_chain(&e));
@@ -350,20 +379,30 @@ async fn poll_rows(
         };
         let now = Utc::now();
         let mut ok = true;
+        let mut silent = false;
         for _ in 0..20 {
-            let rows = match c.query(&sql, &[&from]).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    poll_failed(
-                        &trace,
-                        &mut failing,
-                        notifyscope_store::errors::class_of(&e),
-                        error_chain(&e),
-                    );
-                    ok = false;
-                    break;
-                }
-            };
+            let look = async { c.query(&sql, &[&from]).await.map_err(StoreError::Db) };
+            let rows =
+                match within(database.deadline(), &database.address(), "row look", look).await {
+                    Ok(rows) => rows,
+                    Err(StoreError::Silent(silence)) => {
+                        crate::silence::report(&trace, "watch rows", &silence, true);
+                        poll_failed(
+                            &trace,
+                            &mut failing,
+                            ErrorClass::Connection,
+                            silence.to_string(),
+                        );
+                        silent = true;
+                        ok = false;
+                        break;
+                    }
+                    Err(e) => {
+                        poll_failed(&trace, &mut failing, e.class(), error_chain(&e));
+                        ok = false;
+                        break;
+                    }
+                };
             let full = rows.len() as i64 == PAGE;
             for row in rows {
                 let id: i64 = row.get(0);
@@ -395,6 +434,10 @@ async fn poll_rows(
         }
         if ok {
             failing = false;
+        }
+        if silent {
+            // Dropped: the next look connects anew.
+            client = None;
         }
         let awaiting = ok
             && notified

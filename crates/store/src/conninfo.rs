@@ -27,13 +27,21 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 /// The keys taken out of a connection string.
-const TAKEN_KEYS: [&str; 6] = [
+const TAKEN_KEYS: [&str; 11] = [
     "sslmode",
     "sslrootcert",
     "sslcert",
     "sslkey",
     "passfile",
     "connect_timeout",
+    // The driver reads the keepalive keys but knows neither libpq's `keepalives_count` nor
+    // its `tcp_user_timeout` in milliseconds; all five are read here, with notifyscope's
+    // defaults where the string gives none.
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
 ];
 
 /// The values of [`TAKEN_KEYS`] a connection string gave (the last of each, as in libpq).
@@ -45,6 +53,11 @@ pub struct Taken {
     pub sslkey: Option<String>,
     pub passfile: Option<String>,
     pub connect_timeout: Option<String>,
+    pub keepalives: Option<String>,
+    pub keepalives_idle: Option<String>,
+    pub keepalives_interval: Option<String>,
+    pub keepalives_count: Option<String>,
+    pub tcp_user_timeout: Option<String>,
 }
 
 impl Taken {
@@ -55,6 +68,11 @@ impl Taken {
             "sslcert" => &mut self.sslcert,
             "sslkey" => &mut self.sslkey,
             "passfile" => &mut self.passfile,
+            "keepalives" => &mut self.keepalives,
+            "keepalives_idle" => &mut self.keepalives_idle,
+            "keepalives_interval" => &mut self.keepalives_interval,
+            "keepalives_count" => &mut self.keepalives_count,
+            "tcp_user_timeout" => &mut self.tcp_user_timeout,
             _ => &mut self.connect_timeout,
         };
         *slot = Some(value);
@@ -222,6 +240,8 @@ impl<'a> Pairs<'a> {
 /// what connecting needs of them.
 pub struct Libpq {
     pub tls: Arc<TlsSettings>,
+    /// How the operating system finds a connection that went away without a word.
+    pub tcp: TcpSettings,
     /// `None`: no limit (libpq's `connect_timeout=0`).
     pub connect_timeout: Option<Duration>,
     /// The connection string's own `application_name`.
@@ -230,6 +250,90 @@ pub struct Libpq {
     passfile: Option<PathBuf>,
     /// A password file refused for its permissions is said once, not at every connection.
     passfile_refusal_said: AtomicBool,
+}
+
+/// TCP keepalives and `TCP_USER_TIMEOUT`, with libpq's names and units. The defaults find a
+/// connection that a NAT gateway or a load balancer dropped without a reset within about
+/// 15 s, idle (keepalives: 5 s, then 3 probes 2 s apart) or sending (unacknowledged for 15 s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSettings {
+    pub keepalives: bool,
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+    /// `None`: the system's own (libpq's `tcp_user_timeout=0`).
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            keepalives: true,
+            idle: Duration::from_secs(5),
+            interval: Duration::from_secs(2),
+            count: 3,
+            user_timeout: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+impl TcpSettings {
+    fn resolve(taken: &Taken) -> Result<Self, String> {
+        let number = |value: &Option<String>, key: &str| -> Result<Option<u64>, String> {
+            value
+                .as_deref()
+                .map(|text| {
+                    text.trim().parse::<u64>().map_err(|_| {
+                        format!(
+                            "invalid {key} value: a whole number, not {:?}",
+                            shorten(text)
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let defaults = TcpSettings::default();
+        // libpq: 0 (or an unset key) leaves the system's value; here it leaves ours.
+        let positive = |n: Option<u64>| n.filter(|n| *n > 0);
+        Ok(TcpSettings {
+            keepalives: number(&taken.keepalives, "keepalives")?.map_or(true, |n| n != 0),
+            idle: positive(number(&taken.keepalives_idle, "keepalives_idle")?)
+                .map_or(defaults.idle, Duration::from_secs),
+            interval: positive(number(&taken.keepalives_interval, "keepalives_interval")?)
+                .map_or(defaults.interval, Duration::from_secs),
+            count: positive(number(&taken.keepalives_count, "keepalives_count")?)
+                .map_or(defaults.count, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            user_timeout: match number(&taken.tcp_user_timeout, "tcp_user_timeout")? {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => defaults.user_timeout,
+            },
+        })
+    }
+
+    /// Sets them on a driver configuration.
+    pub fn apply(&self, config: &mut Config) {
+        config.keepalives(self.keepalives);
+        if self.keepalives {
+            config
+                .keepalives_idle(self.idle)
+                .keepalives_interval(self.interval)
+                .keepalives_retries(self.count);
+        }
+        if let Some(timeout) = self.user_timeout {
+            config.tcp_user_timeout(timeout);
+        }
+    }
+}
+
+/// A value as it may be shown: a few plain characters, never what may be a password spilled
+/// into the next key by a missing quote.
+fn shorten(text: &str) -> String {
+    if text.len() <= 12 && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+        text.to_owned()
+    } else {
+        "…".to_owned()
+    }
 }
 
 impl Libpq {
@@ -242,6 +346,7 @@ impl Libpq {
                 .or_else(|| env(variable))
                 .filter(|value| !value.is_empty())
         };
+        let tcp = TcpSettings::resolve(&taken)?;
         let root_certs = setting(taken.sslrootcert, "PGSSLROOTCERT").map(|root| match root {
             root if root == "system" => RootCerts::System,
             root => RootCerts::File(root.into()),
@@ -299,6 +404,7 @@ impl Libpq {
             .or_else(|| home.map(|home| home.join(".pgpass")));
         Ok(Libpq {
             tls: Arc::new(tls),
+            tcp,
             connect_timeout,
             application_name: None,
             password_from_env: env("PGPASSWORD").filter(|p| !p.is_empty()),

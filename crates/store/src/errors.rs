@@ -43,7 +43,7 @@ pub fn class_of_store(e: &StoreError) -> ErrorClass {
             class if class == ErrorClass::Login || class.is_tls() => class,
             _ => ErrorClass::Connection,
         },
-        StoreError::Pool(_) => ErrorClass::Connection,
+        StoreError::Pool(_) | StoreError::Silent(_) => ErrorClass::Connection,
         StoreError::Db(e) => class_of(e),
         StoreError::BadUrl(_)
         | StoreError::BadIdentifier(_)

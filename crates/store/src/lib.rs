@@ -10,6 +10,7 @@ pub mod action;
 pub mod backends;
 pub mod conninfo;
 pub mod dead_letters;
+pub mod deadline;
 pub mod embedded;
 pub mod errors;
 pub mod examine;
@@ -101,6 +102,9 @@ pub enum StoreError {
          session mode"
     )]
     TransactionPooler { target: String, evidence: String },
+    /// A connection that did not answer within its deadline; it was dropped.
+    #[error("{0}")]
+    Silent(deadline::Silence),
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -149,6 +153,9 @@ pub struct Database {
     /// The server itself (`--direct-database-url`), for what needs a session of its own
     /// when this URL goes through a transaction pooler.
     direct: Option<Box<Database>>,
+    /// How long a statement, checkout or commit may go unanswered before its connection
+    /// counts as silent (see [`deadline`]).
+    deadline: Duration,
 }
 
 impl fmt::Debug for Database {
@@ -187,11 +194,8 @@ impl Database {
         let settings = vec![("search_path".to_owned(), schema.quoted())];
         config
             .ssl_mode(conninfo::driver_mode(libpq.tls.mode))
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
             .application_name(libpq.application_base(APP_NAME));
+        libpq.tcp.apply(&mut config);
         if let Some(timeout) = libpq.connect_timeout {
             config.connect_timeout(timeout);
         }
@@ -206,7 +210,38 @@ impl Database {
             settings,
             pooling: Arc::default(),
             direct: None,
+            deadline: deadline::DEFAULT_DEADLINE,
         })
+    }
+
+    /// Every statement, checkout and commit answers within `deadline`, or its connection is
+    /// dropped and replaced.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self.direct = self.direct.map(|d| Box::new(d.with_deadline(deadline)));
+        self
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Host and port (each of several), for saying which connection went silent.
+    pub fn address(&self) -> String {
+        let hosts = self.config.get_hosts().iter().map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        });
+        let ports = self.config.get_ports();
+        hosts
+            .enumerate()
+            .map(|(i, host)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                format!("{host}:{port}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// What needs a session of its own (LISTEN, migrations, the diagnosis's session views,
@@ -215,6 +250,7 @@ impl Database {
     pub fn with_direct(mut self, url: &str) -> Result<Self, StoreError> {
         let mut direct = Database::new(url, self.schema.clone())?;
         direct.instance = self.instance.clone();
+        direct.deadline = self.deadline;
         let name = direct.application_name(&direct.libpq.application_base(APP_NAME));
         direct.config.application_name(name);
         direct.settings = self.settings.clone();
@@ -350,7 +386,12 @@ impl Database {
             Sessions::Kept => "BEGIN".to_owned(),
             Sessions::Shared => format!("BEGIN; {}", self.set_statements("SET LOCAL")),
         };
-        Ok(Transactions::new(begin, sessions))
+        Ok(Transactions::new(
+            begin,
+            sessions,
+            self.deadline,
+            self.address(),
+        ))
     }
 
     /// Host, port, user, database and schema; never the password.
@@ -373,13 +414,20 @@ impl Database {
         config.application_name(
             self.application_name(&self.libpq.application_base(application_name)),
         );
-        self.libpq
-            .connect(config)
-            .await
-            .map_err(|error| StoreError::Connect {
-                target: self.redacted.clone(),
-                error,
-            })
+        // connect_timeout bounds reaching an address; the handshake after it (TLS, login)
+        // must come within the deadline, or a server that accepts and never answers (a
+        // silent proxy) would hold the connection attempt forever.
+        let limit = self.libpq.connect_timeout.unwrap_or_default() + self.deadline;
+        let connecting = async {
+            self.libpq
+                .connect(config)
+                .await
+                .map_err(|error| StoreError::Connect {
+                    target: self.redacted.clone(),
+                    error,
+                })
+        };
+        deadline::within(limit, &self.address(), "connection setup", connecting).await
     }
 
     /// A connection whose messages nobody needs (no LISTEN on it).

@@ -5,9 +5,13 @@
 //! every transaction sets its search path and settings with `SET LOCAL`, and statements go
 //! unnamed, parsed with their parameter types in the round trip that runs them.
 
+use std::time::Duration;
+
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
+
+use crate::deadline::DEFAULT_DEADLINE;
 
 /// Whether a URL's connections keep their server sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,21 +22,48 @@ pub enum Sessions {
     Shared,
 }
 
-/// How work on one URL's pool opens its transactions and prepares its statements.
+/// How work on one URL's pool opens its transactions and prepares its statements, and how
+/// long each may go unanswered.
 #[derive(Debug, Clone)]
 pub struct Transactions {
     begin: String,
     sessions: Sessions,
+    deadline: Duration,
+    /// Host and port, for naming a connection that went silent.
+    target: String,
 }
 
 impl Transactions {
-    pub(crate) fn new(begin: String, sessions: Sessions) -> Self {
-        Transactions { begin, sessions }
+    pub(crate) fn new(
+        begin: String,
+        sessions: Sessions,
+        deadline: Duration,
+        target: String,
+    ) -> Self {
+        Transactions {
+            begin,
+            sessions,
+            deadline,
+            target,
+        }
     }
 
-    /// For connections whose sessions last, set up once connected.
+    /// For connections whose sessions last, set up once connected, with the default deadline.
     pub fn kept() -> Self {
-        Transactions::new("BEGIN".to_owned(), Sessions::Kept)
+        Transactions::new(
+            "BEGIN".to_owned(),
+            Sessions::Kept,
+            DEFAULT_DEADLINE,
+            "the database".to_owned(),
+        )
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Opens a transaction (simple protocol, one round trip): `BEGIN`, followed behind a

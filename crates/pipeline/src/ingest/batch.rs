@@ -15,6 +15,7 @@ use super::IngestConfig;
 use notifyscope_model::contract::{ContractError, Envelope};
 use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
 use notifyscope_model::trace::{IngestOutcome, Trace, TraceKind};
+use notifyscope_store::deadline::on_pooled;
 use notifyscope_store::statement::Prepared;
 use notifyscope_store::{error_chain, ErrorClass, Sql, StoreError, Transactions, PENDING};
 
@@ -53,13 +54,28 @@ pub(super) async fn ingest_batch(
     skip: &[i64],
 ) -> Result<BatchResult, StoreError> {
     let client = pool.get().await?;
-    let result = claim_and_ingest(&client, config, trace, limit, skip).await;
-    if result.is_err() {
-        // Never hand a connection back to the pool inside a transaction: one left aborted
-        // would fail every later batch. Harmless when no transaction is open.
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
-    result
+    // A batch whose answer never comes leaves its rows claimed by a silent session until
+    // the server ends that session's transaction (idle_in_transaction_session_timeout); then
+    // another batch claims them. The insert is idempotent, so a commit that did happen is
+    // not repeated.
+    let transactions = &config.transactions;
+    on_pooled(
+        pool,
+        client,
+        transactions.deadline(),
+        transactions.target(),
+        "ingestion batch",
+        async |client| {
+            let result = claim_and_ingest(client, config, trace, limit, skip).await;
+            if result.is_err() {
+                // Never hand a connection back to the pool inside a transaction: one left
+                // aborted would fail every later batch. Harmless when none is open.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            result
+        },
+    )
+    .await
 }
 
 /// Up to `$2` unprocessed rows of channel `$1` that are due, except `$3`, locked.

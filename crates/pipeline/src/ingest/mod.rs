@@ -157,6 +157,9 @@ fn refused(
     wait: Duration,
     database_up: &mut bool,
 ) {
+    if let StoreError::Silent(silence) = e {
+        crate::silence::report(trace, "ingestion", silence, true);
+    }
     let error = error_chain(e);
     let class = e.class();
     if class == ErrorClass::Connection {

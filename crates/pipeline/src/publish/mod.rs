@@ -377,6 +377,9 @@ async fn commit_batch(
 /// logged (the listener and ingestion report it as `database_down`), anything else (a lock,
 /// a grant, a missing table) is traced too, so that the diagnosis names it while it lasts.
 fn refused(trace: &Trace, e: &WriteError, attempt: u32, delay: Duration) {
+    if let Some(silence) = &e.silence {
+        crate::silence::report(trace, "publisher", silence, true);
+    }
     let retry_in_ms = delay.as_millis() as u64;
     tracing::warn!(error = %e.text, class = %e.class, attempt, retry_in_ms, "outbox write failed, retrying");
     if e.class != ErrorClass::Connection {

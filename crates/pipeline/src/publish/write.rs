@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{NotifyMode, PublishError, PublishReceipt};
 use notifyscope_model::contract::{self, Envelope};
+use notifyscope_store::deadline::{on_pooled, Silence};
 use notifyscope_store::notify;
 use notifyscope_store::{error_chain, ErrorClass, Identifier, Sql, StoreError, Transactions};
 
@@ -41,6 +42,8 @@ static INSERT: LazyLock<Sql> = LazyLock::new(|| {
 pub(super) struct WriteError {
     pub(super) class: ErrorClass,
     pub(super) text: String,
+    /// The connection went silent and was dropped.
+    pub(super) silence: Option<Silence>,
 }
 
 impl WriteError {
@@ -54,6 +57,10 @@ impl From<StoreError> for WriteError {
         WriteError {
             class: e.class(),
             text: error_chain(&e),
+            silence: match e {
+                StoreError::Silent(silence) => Some(silence),
+                _ => None,
+            },
         }
     }
 }
@@ -76,12 +83,29 @@ pub(super) async fn write_batch<'a>(
     let envelopes: Vec<&Envelope> = envelopes.collect();
     let started = Instant::now();
     let client = pool.get().await.map_err(StoreError::from)?;
-    let result =
-        write_in_transaction(&client, transactions, channel, notify_mode, &envelopes).await;
+    // A commit whose answer never comes is retried on another connection: the rows keep
+    // their event ids, so a retry inserts nothing twice and announces them again. The
+    // server ends the silent session's open transaction itself
+    // (idle_in_transaction_session_timeout), which frees the rows a retry would wait for.
+    let result = on_pooled(
+        pool,
+        client,
+        transactions.deadline(),
+        transactions.target(),
+        "outbox write",
+        async |client| {
+            let result =
+                write_in_transaction(client, transactions, channel, notify_mode, &envelopes).await;
+            if result.is_err() {
+                // Never hand a connection back to the pool inside a transaction: one left
+                // aborted would fail every later batch. Harmless when none is open.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            result
+        },
+    )
+    .await;
     if result.is_err() {
-        // Never hand a connection back to the pool inside a transaction: one left aborted
-        // would fail every later batch. Harmless when no transaction is open.
-        let _ = client.batch_execute("ROLLBACK").await;
         return result;
     }
     tracing::trace!(
@@ -195,6 +219,7 @@ fn announcements(
             .ok_or_else(|| WriteError {
                 class: ErrorClass::Other,
                 text: "outbox insert returned no id".into(),
+                silence: None,
             })?;
         let (notify_bytes, by_ref) = match notify_mode {
             NotifyMode::PerEvent => {
