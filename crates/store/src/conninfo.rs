@@ -664,6 +664,42 @@ mod tests {
     }
 
     #[test]
+    fn keepalives_and_tcp_user_timeout_in_libpq_names_and_units() {
+        let (rest, got) = take_settings(
+            "host=db keepalives_idle=30 keepalives_interval=4 keepalives_count=6 \
+             tcp_user_timeout=2500 dbname=app",
+        );
+        assert_eq!(rest, "host=db dbname=app");
+        let tcp = TcpSettings::resolve(&got).expect("valid");
+        assert_eq!(
+            tcp,
+            TcpSettings {
+                keepalives: true,
+                idle: Duration::from_secs(30),
+                interval: Duration::from_secs(4),
+                count: 6,
+                user_timeout: Some(Duration::from_millis(2500)),
+            }
+        );
+        // Unset, or 0 where libpq means the system's: ours.
+        let defaults = TcpSettings::resolve(&taken(&[("keepalives_idle", "0")])).expect("valid");
+        assert_eq!(defaults, TcpSettings::default());
+        let system = TcpSettings::resolve(&taken(&[("tcp_user_timeout", "0")])).expect("valid");
+        assert_eq!(system.user_timeout, None);
+        let off = TcpSettings::resolve(&taken(&[("keepalives", "0")])).expect("valid");
+        assert!(!off.keepalives);
+        let Err(error) = TcpSettings::resolve(&taken(&[("keepalives_count", "many")])) else {
+            panic!("a count that is not a number is refused");
+        };
+        assert!(error.contains("keepalives_count"), "{error}");
+        // What may be a spilled password is not shown.
+        let Err(error) = TcpSettings::resolve(&taken(&[("keepalives_idle", "s3cret pw")])) else {
+            panic!("refused");
+        };
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
     fn tls_keys_come_out_of_a_url_and_the_rest_stays_as_written() {
         let (rest, got) = take_settings(
             "postgresql://ada:p%40ss@db.example:6543/app?application_name=bot&sslmode=verify-full\
