@@ -43,7 +43,7 @@ impl Bouncer {
             std::path::Path::new(BINARY).exists(),
             "this test needs PgBouncer ({BINARY}): apt-get install pgbouncer, or run .ci/run"
         );
-        let (host, port) = server_address();
+        let (host, port) = super::server_host_port();
         let listen = free_port();
         let dir = std::env::temp_dir().join(format!(
             "notifyscope-pgbouncer-{}-{listen}",
@@ -106,12 +106,7 @@ impl Bouncer {
 
     /// The test server's URL with PgBouncer's address in place of the server's.
     pub fn url(&self) -> String {
-        let rest: Vec<String> = super::server_url()
-            .split_whitespace()
-            .filter(|part| !part.starts_with("host=") && !part.starts_with("port="))
-            .map(str::to_owned)
-            .collect();
-        format!("host=127.0.0.1 port={} {}", self.port, rest.join(" "))
+        super::url_at("127.0.0.1", self.port)
     }
 
     /// Transactions PgBouncer passed to the server for database `test` so far, from its
@@ -148,22 +143,6 @@ impl Drop for Bouncer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Host and port of the test server, from its `key=value` URL.
-fn server_address() -> (String, u16) {
-    let url = super::server_url();
-    let value = |key: &str| {
-        url.split_whitespace()
-            .find_map(|part| part.strip_prefix(&format!("{key}=")).map(str::to_owned))
-    };
-    assert!(
-        !url.contains("://"),
-        "the PgBouncer tests need the test server's URL in key=value form: {url}"
-    );
-    let host = value("host").unwrap_or_else(|| "127.0.0.1".into());
-    let port = value("port").and_then(|p| p.parse().ok()).unwrap_or(5432);
-    (host, port)
 }
 
 fn free_port() -> u16 {
