@@ -349,7 +349,10 @@ pub(crate) fn connection_settings(
             CheckId::ConnectionSettings,
             Status::Fail,
             format!(
-                "idle_session_timeout is {} ({}): the server closes a LISTEN connection that                  sends no query for that long, and one that only waits for notifications sends                  none",
+                "idle_session_timeout is {} ({}): the server closes a session that sends no \
+                 query for that long, and a LISTEN connection that receives notifications \
+                 sends none (notifyscope's listener asks for a sign of life only while none \
+                 come)",
                 idle.shown,
                 set_where(&idle.source, role)
             ),
@@ -383,7 +386,9 @@ pub(crate) fn connection_settings(
             CheckId::ConnectionSettings,
             Status::Ok,
             format!(
-                "idle_session_timeout is off; a keepalive after {} s of silence ({server_said},                  {client_said}), within the {} s a load balancer keeps an idle flow",
+                "idle_session_timeout is off; a keepalive after {} s of silence \
+                 ({server_said}, {client_said}), within the {} s a load balancer keeps an \
+                 idle flow",
                 d.as_secs(),
                 NETWORK_IDLE.as_secs()
             ),
@@ -393,10 +398,13 @@ pub(crate) fn connection_settings(
             CheckId::ConnectionSettings,
             Status::Warn,
             format!(
-                "no keepalive within {} s of silence ({server_said}, {client_said}): a NAT                  gateway or load balancer that forgets idle flows (AWS NLB: 350 s) cuts a LISTEN                  connection without a word to either side",
+                "no keepalive within {} s of silence ({server_said}, {client_said}): a NAT \
+                 gateway or load balancer that forgets idle flows (AWS NLB: 350 s) cuts a \
+                 LISTEN connection without a word to either side",
                 NETWORK_IDLE.as_secs()
             ),
-            "send keepalives sooner: keepalives_idle=60 in the listener's connection string,              or ALTER ROLE … SET tcp_keepalives_idle = 60 for its role",
+            "send keepalives sooner: keepalives_idle=60 in the listener's connection string, \
+             or ALTER ROLE … SET tcp_keepalives_idle = 60 for its role",
         )),
     }
 }

@@ -13,6 +13,7 @@ use crate::window::{ago, SAMPLE};
 use notifyscope_model::check::CheckTarget;
 use notifyscope_model::contract::NOTIFY_PAYLOAD_LIMIT;
 use notifyscope_model::present::{counted, shorten};
+use notifyscope_model::text::duration_ms;
 use notifyscope_model::trace::Status;
 use notifyscope_store::snapshot::{listens_on, Unread};
 
@@ -27,7 +28,7 @@ const STALL_FAIL: Duration = Duration::from_secs(10);
 const QUEUE_WAITERS: usize = 2;
 /// Snapshots of the last [`crate::evidence::NOTIFY_SAMPLES`] that must see a queue before
 /// it counts: a burst comes and goes, a queue that stays is a warning.
-const QUEUEING_SAMPLES: usize = 3;
+const QUEUEING_SAMPLES: usize = 4;
 /// A commit that waited this long for the NOTIFY lock is a failure: every NOTIFYing
 /// transaction of the server is that late.
 const QUEUE_FAIL_S: f64 = 1.0;
@@ -162,7 +163,7 @@ pub(crate) fn notify_lock(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         Status::Warn
     };
     let waited = if longest > 0.0 {
-        format!(", waiting up to {longest:.2} s")
+        format!(", waiting up to {}", duration_ms(longest * 1e3))
     } else {
         String::new()
     };
@@ -196,14 +197,18 @@ fn rates(samples: &[&NotifySample], channel: &str) -> Option<String> {
         return None;
     }
     let heard = last.heard.saturating_sub(first.heard) as f64 / seconds;
+    // The server counts a backend's commits when it flushes its statistics, about once a
+    // second: a rate over several snapshots, about right.
     let commits = match (first.commits, last.commits) {
         (Some(a), Some(b)) => format!(
-            ", {:.0} commits/s in this database",
-            (b - a) as f64 / seconds
+            " (about {:.0} commits/s in this database)",
+            (b - a).max(0) as f64 / seconds
         ),
         _ => String::new(),
     };
-    Some(format!("{heard:.0} NOTIFY/s heard on {channel}{commits}"))
+    Some(format!(
+        "NOTIFYing commits: {heard:.0}/s heard on {channel}{commits}"
+    ))
 }
 
 /// `12 × pgbench (database test)`, then the longest waiters by pid.
@@ -226,10 +231,10 @@ fn waiting_applications(sample: &NotifySample) -> Vec<String> {
         .collect();
     lines.extend(sample.waiters.iter().take(SAMPLE).map(|w| {
         format!(
-            "pid {} ({}) has waited {:.3} s",
+            "pid {} ({}) has waited {}",
             w.pid,
             or_none(&w.application_name),
-            w.waiting_s
+            duration_ms(w.waiting_s * 1e3)
         )
     }));
     lines
@@ -493,20 +498,26 @@ mod tests {
         }
         let f = notify_lock(&mut e, Utc::now());
         assert_eq!(f.status, Status::Ok, "{f:?}");
-        assert!(f.summary.contains("1000 commits/s"), "{f:?}");
+        assert!(
+            f.summary.ends_with(
+                "; NOTIFYing commits: 0/s heard on events (about 1000 commits/s in this database)"
+            ),
+            "{f:?}"
+        );
 
-        for (i, waiting) in [12, 0, 9, 15].into_iter().enumerate() {
-            let t = at(3 - i as i64);
+        for (i, waiting) in [12, 0, 9, 2, 15].into_iter().enumerate() {
+            let t = at(4 - i as i64);
             e.observe_snapshot(notify_snapshot(t, waiting, 0.02, 20_000 + 2000 * i as i64));
         }
         let f = notify_lock(&mut e, Utc::now());
         assert_eq!(f.status, Status::Warn, "{f:?}");
         assert!(
             f.summary
-                .starts_with("commits queue for the NOTIFY lock: up to 15 waiting, in 3 of"),
+                .starts_with("commits queue for the NOTIFY lock: up to 15 waiting, in 4 of"),
             "{f:?}"
         );
-        assert!(f.summary.contains("commits/s in this database"), "{f:?}");
+        assert!(f.summary.contains(", waiting up to 20ms; "), "{f:?}");
+        assert!(f.summary.contains("commits/s in this database)"), "{f:?}");
         assert!(
             f.evidence
                 .iter()
