@@ -473,7 +473,7 @@ impl Database {
             }))
             .max_size(max_size)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(self.deadline))
             // A new connection may take what connect_timeout allows it (5 s unless the URL
             // says); 0 there is no limit, here as in libpq.
             .create_timeout(self.libpq.connect_timeout)
