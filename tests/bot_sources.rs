@@ -301,9 +301,9 @@ async fn a_busy_otlp_address_is_refused_at_start() {
     let addr = taken.local_addr().expect("its address").to_string();
     let t = TestSchema::new("bl_busy");
     their_table(&t).await;
-    let out = watch(&t, &["--otlp", &addr])
-        .output()
+    let out = tokio::time::timeout(common::WAIT, watch(&t, &["--otlp", &addr]).output())
         .await
+        .expect("watch refuses the address at once, not watching on without it")
         .expect("watch runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

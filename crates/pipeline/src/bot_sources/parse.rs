@@ -237,6 +237,14 @@ impl LogParser {
     /// A Python logging line: a stage in logfmt inside it, or an error that a traceback may
     /// follow.
     fn python(&mut self, head: PythonHead<'_>) {
+        // notifyscope's JSON line logged through a handler whose format adds a prefix.
+        let message = head.message.trim();
+        if message.starts_with('{') {
+            if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(message) {
+                self.json(&fields);
+                return;
+            }
+        }
         if let Some(report) = logfmt(head.message) {
             self.push(report);
             return;
@@ -668,5 +676,16 @@ DiscordAPIError[50013]: Missing Permissions
         assert_eq!(reports.len(), 2);
         assert_eq!(reports[0].reason.as_deref(), Some("author is a bot"));
         assert_eq!(reports[1].stage, Stage::Published);
+    }
+
+    #[test]
+    fn the_json_line_behind_a_logging_prefix_is_read() {
+        let (reports, unknown) = read(
+            "INFO:bot.pipeline:{\"stage\": \"skipped\", \"message_id\": \"41\", \"reason\": \"author is a bot\"}\n",
+        );
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].stage, Stage::Skipped);
+        assert_eq!(reports[0].reason.as_deref(), Some("author is a bot"));
     }
 }
