@@ -365,7 +365,7 @@ async fn payloads_near_the_notify_limit_warn_with_their_sizes() {
     let report = watch
         .until("the small payloads judged", |v| {
             is_report_where(v, "payload_size", |c| {
-                summary(c).starts_with(&format!("20 payloads on {}", t.name))
+                summary(c).contains(&format!("of 20 payloads on {} ", t.name))
             })
         })
         .await;
@@ -385,21 +385,28 @@ async fn payloads_near_the_notify_limit_warn_with_their_sizes() {
     let c = check(&report, "payload_size").expect("check");
     let said = summary(c);
     let largest = payload(23, 7450).len();
-    assert!(
-        said.starts_with(&format!(
+    assert_eq!(
+        said,
+        format!(
             "3 of 23 payloads on {} in the last 60 s above 7000 bytes, the largest {largest} \
-             of the 7999 NOTIFY takes",
+             of 7999: a longer message fails in pg_notify",
             t.name
-        )),
+        ),
         "{c}"
     );
-    assert!(said.contains(&format!("max {largest} bytes")), "{c}");
     let evidence: Vec<&str> = c["evidence"]
         .as_array()
         .map(|e| e.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     assert!(
         evidence.contains(&"bytes under 1000: 20, 1000–3999: 0, 4000–7000: 0, above 7000: 3"),
+        "{c}"
+    );
+    assert!(
+        evidence.iter().any(
+            |l| l.starts_with("sizes in the last 60 s: 23 payloads; median ")
+                && l.ends_with(&format!(", max {largest} bytes of 7999"))
+        ),
         "{c}"
     );
     let status = watch.signal_and_wait(Signal::SIGTERM).await;

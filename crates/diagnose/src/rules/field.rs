@@ -76,7 +76,7 @@ pub(crate) fn stalled_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding 
         .collect();
     stalled.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
     let Some((status, seconds, worst)) = stalled.first().copied() else {
-        return ok("every listener reads its notifications".into());
+        return ok("no backend blocked sending notifications".into());
     };
     let usage = e.snapshot.queue_usage * 100.0;
     let evidence: Vec<String> = stalled
@@ -148,7 +148,7 @@ pub(crate) fn notify_lock(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     let rates = rates(&samples, e.config.channel.as_str());
     if queueing.len() < QUEUEING_SAMPLES {
         return ok(format!(
-            "no commit queues for the NOTIFY lock{}",
+            "no queue{}",
             rates.map(|r| format!("; {r}")).unwrap_or_default()
         ));
     }
@@ -285,7 +285,8 @@ pub(crate) fn payload_size(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         return found(
             Status::Ok,
             format!(
-                "{} on {channel} in the last {window} s: {distribution}",
+                "largest {max} of {limit} bytes; median {median}, p99 {p99} of {} on {channel} \
+                 in the last {window} s",
                 counted(sizes.len(), "payload")
             ),
             evidence,
@@ -296,8 +297,7 @@ pub(crate) fn payload_size(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         Status::Warn,
         format!(
             "{near} of {} on {channel} in the last {window} s above {NEAR_LIMIT} bytes, the \
-             largest {max} of the {limit} NOTIFY takes: a longer message fails in pg_notify \
-             ({distribution})",
+             largest {max} of {limit}: a longer message fails in pg_notify",
             counted(sizes.len(), "payload")
         ),
         evidence,
@@ -338,9 +338,9 @@ pub(crate) fn silent_connections(e: &mut Evidence, now: DateTime<Utc>) -> Findin
     }
     if latest.is_empty() {
         return ok(match e.silent.total {
-            0 => "no connection went silent".into(),
+            0 => "none missed its deadline".into(),
             n => format!(
-                "no connection went silent in the last {} s ({n} ever)",
+                "none in the last {} s ({n} ever)",
                 e.config.window.as_secs()
             ),
         });
@@ -555,17 +555,17 @@ mod tests {
         assert_eq!(f.status, Status::Ok, "{f:?}");
         assert_eq!(
             f.summary,
-            "98 payloads on events in the last 60 s: median 448, p99 497, max 497 bytes of 7999"
+            "largest 497 of 7999 bytes; median 448, p99 497 of 98 payloads on events in the last \
+             60 s"
         );
         e.observe(&notified(at(10), 7400));
         e.observe(&notified(at(5), 7512));
         let f = payload_size(&mut e, now);
         assert_eq!(f.status, Status::Warn, "{f:?}");
         assert!(
-            f.summary.starts_with(
-                "2 of 100 payloads on events in the last 60 s above 7000 bytes, the largest \
-                 7512 of the 7999 NOTIFY takes"
-            ),
+            f.summary
+                == "2 of 100 payloads on events in the last 60 s above 7000 bytes, the largest \
+                    7512 of 7999: a longer message fails in pg_notify",
             "{f:?}"
         );
         assert!(
