@@ -210,17 +210,18 @@ async fn a_stopped_listener_is_named_with_its_pid_application_and_time() {
         .await;
     let c = check(&report, "stalled_listener").expect("check");
     let said = summary(c);
+    let blocked = format!("pid {backend} ({application}) blocked ");
     assert!(
-        said.starts_with(&format!(
-            "pid {backend} ({application}) on {} has not read its notifications for ",
-            t.name
-        )) && said.ends_with("its process does not read its connection"),
+        said.starts_with(&blocked)
+            && said.ends_with(&format!(
+                " s: its process does not read the notifications on {}",
+                t.name
+            )),
         "{c}"
     );
-    let seconds: u64 = said
-        .split(" for ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
+    let seconds: u64 = said[blocked.len()..]
+        .split(' ')
+        .next()
         .and_then(|n| n.parse().ok())
         .expect("for how long");
     assert!(seconds >= 10, "{c}");

@@ -105,17 +105,16 @@ pub(crate) fn stalled_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding 
     )
 }
 
-/// `pid 42 (psql) on t_x has not read its notifications for 12 s: its process does not
-/// read its connection`.
+/// `pid 42 (psql) blocked 12 s: its process does not read the notifications on t_x`: who,
+/// for how long and why first, for a row of the health pane cut at its width.
 fn blocked(u: &Unread, seconds: f64, channel: &str) -> String {
-    let on = if listens_on(&u.query, channel) {
-        format!(" on {channel}")
+    let what = if listens_on(&u.query, channel) {
+        format!("the notifications on {channel}")
     } else {
-        String::new()
+        "its notifications".into()
     };
     format!(
-        "pid {} ({}){on} has not read its notifications for {seconds:.0} s: its process does \
-         not read its connection",
+        "pid {} ({}) blocked {seconds:.0} s: its process does not read {what}",
         u.pid,
         or_none(&u.application_name),
     )
@@ -612,12 +611,12 @@ mod tests {
         assert_eq!(f.status, Status::Fail, "{f:?}");
         assert_eq!(
             f.summary,
-            "pid 4242 (psql) on events has not read its notifications for 12 s: its process \
-             does not read its connection"
+            "pid 4242 (psql) blocked 12 s: its process does not read the notifications on events"
         );
         assert!(f.evidence[0].contains("from 10.0.0.7:50312"), "{f:?}");
-        assert!(
-            f.evidence[1].starts_with("pid 77 (psql) has not read"),
+        assert_eq!(
+            f.evidence[1].split(", user ").next(),
+            Some("pid 77 (psql) blocked 12 s: its process does not read its notifications"),
             "{f:?}"
         );
         assert_eq!(
