@@ -295,7 +295,7 @@ async fn commits_queued_for_the_notify_lock_are_named_with_their_rate() {
     let c = check(&report, "notify_lock").expect("check");
     let said = summary(c);
     assert!(
-        said.starts_with("commits queue for the NOTIFY lock: up to "),
+        said.starts_with("up to ") && said.contains(" commits waiting for the lock, in "),
         "{c}"
     );
     let heard = heard_rate(said).unwrap_or_else(|| panic!("a rate of NOTIFYing commits in {c}"));

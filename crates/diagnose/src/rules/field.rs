@@ -162,13 +162,12 @@ pub(crate) fn notify_lock(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         Status::Warn
     };
     let waited = if longest > 0.0 {
-        format!(", waiting up to {}", duration_ms(longest * 1e3))
+        format!(", each up to {}", duration_ms(longest * 1e3))
     } else {
         String::new()
     };
     let summary = format!(
-        "commits queue for the NOTIFY lock: up to {most} waiting, in {} of the last {} \
-         snapshots{waited}; {}",
+        "up to {most} commits waiting for the lock, in {} of the last {} snapshots{waited}; {}",
         queueing.len(),
         samples.len(),
         rates.unwrap_or_else(|| "the rate of commits is not known yet".into())
@@ -511,11 +510,12 @@ mod tests {
         let f = notify_lock(&mut e, Utc::now());
         assert_eq!(f.status, Status::Warn, "{f:?}");
         assert!(
-            f.summary
-                .starts_with("commits queue for the NOTIFY lock: up to 15 waiting, in 4 of"),
+            f.summary.starts_with(
+                "up to 15 commits waiting for the lock, in 4 of the last 10 snapshots, "
+            ),
             "{f:?}"
         );
-        assert!(f.summary.contains(", waiting up to 20ms; "), "{f:?}");
+        assert!(f.summary.contains(", each up to 20ms; "), "{f:?}");
         assert!(f.summary.contains("commits/s in this database)"), "{f:?}");
         assert!(
             f.evidence
