@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{notifyscope, run_pipeline, stage, Finish, Running};
+use common::freeze::FreezingProxy;
+use common::process::{notifyscope, pipeline_command_on, run_pipeline, stage, Finish, Running};
 use common::{clean_up, server_url, TestSchema};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -492,4 +493,48 @@ async fn doctor_names_the_settings_that_cut_an_idle_listen_connection() {
         );
         assert!(line.contains("keepalives off"), "{line}");
     }
+}
+
+/// A connection that goes silent on the way to the server (a proxy that stops forwarding,
+/// as a load balancer that dropped the flow) is named by the check while it is recent:
+/// whose connection, to where, silent for how long doing what, and that it was replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gone_silent_is_named_with_where_and_how_long() {
+    let proxy = FreezingProxy::start().await;
+    let t = TestSchema::new("f_silent");
+    let mut cmd = pipeline_command_on(&t, &proxy.url());
+    cmd.args(["--demo-rate", "20"]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    let report = run
+        .until("a healthy report of the connections", |v| {
+            is_report_where(v, "silent_connections", |c| status(c) == "ok")
+        })
+        .await;
+    let c = check(&report, "silent_connections").expect("check");
+    assert_eq!(summary(c), "none missed its deadline", "{c}");
+
+    proxy.freeze();
+    let report = run
+        .until("the silent connection named", |v| {
+            is_report_where(v, "silent_connections", |c| status(c) != "ok")
+        })
+        .await;
+    let c = check(&report, "silent_connections").expect("check");
+    let said = summary(c);
+    let to = format!(" connection to 127.0.0.1:{} went silent for ", proxy.port);
+    assert!(said.contains(&to), "{c}");
+    let seconds: f64 = said
+        .split(&to)
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("for how long, in {c}"));
+    assert!(seconds >= 1.0, "{c}");
+    assert!(said.contains(" s during "), "{c}");
+    assert_eq!(status(c), "warn", "{c}");
+    assert!(said.ends_with("; replaced"), "{c}");
+    let status = run.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
 }
