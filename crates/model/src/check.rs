@@ -100,7 +100,7 @@ checks! {
         "look for what drops idle or long connections without a reset between here and the server (NAT, a load balancer's idle timeout, a firewall); lower keepalives_idle below its timeout",
         None;
     StalledListener => "stalled_listener", "listeners read their notifications",
-        "the listener's process does not read its connection: look for a blocked event loop (a synchronous call in async code) or a stopped process, and restart it",
+        "the listener's process does not read its connection: look for a blocked event loop (a synchronous call in async code) or a stopped process, and restart it; ending its session (`a` on this check) frees the NOTIFY queue it holds back",
         None;
     NotifyLock => "notify_lock", "commits do not queue for NOTIFY",
         "send fewer NOTIFYing transactions: batch them, or publish through an outbox with one NOTIFY per batch",
