@@ -545,6 +545,18 @@ pub struct WatchArgs {
     /// Base of the Discord API for the observer, as for `run`.
     #[arg(long, env = "DISCORD_API_URL", value_name = "URL", help_heading = BOT)]
     pub discord_api_url: Option<String>,
+    /// Follow their bot's log, to see what its code did with each message: a file as it
+    /// is written (through rotation, like tail -F), or - for standard input (e.g.
+    /// `journalctl -fu bot -o cat | notifyscope watch --bot-log -`). JSON lines with
+    /// stage and message_id, Python logging and discord.py's format with tracebacks, and
+    /// Node's errors are understood; other lines go to the Logs pane.
+    #[arg(long, value_name = "PATH|-", help_heading = BOT)]
+    pub bot_log: Option<String>,
+    /// Receive their bot's OpenTelemetry on this address (e.g. 127.0.0.1:4318): OTLP/HTTP,
+    /// protobuf or JSON, /v1/traces and /v1/logs. Spans and log records with
+    /// messaging.message.id become stages.
+    #[arg(long, value_name = "ADDR", help_heading = BOT)]
+    pub otlp: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub screen: ScreenArgs,
     /// No screen: trace events on stdout.
@@ -566,18 +578,6 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub screen: ScreenArgs,
 }
-    /// Follow their bot's log, to see what its code did with each message: a file as it
-    /// is written (through rotation, like tail -F), or - for standard input (e.g.
-    /// `journalctl -fu bot -o cat | notifyscope watch --bot-log -`). JSON lines with
-    /// stage and message_id, Python logging and discord.py's format with tracebacks, and
-    /// Node's errors are understood; other lines go to the Logs pane.
-    #[arg(long, value_name = "PATH|-", help_heading = BOT)]
-    pub bot_log: Option<String>,
-    /// Receive their bot's OpenTelemetry on this address (e.g. 127.0.0.1:4318): OTLP/HTTP,
-    /// protobuf or JSON, /v1/traces and /v1/logs. Spans and log records with
-    /// messaging.message.id become stages.
-    #[arg(long, value_name = "ADDR", help_heading = BOT)]
-    pub otlp: Option<std::net::SocketAddr>,
 
 #[derive(Debug, Subcommand)]
 pub enum SendCommand {
