@@ -81,7 +81,8 @@ pub fn pane_row(event: &TraceEvent, repeats: Option<u64>) -> (String, RowKind) {
 }
 
 /// What a foreign bot's log or telemetry reported rarely names the author or the channel
-/// (0 when unnamed): its rows say what it did, and where it was said.
+/// (0 when unnamed), and has no outbox row: its rows say whose word it is and where it was
+/// said; the pane says what happened.
 fn their_bot_row(kind: &TraceKind) -> Option<(String, RowKind)> {
     let channel = |id: Snowflake| {
         if id.0 == 0 {
@@ -94,11 +95,7 @@ fn their_bot_row(kind: &TraceKind) -> Option<(String, RowKind)> {
         TraceKind::Received {
             channel_id, source, ..
         } if is_theirs(*source) => (
-            format!(
-                "received by their bot{}{}",
-                channel(*channel_id),
-                source.mark()
-            ),
+            format!("their bot{}{}", channel(*channel_id), source.mark()),
             RowKind::Normal,
         ),
         TraceKind::Skipped {
@@ -110,8 +107,12 @@ fn their_bot_row(kind: &TraceKind) -> Option<(String, RowKind)> {
             format!("{reason}{}{}", channel(*channel_id), source.mark()),
             RowKind::Warn,
         ),
-        TraceKind::PublishReported { source, .. } => (
-            format!("published, says their bot{}", source.mark()),
+        TraceKind::PublishReported { channel_id, source } => (
+            format!(
+                "their bot{}{}",
+                channel_id.map(channel).unwrap_or_default(),
+                source.mark()
+            ),
             RowKind::Ok,
         ),
         _ => return None,

@@ -173,7 +173,12 @@ pub(crate) fn silent_errors(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
     } else {
         format!("every error reported: {}", counts.join(", "))
     };
-    found(Status::Ok, summary, their_lines(e), vec![])
+    found(
+        Status::Ok,
+        format!("{summary}{}", their_lines_note(e)),
+        their_lines(e),
+        vec![],
+    )
 }
 
 /// Their bot's publish failed, said only in its log or telemetry: the exception was caught
@@ -191,7 +196,8 @@ fn their_failures(e: &Evidence, now: DateTime<Utc>) -> Finding {
             "their bot failed to publish, said only in its log or telemetry",
             now,
         )
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &their_lines_note(e);
     let evidence = failures
         .samples()
         .into_iter()
@@ -215,6 +221,16 @@ fn their_failures(e: &Evidence, now: DateTime<Utc>) -> Finding {
             .into(),
     );
     finding
+}
+
+/// The counts of [`their_lines`] in a few words, for the summary that the health pane shows.
+fn their_lines_note(e: &Evidence) -> String {
+    e.their_lines
+        .iter()
+        .map(|(source, (understood, not_understood))| {
+            format!("; {source}: {understood} understood, {not_understood} not")
+        })
+        .collect()
 }
 
 /// What their bot's log and telemetry gave that was understood, and what was not (those

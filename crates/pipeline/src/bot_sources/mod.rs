@@ -21,8 +21,9 @@ use notifyscope_model::trace::{SkipReason, Source, Trace, TraceKind};
 pub use parse::{Line, LogParser};
 
 /// The tracing target of what their bot's log or telemetry said that was not understood:
-/// it goes to the Logs pane as it was written (shortened).
-pub const NOT_UNDERSTOOD_TARGET: &str = "their_bot";
+/// it goes to the Logs pane as it was written (shortened). Under `notifyscope`, so that the
+/// default log filter (`notifyscope=info`) lets it through.
+pub const NOT_UNDERSTOOD_TARGET: &str = "notifyscope::their_bot";
 
 /// Longest text of a line not understood that the Logs pane is given.
 const SHOWN: usize = 300;
@@ -119,6 +120,9 @@ impl Reporter {
     /// The trace event of `report`, as of `at`; nothing for a stage that needs a message
     /// id and has none.
     pub fn report(&self, report: Report, at: DateTime<Utc>) {
+        if report.message_id.is_none() && report.stage != Stage::PublishFailed {
+            return;
+        }
         let source = self.source;
         // Their log and telemetry rarely name the author or channel: 0 stands for unnamed.
         let channel_id = report.channel_id.unwrap_or(Snowflake(0));
@@ -149,9 +153,6 @@ impl Reporter {
                 source,
             },
         };
-        if report.message_id.is_none() && report.stage != Stage::PublishFailed {
-            return;
-        }
         self.trace.emit_at(at, report.message_id, kind);
     }
 
