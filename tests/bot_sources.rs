@@ -180,17 +180,42 @@ fn names_the_failure(v: &Value) -> bool {
         })
 }
 
+/// A check of a health report: its status and summary.
+fn check<'a>(report: &'a Value, id: &str) -> (&'a str, &'a str) {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == id))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default(),
+                c["summary"].as_str().unwrap_or_default(),
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// Reads watch's output until every message's outcome is in and the diagnosis names the
-/// failure; what it saw.
+/// failure; what it saw. The filter is judged by their skip reasons, and every message
+/// their bot received was handled.
 async fn read_until_judged(run: &mut Running, source: &str, first: u64) -> Seen {
     let mut seen = Seen::default();
-    let mut judged = false;
+    let mut judged = None;
     run.until("every outcome and the failure named", |v| {
         seen.read(v, source);
-        judged |= names_the_failure(v);
-        judged && seen.complete(first)
+        if names_the_failure(v) {
+            judged = Some(v.clone());
+        }
+        judged.is_some() && seen.complete(first)
     })
     .await;
+    let report = judged.expect("a health report");
+    let (status, summary) = check(&report, "self_filter");
+    assert!(
+        status == "ok" && summary.contains("author is a bot"),
+        "{status}: {summary}"
+    );
+    let (status, summary) = check(&report, "async_context");
+    assert_eq!(status, "ok", "{summary}");
     seen
 }
 
@@ -283,6 +308,21 @@ async fn their_opentelemetry_spans_show_every_stage_by_message() {
     let mut run = Running::start(watch(&t, &["--otlp", &addr]));
     until_stderr(&run, "watching channel").await;
     until_stderr(&run, "receiving their bot's OpenTelemetry").await;
+    // Bad input is answered, and the receiver goes on.
+    let garbage = exchange(
+        &addr,
+        b"POST /v1/traces HTTP/1.1\r\nhost: a\r\ncontent-type: application/x-protobuf\r\n\
+          content-length: 9\r\nconnection: close\r\n\r\n\xff\xff\xff\xff\x0f\x00\x01\x02\x03",
+    )
+    .await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let huge = exchange(
+        &addr,
+        b"POST /v1/traces HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\n\
+          content-length: 999999999\r\nconnection: close\r\n\r\n{",
+    )
+    .await;
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
     let first = first_id();
     let status = bot(&t, "otlp", first)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
@@ -293,6 +333,21 @@ async fn their_opentelemetry_spans_show_every_stage_by_message() {
     let seen = read_until_judged(&mut run, "otlp", first).await;
     seen.judge(first);
     assert!(run.signal_and_wait(Signal::SIGTERM).await.success());
+}
+
+/// A raw request to `addr` and the answer.
+async fn exchange(addr: &str, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the receiver accepts");
+    stream.write_all(raw).await.expect("sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
