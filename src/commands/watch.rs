@@ -1,7 +1,9 @@
 //! `notifyscope watch`: monitor a pipeline someone else runs. The tap
 //! ([`notifyscope_pipeline::watched`]) reports its NOTIFYs and rows on the trace; the diagnosis runs
-//! the checks that make sense without our own bot and ingestion. Every connection is
-//! read-only, so it cannot write to their tables even by mistake.
+//! the checks that make sense without our own bot and ingestion. What their bot itself did
+//! with each message comes from its log (`--bot-log`), its OpenTelemetry (`--otlp`) or an
+//! observer session of its token. Every connection is read-only, so it cannot write to their
+//! tables even by mistake.
 
 use std::process::ExitCode;
 
