@@ -263,7 +263,8 @@ impl Evidence {
                 }
                 if matches!(source, Source::BotLog | Source::Otlp) {
                     // Their bot's failure, judged as theirs rather than as our publisher's.
-                    self.their_failures.push(at, (event.message_id, error.clone()));
+                    self.their_failures
+                        .push(at, (event.message_id, error.clone()));
                 } else if error.contains("inside the async runtime") {
                     self.runtime_errors.push(at, error.clone());
                 } else {
@@ -396,7 +397,8 @@ impl Evidence {
                 understood,
                 not_understood,
             } => {
-                self.their_lines.insert(*source, (*understood, *not_understood));
+                self.their_lines
+                    .insert(*source, (*understood, *not_understood));
             }
             TraceKind::Lagged { .. } => {
                 self.received.forget();
