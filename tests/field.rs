@@ -278,20 +278,37 @@ async fn commits_queued_for_the_notify_lock_are_named_with_their_rate() {
     let _turn = NOTIFY_LOAD.lock().await;
     let t = TestSchema::new("f_lock");
     let mut watch = watching(&t).await;
-    let bench = pgbench(&t, 16, 40, &[]);
-    let report = watch
-        .until("the NOTIFY lock's queue", |v| {
-            is_report_where(v, "notify_lock", |c| {
-                matches!(status(c), "warn" | "fail")
-                    && c["evidence"].as_array().is_some_and(|e| {
-                        e.iter().any(|l| {
-                            l.as_str()
-                                .is_some_and(|l| l.contains(&format!("× {} (database", t.name)))
-                        })
-                    })
+    let bench = pgbench(&t, 16, 100, &[]);
+    // A look a second catches the queue in one snapshot of a few, so the warning may take
+    // a while: twenty snapshots are judged together.
+    let started = tokio::time::Instant::now();
+    let names_ours = |c: &Value| {
+        c["evidence"].as_array().is_some_and(|e| {
+            e.iter().any(|l| {
+                l.as_str()
+                    .is_some_and(|l| l.contains(&format!("× {} (database", t.name)))
             })
         })
-        .await;
+    };
+    let report = loop {
+        let report = watch
+            .until("a health report", |v| {
+                is_report_where(v, "notify_lock", |_| true)
+            })
+            .await;
+        let queued = check(&report, "notify_lock")
+            .is_some_and(|c| matches!(status(c), "warn" | "fail") && names_ours(c));
+        if queued {
+            break report;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(100),
+            "no queue for the NOTIFY lock named in 100 s of 16 clients NOTIFYing; last: {}",
+            check(&report, "notify_lock")
+                .map(Value::to_string)
+                .unwrap_or_default()
+        );
+    };
     drop(bench);
     let c = check(&report, "notify_lock").expect("check");
     let said = summary(c);

@@ -123,8 +123,8 @@ pub(super) struct NotifySample {
     pub(super) heard: u64,
 }
 
-/// How many snapshots of the NOTIFY lock's queue are kept: ten seconds of ticks.
-pub(super) const NOTIFY_SAMPLES: usize = 10;
+/// How many snapshots of the NOTIFY lock's queue are kept: twenty seconds of ticks.
+pub(super) const NOTIFY_SAMPLES: usize = 20;
 
 /// A connection of the pipeline that went silent.
 #[derive(Debug, Clone, PartialEq)]
