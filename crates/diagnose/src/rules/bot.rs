@@ -350,3 +350,129 @@ pub(crate) fn content_intent(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
         None => ok("messages arrive with their content".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::evaluate;
+    use crate::evidence::DiagnoseConfig;
+    use notifyscope_model::check::CheckId;
+    use notifyscope_model::trace::{TraceEvent, TraceKind};
+    use notifyscope_store::Identifier;
+
+    /// Evidence of `watch` with their bot's log, after `events` (stage, message number,
+    /// text), each a millisecond after the one before, starting 30 s ago.
+    fn watched(bot_reports: bool, events: &[(&str, u64, &str)]) -> Evidence {
+        let mut config = DiagnoseConfig::new(Identifier::fixed("events"));
+        config.watch_only = true;
+        config.observer = true;
+        config.bot_reports = bot_reports;
+        let mut e = Evidence::new(config);
+        let start = Utc::now() - chrono::TimeDelta::seconds(30);
+        let source = Source::BotLog;
+        for (i, (stage, n, text)) in events.iter().enumerate() {
+            let kind = match *stage {
+                "received" => TraceKind::Received {
+                    channel_id: Snowflake(1),
+                    guild_id: None,
+                    author_id: Snowflake(0),
+                    author_name: String::new(),
+                    content_bytes: 0,
+                    source,
+                },
+                "skipped" => TraceKind::Skipped {
+                    reason: SkipReason::named(text),
+                    author_name: String::new(),
+                    channel_id: Snowflake(1),
+                    source,
+                },
+                "published" => TraceKind::PublishReported {
+                    channel_id: None,
+                    source,
+                },
+                _ => TraceKind::PublishFailed {
+                    event_type: "discord.message_created".into(),
+                    channel: "events".into(),
+                    error: (*text).into(),
+                    source,
+                },
+            };
+            e.observe(&TraceEvent {
+                at: start + chrono::TimeDelta::milliseconds(i as i64),
+                message_id: Some(Snowflake(*n)),
+                kind,
+            });
+        }
+        e
+    }
+
+    /// The bot of the issue: every 5th message from a bot, every 7th publish failing.
+    fn their_bot() -> Vec<(&'static str, u64, &'static str)> {
+        let mut events = Vec::new();
+        for n in 1..=35 {
+            events.push(("received", n, ""));
+            events.push(if n % 5 == 0 {
+                ("skipped", n, "author is a bot")
+            } else if n % 7 == 0 {
+                (
+                    "publish_failed",
+                    n,
+                    "ConnectionDoesNotExistError: connection was closed",
+                )
+            } else {
+                ("published", n, "")
+            });
+        }
+        events
+    }
+
+    fn judge(e: &mut Evidence, id: CheckId) -> Finding {
+        evaluate(id, e, Utc::now()).expect("a live check")
+    }
+
+    #[test]
+    fn their_failed_publishes_are_named_by_message() {
+        let mut e = watched(true, &their_bot());
+        let silent = judge(&mut e, CheckId::SilentErrors);
+        assert_eq!(silent.status, Status::Fail, "{silent:?}");
+        assert!(
+            silent.evidence.contains(
+                &"message 28 received; publish failed: ConnectionDoesNotExistError: connection was closed"
+                    .to_owned()
+            ),
+            "{silent:?}"
+        );
+        assert_eq!(silent.message_ids.len(), 4);
+        let handled = judge(&mut e, CheckId::AsyncContext);
+        assert_eq!(handled.status, Status::Ok, "{handled:?}");
+        let filter = judge(&mut e, CheckId::SelfFilter);
+        assert_eq!(filter.status, Status::Ok, "{filter:?}");
+        assert!(filter.summary.contains("author is a bot 7"), "{filter:?}");
+    }
+
+    #[test]
+    fn a_message_their_log_never_finished_fails_the_handled_check() {
+        let mut e = watched(
+            true,
+            &[
+                ("received", 1, ""),
+                ("received", 2, ""),
+                ("published", 2, ""),
+            ],
+        );
+        let handled = judge(&mut e, CheckId::AsyncContext);
+        assert_eq!(handled.status, Status::Fail, "{handled:?}");
+        assert_eq!(handled.message_ids, vec![Snowflake(1)]);
+    }
+
+    #[test]
+    fn their_filter_that_skips_everything_fails_by_its_own_reason() {
+        let events: Vec<_> = (1..=5)
+            .flat_map(|n| [("received", n, ""), ("skipped", n, "own message filter")])
+            .collect();
+        let mut e = watched(true, &events);
+        let filter = judge(&mut e, CheckId::SelfFilter);
+        assert_eq!(filter.status, Status::Fail, "{filter:?}");
+        assert!(filter.summary.contains("own message filter"), "{filter:?}");
+    }
+}
