@@ -70,9 +70,7 @@ pub fn pane_row(event: &TraceEvent, repeats: Option<u64>) -> (String, RowKind) {
             format!("outbox {outbox_id} {bytes}B{}", flag(*by_ref, " by ref")),
             RowKind::Normal,
         ),
-        TraceKind::PublishFailed { error, source, .. } => {
-            (format!("FAILED {error}{}", source.mark()), RowKind::Error)
-        }
+        TraceKind::PublishFailed { error, .. } => (format!("FAILED {error}"), RowKind::Error),
         TraceKind::Backpressure { queued, capacity } => {
             (format!("queue full {queued}/{capacity}"), RowKind::Warn)
         }
@@ -107,6 +105,9 @@ fn their_bot_row(kind: &TraceKind) -> Option<(String, RowKind)> {
             format!("{reason}{}{}", channel(*channel_id), source.mark()),
             RowKind::Warn,
         ),
+        TraceKind::PublishFailed { error, source, .. } if is_theirs(*source) => {
+            (format!("FAILED {error}{}", source.mark()), RowKind::Error)
+        }
         TraceKind::PublishReported { channel_id, source } => (
             format!(
                 "their bot{}{}",
