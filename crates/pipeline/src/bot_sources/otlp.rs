@@ -64,7 +64,7 @@ impl Receiver {
             "/v1/logs" => Signal::Logs,
             "/v1/metrics" => {
                 // Accepted and left alone: an SDK that exports metrics too keeps working.
-                return ok(&request, Signal::Traces);
+                return ok(&request);
             }
             _ => {
                 return Response::text(
@@ -118,7 +118,7 @@ impl Receiver {
             self.reporter.not_understood(record);
         }
         self.reporter.trace_counts(false);
-        ok(&request, signal)
+        ok(&request)
     }
 }
 
@@ -137,7 +137,7 @@ fn is_json(request: &Request) -> bool {
 }
 
 /// An empty success in the request's own encoding (no partial rejection to tell).
-fn ok(request: &Request, _signal: Signal) -> Response {
+fn ok(request: &Request) -> Response {
     if is_json(request) {
         Response::new(StatusCode::OK, JSON, "{}")
     } else {
