@@ -219,7 +219,10 @@ impl Attributes {
 
 /// One span, span event or log record, read.
 struct Record {
-    at: DateTime<Utc>,
+    /// When it began and ended (the same for an event or a log record): a receive is
+    /// timed by its start, an outcome by its end.
+    began: DateTime<Utc>,
+    ended: DateTime<Utc>,
     attributes: Attributes,
     /// An error status, an exception event or an error severity.
     failed: bool,
@@ -250,7 +253,11 @@ impl Record {
             )));
         };
         Some(Ok((
-            self.at,
+            if stage == Stage::Received {
+                self.began
+            } else {
+                self.ended
+            },
             Report {
                 stage,
                 message_id: Some(message_id),
@@ -307,8 +314,10 @@ fn decode_traces(resource_spans: Vec<proto::ResourceSpans>) -> Decoded {
                 attributes.exception_type = own.exception_type.clone();
                 attributes.exception_message = own.exception_message.clone();
             } else if own.stage.is_some() {
+                let at = time_of(event.time_unix_nano);
                 records.push(Record {
-                    at: time_of(event.time_unix_nano),
+                    began: at,
+                    ended: at,
                     attributes: own,
                     failed: false,
                     error_text: None,
@@ -316,17 +325,9 @@ fn decode_traces(resource_spans: Vec<proto::ResourceSpans>) -> Decoded {
                 });
             }
         }
-        // A received stage is when the span began; an outcome, when it ended.
-        let received = attributes.stage.as_deref() == Some("received")
-            || (attributes.stage.is_none()
-                && !failed
-                && attributes.operation.as_deref() != Some("publish"));
         records.push(Record {
-            at: time_of(if received {
-                span.start_time_unix_nano
-            } else {
-                span.end_time_unix_nano
-            }),
+            began: time_of(span.start_time_unix_nano),
+            ended: time_of(span.end_time_unix_nano),
             attributes,
             failed,
             error_text: span.status.map(|s| s.message).filter(|m| !m.is_empty()),
@@ -352,12 +353,14 @@ fn decode_logs(resource_logs: Vec<proto::ResourceLogs>) -> Decoded {
             Value::Null => None,
             other => Some(other.to_string()),
         };
+        let at = time_of(if log.time_unix_nano > 0 {
+            log.time_unix_nano
+        } else {
+            log.observed_time_unix_nano
+        });
         records.push(Record {
-            at: time_of(if log.time_unix_nano > 0 {
-                log.time_unix_nano
-            } else {
-                log.observed_time_unix_nano
-            }),
+            began: at,
+            ended: at,
             attributes,
             failed: log.severity_number >= proto::SEVERITY_ERROR
                 || log.severity_text.eq_ignore_ascii_case("error"),
