@@ -127,7 +127,9 @@ impl Reader {
         let text = String::from_utf8_lossy(bytes);
         match self.parser.line(&text) {
             Line::Understood => self.reporter.understood(1),
-            Line::NotUnderstood => self.reporter.not_understood(&printable(&text)),
+            Line::NotUnderstood => {
+                self.reporter.not_understood(&printable(&text));
+            }
         }
         self.report(false);
     }

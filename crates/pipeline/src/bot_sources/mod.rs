@@ -28,6 +28,11 @@ pub const NOT_UNDERSTOOD_TARGET: &str = "notifyscope::their_bot";
 /// Longest text of a line not understood that the Logs pane is given.
 const SHOWN: usize = 300;
 
+/// Lines not understood shown in the Logs pane in one second, at most: a log of some other
+/// shape must not bury everything else there. The rest are counted, and how many were not
+/// shown is said.
+const SHOWN_PER_SECOND: u32 = 20;
+
 /// How often the counts of lines understood are put on the trace, at most.
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
 
@@ -96,6 +101,26 @@ struct Counts {
     /// What was last put on the trace, and when.
     traced: (u64, u64),
     traced_at: Option<Instant>,
+    /// Lines not understood shown since `second` began, and those held back.
+    shown: u32,
+    second: Option<Instant>,
+    held_back: u64,
+}
+
+impl Counts {
+    /// A new second of showing lines not understood, when the last one is over: how many
+    /// were held back in it.
+    fn next_second(&mut self) -> u64 {
+        if self
+            .second
+            .is_some_and(|s| s.elapsed() < Duration::from_secs(1))
+        {
+            return 0;
+        }
+        self.second = Some(Instant::now());
+        self.shown = 0;
+        std::mem::take(&mut self.held_back)
+    }
 }
 
 impl Reporter {
@@ -109,6 +134,9 @@ impl Reporter {
                 not_understood: 0,
                 traced: (0, 0),
                 traced_at: None,
+                shown: 0,
+                second: None,
+                held_back: 0,
             })),
         }
     }
@@ -163,10 +191,24 @@ impl Reporter {
         }
     }
 
-    /// A line or record not understood: shown in the Logs pane, never dropped in silence.
-    pub fn not_understood(&self, text: &str) {
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.not_understood += 1;
+    /// A line or record not understood: counted, and shown in the Logs pane unless
+    /// [`SHOWN_PER_SECOND`] were this second; whether it was shown.
+    pub fn not_understood(&self, text: &str) -> bool {
+        let Ok(mut counts) = self.counts.lock() else {
+            return false;
+        };
+        counts.not_understood += 1;
+        let held_back = counts.next_second();
+        let show = counts.shown < SHOWN_PER_SECOND;
+        if show {
+            counts.shown += 1;
+        } else {
+            counts.held_back += 1;
+        }
+        drop(counts);
+        self.say_held_back(held_back);
+        if !show {
+            return false;
         }
         tracing::info!(
             target: NOT_UNDERSTOOD_TARGET,
@@ -174,6 +216,17 @@ impl Reporter {
             "not understood: {}",
             shorten(text.trim_end(), SHOWN)
         );
+        true
+    }
+
+    fn say_held_back(&self, lines: u64) {
+        if lines > 0 {
+            tracing::info!(
+                target: NOT_UNDERSTOOD_TARGET,
+                source = %self.source,
+                "{lines} more not understood in the last second: counted, not shown"
+            );
+        }
     }
 
     /// Puts the counts on the trace when they changed, at most every [`COUNTS_EVERY`];
@@ -182,6 +235,11 @@ impl Reporter {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
+        // A burst that ended is said to have been held back even if nothing follows it.
+        let held_back = counts.next_second();
+        if held_back > 0 {
+            self.say_held_back(held_back);
+        }
         let current = (counts.understood, counts.not_understood);
         let due = counts
             .traced_at
@@ -198,6 +256,34 @@ impl Reporter {
                 understood: current.0,
                 not_understood: current.1,
             },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_not_understood_is_all_counted_and_partly_shown() {
+        let trace = Trace::new();
+        let mut rx = trace.subscribe();
+        let reporter = Reporter::new(&trace, Source::BotLog, "events");
+        let shown = (0..100)
+            .filter(|n| reporter.not_understood(&format!("line {n}")))
+            .count();
+        assert_eq!(shown, SHOWN_PER_SECOND as usize);
+        reporter.trace_counts(true);
+        let counts = rx.try_recv().expect("the counts").kind.clone();
+        assert!(
+            matches!(
+                counts,
+                TraceKind::BotSourceRead {
+                    not_understood: 100,
+                    ..
+                }
+            ),
+            "{counts:?}"
         );
     }
 }
