@@ -375,11 +375,7 @@ impl Listener {
         } = conn;
 
         let started = Instant::now();
-        let listening = async {
-            self.listen_all(&client)
-                .await
-                .map_err(|e| StoreError::Db(e))
-        };
+        let listening = async { self.listen_all(&client).await.map_err(StoreError::Db) };
         let target = self.database.address();
         let deadline = self.database.deadline();
         let pid = match within(deadline, &target, "LISTEN", listening).await {

@@ -296,7 +296,7 @@ impl TcpSettings {
         // libpq: 0 (or an unset key) leaves the system's value; here it leaves ours.
         let positive = |n: Option<u64>| n.filter(|n| *n > 0);
         Ok(TcpSettings {
-            keepalives: number(&taken.keepalives, "keepalives")?.map_or(true, |n| n != 0),
+            keepalives: number(&taken.keepalives, "keepalives")?.is_none_or(|n| n != 0),
             idle: positive(number(&taken.keepalives_idle, "keepalives_idle")?)
                 .map_or(defaults.idle, Duration::from_secs),
             interval: positive(number(&taken.keepalives_interval, "keepalives_interval")?)

@@ -87,7 +87,7 @@ pub(super) async fn write_batch<'a>(
     // their event ids, so a retry inserts nothing twice and announces them again. The
     // server ends the silent session's open transaction itself
     // (idle_in_transaction_session_timeout), which frees the rows a retry would wait for.
-    let result = on_pooled(
+    let receipts = on_pooled(
         pool,
         client,
         transactions.deadline(),
@@ -104,16 +104,13 @@ pub(super) async fn write_batch<'a>(
             result
         },
     )
-    .await;
-    if result.is_err() {
-        return result;
-    }
+    .await?;
     tracing::trace!(
         events = envelopes.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "outbox batch committed"
     );
-    result
+    Ok(receipts)
 }
 
 /// The statements of [`write_batch`], two round trips in all: BEGIN goes out with the
