@@ -290,3 +290,32 @@ async fn doctor_names_a_database_that_went_silent() {
         "{stdout}"
     );
 }
+
+/// A server that ends sessions idle for 3 s (`idle_session_timeout`): the listener, busy
+/// receiving notifications, still sends its heartbeat, so it is never ended for silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_listener_still_sends_its_heartbeat() {
+    let t = TestSchema::new("s_busy");
+    let url = format!(
+        "{} options='-c idle_session_timeout=3000'",
+        common::server_url()
+    );
+    let mut cmd = pipeline_command_on(&t, &url);
+    cmd.args(["--demo-rate", "20", "--db-deadline", "4"]);
+    let mut run = Running::start(cmd);
+    run.until("listener up", |v| stage(v) == "listener_up")
+        .await;
+    let mut notified = 0;
+    let mut down = Vec::new();
+    // About 10 s of steady traffic, longer than three idle timeouts.
+    run.until("200 notifications", |v| {
+        if stage(v) == "listener_down" {
+            down.push(v.clone());
+        }
+        notified += usize::from(stage(v) == "notified");
+        notified >= 200
+    })
+    .await;
+    assert!(down.is_empty(), "{down:?}\n{}", run.stderr());
+    run.signal_and_wait(Signal::SIGTERM).await;
+}

@@ -264,7 +264,7 @@ pub struct SharedArgs {
     pub instance: Option<u32>,
     /// Seconds a database statement, pool checkout or commit may go unanswered before its
     /// connection counts as silent (dropped by NAT or a load balancer without a reset) and
-    /// is replaced; a listener idle for half of it asks the server for a sign of life.
+    /// is replaced; a listener asks the server for a sign of life every half of it.
     #[arg(
         long,
         env = "NOTIFYSCOPE_DB_DEADLINE",

@@ -350,9 +350,9 @@ pub(crate) fn connection_settings(
             Status::Fail,
             format!(
                 "idle_session_timeout is {} ({}): the server closes a session that sends no \
-                 query for that long, and a LISTEN connection that receives notifications \
-                 sends none (notifyscope's listener asks for a sign of life only while none \
-                 come)",
+                 query for that long, and a LISTEN connection that only receives \
+                 notifications sends none (notifyscope's own listener sends one every half \
+                 --db-deadline; a bot's listener usually does not)",
                 idle.shown,
                 set_where(&idle.source, role)
             ),

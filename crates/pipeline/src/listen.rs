@@ -191,6 +191,8 @@ pub struct ListeningConnection {
     /// connection ends.
     pub notifications: mpsc::Receiver<Result<Notification, ConnectionLost>>,
     _forwarder: AbortOnDrop,
+    /// When [`ListeningConnection::next`] asks for a sign of life next.
+    heartbeat_at: Option<tokio::time::Instant>,
 }
 
 impl ListeningConnection {
@@ -233,6 +235,7 @@ impl ListeningConnection {
             client,
             notifications: rx,
             _forwarder: AbortOnDrop(forwarder),
+            heartbeat_at: None,
         };
         // Once the connection is driven: a LISTEN needs a session that lasts.
         database.prepare_session(&listening.client).await?;
@@ -245,37 +248,42 @@ impl ListeningConnection {
             .await
     }
 
-    /// The next notification. When none came for half the deadline, the server is asked for
-    /// a sign of life that must come within the deadline: `LISTEN` on `channel` again, a
-    /// no-op that keeps it the session's last query (which is how others see who listens
-    /// where). A connection that dropped silently (NAT, a load balancer) is found so,
-    /// instead of waiting for notifications forever.
+    /// The next notification. Every half deadline the server is asked for a sign of life
+    /// that must come within the deadline: `LISTEN` on `channel` again, a no-op that keeps it
+    /// the session's last query (which is how others see who listens where). A connection
+    /// that dropped silently (NAT, a load balancer) is found so, instead of waiting for
+    /// notifications forever; and a busy one still sends a query now and then, so that
+    /// `idle_session_timeout` does not end it for lack of one.
     pub async fn next(
         &mut self,
         database: &Database,
         channel: &Identifier,
     ) -> Result<Notification, Ended> {
+        let every = database.deadline() / 2;
         loop {
-            let quiet = database.deadline() / 2;
-            match tokio::time::timeout(quiet, self.notifications.recv()).await {
+            let now = tokio::time::Instant::now();
+            let due = *self.heartbeat_at.get_or_insert(now + every);
+            if now >= due {
+                self.heartbeat_at = Some(now + every);
+                let heartbeat = async { self.listen(channel).await.map_err(StoreError::from) };
+                match within(
+                    database.deadline(),
+                    &database.address(),
+                    "heartbeat",
+                    heartbeat,
+                )
+                .await
+                {
+                    Ok(()) => continue,
+                    Err(StoreError::Silent(silence)) => return Err(Ended::Silent(silence)),
+                    Err(e) => return Err(Ended::Lost(error_chain(&e))),
+                }
+            }
+            match tokio::time::timeout_at(due, self.notifications.recv()).await {
                 Ok(Some(Ok(n))) => return Ok(n),
                 Ok(Some(Err(ConnectionLost(cause)))) => return Err(Ended::Lost(cause)),
                 Ok(None) => return Err(Ended::Lost("connection closed".into())),
-                Err(_) => {
-                    let heartbeat = async { self.listen(channel).await.map_err(StoreError::from) };
-                    match within(
-                        database.deadline(),
-                        &database.address(),
-                        "heartbeat",
-                        heartbeat,
-                    )
-                    .await
-                    {
-                        Ok(()) => {}
-                        Err(StoreError::Silent(silence)) => return Err(Ended::Silent(silence)),
-                        Err(e) => return Err(Ended::Lost(error_chain(&e))),
-                    }
-                }
+                Err(_) => {}
             }
         }
     }
@@ -372,6 +380,7 @@ impl Listener {
             client,
             notifications: mut rx,
             _forwarder,
+            ..
         } = conn;
 
         let started = Instant::now();
@@ -420,6 +429,7 @@ impl Listener {
             client,
             notifications: rx,
             _forwarder,
+            heartbeat_at: None,
         };
         loop {
             match conn.next(&self.database, channel).await {
