@@ -32,19 +32,6 @@ fn first_id() -> u64 {
     1_300_000_000_000_000_000 + u64::from(rand::random::<u32>()) * 1000
 }
 
-/// Their table in the test's schema, as their ingestion would have made it.
-async fn their_table(t: &TestSchema) {
-    t.client()
-        .await
-        .batch_execute(&format!(
-            "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages \
-               (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL)",
-            s = t.name
-        ))
-        .await
-        .expect("their table");
-}
-
 /// The bot's command: its report, its ids, and psql to the test's schema and channel.
 fn bot(t: &TestSchema, report: &str, first: u64) -> std::process::Command {
     let mut cmd = std::process::Command::new("python3");
@@ -222,7 +209,7 @@ async fn read_until_judged(run: &mut Running, source: &str, first: u64) -> Seen 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn their_json_log_in_a_file_shows_every_stage_by_message() {
     let t = TestSchema::new("bl_json");
-    their_table(&t).await;
+    t.their_table().await;
     let dir = tempfile::tempdir().expect("a directory");
     let log = dir.path().join("bot.log");
     let log_arg = log.to_str().expect("a UTF-8 path");
@@ -243,7 +230,7 @@ async fn their_json_log_in_a_file_shows_every_stage_by_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_py_plain_log_on_stdin_names_the_swallowed_exception() {
     let t = TestSchema::new("bl_stdin");
-    their_table(&t).await;
+    t.their_table().await;
     let first = first_id();
     let mut bot = bot(&t, "discordpy", first)
         .stdout(Stdio::piped())
@@ -299,7 +286,7 @@ fn require_opentelemetry() {
 async fn their_opentelemetry_spans_show_every_stage_by_message() {
     require_opentelemetry();
     let t = TestSchema::new("bl_otlp");
-    their_table(&t).await;
+    t.their_table().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -355,7 +342,7 @@ async fn a_busy_otlp_address_is_refused_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let addr = taken.local_addr().expect("its address").to_string();
     let t = TestSchema::new("bl_busy");
-    their_table(&t).await;
+    t.their_table().await;
     let out = tokio::time::timeout(common::WAIT, watch(&t, &["--otlp", &addr]).output())
         .await
         .expect("watch refuses the address at once, not watching on without it")

@@ -64,15 +64,7 @@ fn summary(c: &Value) -> &str {
 
 /// `watch` on the test's channel, with a table of theirs to watch; once it listens.
 async fn watching(t: &TestSchema) -> Running {
-    t.client()
-        .await
-        .batch_execute(&format!(
-            "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages \
-               (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL)",
-            s = t.name
-        ))
-        .await
-        .expect("their table");
+    t.their_table().await;
     let mut cmd = notifyscope();
     cmd.args(["watch", "--headless", "--json", "--schema", &t.name])
         .args(["--channel", &t.name, "--database-url", &server_url()]);

@@ -220,14 +220,7 @@ async fn doctor_names_a_transaction_pooler() {
 async fn watch_names_a_listener_that_listens_through_a_transaction_pooler() {
     let bouncer = Bouncer::start(PoolMode::Transaction, StartupOptions::Ignored);
     let t = TestSchema::new("p_watch");
-    let sql = t.client().await;
-    sql.batch_execute(&format!(
-        "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages \
-           (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL)",
-        s = t.name
-    ))
-    .await
-    .expect("their table");
+    let sql = t.their_table().await;
     let (theirs, connection) = tokio_postgres::connect(&bouncer.url(), tokio_postgres::NoTls)
         .await
         .expect("their listener connects through PgBouncer");

@@ -199,6 +199,20 @@ impl TestSchema {
         runtime_dir_at(runtime_root().join(&self.name))
     }
 
+    /// Their `discord_messages` in the test's schema, as a bot's own ingestion would have
+    /// made it (no notifyscope tables beside it); a client on the test database.
+    pub async fn their_table(&self) -> tokio_postgres::Client {
+        let sql = self.client().await;
+        sql.batch_execute(&format!(
+            "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".discord_messages \
+               (message_id BIGINT PRIMARY KEY, content TEXT NOT NULL)",
+            s = self.name
+        ))
+        .await
+        .expect("their table");
+        sql
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.client()
             .await

@@ -17,7 +17,7 @@ use notifyscope_model::present::counted;
 use notifyscope_model::sim::DOCTOR_PROBE_AUTHOR;
 use notifyscope_model::trace::{Status, Trace, TraceKind};
 use notifyscope_model::trace::{TraceEvent, WriteStage};
-use notifyscope_pipeline::listen::ListeningConnection;
+use notifyscope_pipeline::listening::ListeningConnection;
 use notifyscope_pipeline::{publish, synthetic};
 use notifyscope_store::errors::table_named;
 use notifyscope_store::examine::{

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bot_path::{BotPath, Handled};
-use crate::listen::{ConnectionLost, ListeningConnection};
+use crate::listening::{ConnectionLost, ListeningConnection};
 use crate::publish::PublishError;
 use crate::synthetic::{self, SimKind, SIM_BOT};
 use notifyscope_model::contract::{Snowflake, NOTIFY_PAYLOAD_LIMIT};

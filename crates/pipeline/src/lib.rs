@@ -14,6 +14,7 @@ pub mod filter;
 pub mod http;
 pub mod ingest;
 pub mod listen;
+pub mod listening;
 pub mod metrics;
 pub mod operate;
 pub mod publish;

@@ -1,24 +1,22 @@
-//! The LISTEN subscriber: a dedicated connection whose notifications we read ourselves.
-//!
-//! tokio-postgres only hands out notifications through `Connection::poll_message`; a
-//! connection spawned as a plain future discards them. So each session spawns a small task that
-//! drives `poll_message` and forwards what it yields, while the client runs LISTEN and the
-//! self-probe. Any end of the connection ends the session; the listener then reconnects with
-//! exponential backoff and jitter, listens again and wakes ingestion to catch up.
+//! The LISTEN subscriber: a dedicated connection whose notifications we read ourselves (a
+//! [`ListeningConnection`]), which runs LISTEN and the self-probe, then hands over what
+//! arrives. Any end of the connection, or a missed heartbeat, ends the session; the
+//! listener then reconnects with exponential backoff and jitter, listens again and wakes
+//! ingestion to catch up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use futures_util::future::poll_fn;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, Notification};
+use tokio_postgres::{Client, Notification};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::ingest::IngestWaker;
+use crate::listening::{ConnectionLost, Ended, ListeningConnection};
 use notifyscope_model::contract::{self, NotifyPayload};
 use notifyscope_model::present::shorten;
 use notifyscope_model::trace::{Trace, TraceKind, WriteStage};
@@ -90,11 +88,6 @@ pub enum ListenerError {
         state: ListenerState,
     },
 }
-
-/// A listening connection ended; the cause, as the server or the client said it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConnectionLost(pub String);
 
 pub struct ListenerHandle {
     state: watch::Receiver<ListenerState>,
@@ -184,138 +177,6 @@ struct Listener {
     silenced: std::sync::Mutex<Option<Silence>>,
 }
 
-/// A connection whose notifications arrive on a channel. Dropping it closes the connection.
-pub struct ListeningConnection {
-    pub client: Client,
-    /// Notifications in arrival order; an `Err` (the cause) is the last item, when the
-    /// connection ends.
-    pub notifications: mpsc::Receiver<Result<Notification, ConnectionLost>>,
-    _forwarder: AbortOnDrop,
-    /// When [`ListeningConnection::next`] asks for a sign of life next.
-    heartbeat_at: Option<tokio::time::Instant>,
-}
-
-impl ListeningConnection {
-    pub async fn open(database: &Database, application_name: &str) -> Result<Self, StoreError> {
-        within(
-            database.deadline(),
-            &database.address(),
-            "connection setup",
-            Self::open_unbounded(database, application_name),
-        )
-        .await
-    }
-
-    async fn open_unbounded(
-        database: &Database,
-        application_name: &str,
-    ) -> Result<Self, StoreError> {
-        let (client, mut connection) = database.connect(application_name).await?;
-        let (tx, rx) = mpsc::channel::<Result<Notification, ConnectionLost>>(4096);
-        let forwarder = tokio::spawn(async move {
-            loop {
-                let item = match poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(n))) => Ok(n),
-                    Some(Ok(AsyncMessage::Notice(notice))) => {
-                        tracing::debug!(notice = %notice, "listening connection notice");
-                        continue;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => Err(ConnectionLost(error_chain(&e))),
-                    None => Err(ConnectionLost("connection closed by the server".to_owned())),
-                };
-                let last = item.is_err();
-                // A full channel holds back reading; PostgreSQL keeps the rest queued.
-                if tx.send(item).await.is_err() || last {
-                    break;
-                }
-            }
-        });
-        let listening = ListeningConnection {
-            client,
-            notifications: rx,
-            _forwarder: AbortOnDrop(forwarder),
-            heartbeat_at: None,
-        };
-        // Once the connection is driven: a LISTEN needs a session that lasts.
-        database.prepare_session(&listening.client).await?;
-        Ok(listening)
-    }
-
-    pub async fn listen(&self, channel: &Identifier) -> Result<(), tokio_postgres::Error> {
-        self.client
-            .batch_execute(&format!("LISTEN {}", channel.quoted()))
-            .await
-    }
-
-    /// The next notification. Every half deadline the server is asked for a sign of life
-    /// that must come within the deadline: `LISTEN` on `channel` again, a no-op that keeps it
-    /// the session's last query (which is how others see who listens where). A connection
-    /// that dropped silently (NAT, a load balancer) is found so, instead of waiting for
-    /// notifications forever; and a busy one still sends a query now and then, so that
-    /// `idle_session_timeout` does not end it for lack of one.
-    pub async fn next(
-        &mut self,
-        database: &Database,
-        channel: &Identifier,
-    ) -> Result<Notification, Ended> {
-        let every = database.deadline() / 2;
-        loop {
-            let now = tokio::time::Instant::now();
-            let due = *self.heartbeat_at.get_or_insert(now + every);
-            if now >= due {
-                self.heartbeat_at = Some(now + every);
-                let heartbeat = async { self.listen(channel).await.map_err(StoreError::from) };
-                match within(
-                    database.deadline(),
-                    &database.address(),
-                    "heartbeat",
-                    heartbeat,
-                )
-                .await
-                {
-                    Ok(()) => continue,
-                    Err(StoreError::Silent(silence)) => return Err(Ended::Silent(silence)),
-                    Err(e) => return Err(Ended::Lost(error_chain(&e))),
-                }
-            }
-            match tokio::time::timeout_at(due, self.notifications.recv()).await {
-                Ok(Some(Ok(n))) => return Ok(n),
-                Ok(Some(Err(ConnectionLost(cause)))) => return Err(Ended::Lost(cause)),
-                Ok(None) => return Err(Ended::Lost("connection closed".into())),
-                Err(_) => {}
-            }
-        }
-    }
-}
-
-/// Why a listening connection ended.
-#[derive(Debug)]
-pub enum Ended {
-    /// Closed, or an error on it.
-    Lost(String),
-    /// It missed its heartbeat's deadline; it is dropped.
-    Silent(Silence),
-}
-
-impl Ended {
-    pub fn cause(&self) -> String {
-        match self {
-            Ended::Lost(cause) => cause.clone(),
-            Ended::Silent(silence) => silence.to_string(),
-        }
-    }
-}
-
-/// Aborts the forwarding task when its connection is dropped, whichever way.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 enum SessionEnd {
     Shutdown,
     Lost(String),
@@ -376,29 +237,25 @@ impl Listener {
             }
         };
         *database_was_up = true;
-        let ListeningConnection {
-            client,
-            notifications: mut rx,
-            _forwarder,
-            ..
-        } = conn;
+        let mut conn = conn;
+        let client = &conn.client;
 
         let started = Instant::now();
-        let listening = async { self.listen_all(&client).await.map_err(StoreError::Db) };
+        let listening = async { self.listen_all(client).await.map_err(StoreError::Db) };
         let target = self.database.address();
         let deadline = self.database.deadline();
         let pid = match within(deadline, &target, "LISTEN", listening).await {
             Ok(pid) => pid,
             Err(e) => return SessionEnd::Lost(format!("LISTEN failed: {}", error_chain(&e))),
         };
-        if let Err(cause) = self.probe(&client, &mut rx).await {
+        if let Err(cause) = self.probe(&conn.client, &mut conn.notifications).await {
             return SessionEnd::Lost(cause);
         }
         let probe_ms = started.elapsed().as_secs_f64() * 1e3;
         // Repeated (a no-op for PostgreSQL) so that this connection's last query, which
         // pg_stat_activity shows, names the channel: anyone can then see who listens where.
         let relisten = async {
-            client
+            conn.client
                 .batch_execute(&format!("LISTEN {}", channel.quoted()))
                 .await
                 .map_err(StoreError::Db)
@@ -425,12 +282,6 @@ impl Listener {
             crate::silence::report(&self.trace, "listener", &silence, true);
         }
 
-        let mut conn = ListeningConnection {
-            client,
-            notifications: rx,
-            _forwarder,
-            heartbeat_at: None,
-        };
         loop {
             match conn.next(&self.database, channel).await {
                 Ok(n) => self.handle(&n),

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Notification;
 use tokio_util::sync::CancellationToken;
 
-use crate::listen::{Ended, ListeningConnection};
+use crate::listening::{Ended, ListeningConnection};
 use notifyscope_model::contract::{self, NotifyPayload, Snowflake};
 use notifyscope_model::present::shorten;
 use notifyscope_model::trace::{Trace, TraceKind};

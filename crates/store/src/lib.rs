@@ -20,6 +20,7 @@ pub mod outbox;
 mod session;
 pub mod snapshot;
 pub mod statement;
+pub mod tcp;
 pub mod tls;
 mod url;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{found, ok, unknown, Finding};
+use super::{found, ok, sessions_unread, unknown, Finding};
 use crate::evidence::{delta, Evidence, NotifySample, Silent};
 use crate::window::{ago, SAMPLE};
 use notifyscope_model::check::CheckTarget;
@@ -46,14 +46,8 @@ const NEAR_LIMIT: usize = 7000;
 /// [`STALL_WARN`] and fails after [`STALL_FAIL`]; any other backend of the database warns
 /// after [`STALL_FAIL`], since the NOTIFY queue, one for the whole server, fills behind it.
 pub(crate) fn stalled_listener(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if let Some(error) = &e.snapshot.error {
-        return unknown(&format!(
-            "the sessions could not be read: {}",
-            shorten(error, 160)
-        ));
-    }
-    if !e.snapshot_ok() {
-        return unknown("not queried yet");
+    if let Some(unread) = sessions_unread(e) {
+        return unread;
     }
     let channel = e.config.channel.as_str();
     let ours = e

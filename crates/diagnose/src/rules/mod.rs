@@ -59,6 +59,18 @@ pub(super) fn ok(summary: String) -> Finding {
     found(Status::Ok, summary, vec![], vec![])
 }
 
+/// Unknown while the latest snapshot failed, or before the first: for the rules that judge
+/// the server's sessions.
+pub(super) fn sessions_unread(e: &crate::evidence::Evidence) -> Option<Finding> {
+    if let Some(error) = &e.snapshot.error {
+        return Some(unknown(&format!(
+            "the sessions could not be read: {}",
+            notifyscope_model::present::shorten(error, 160)
+        )));
+    }
+    (!e.snapshot_ok()).then(|| unknown("not queried yet"))
+}
+
 pub(crate) fn unknown(summary: &str) -> Finding {
     found(Status::Unknown, summary.into(), vec![], vec![])
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{found, ok, unknown, Finding};
+use super::{found, ok, sessions_unread, unknown, Finding};
 use crate::evidence::{delta, Evidence};
 use crate::window::{ago, SAMPLE};
 use notifyscope_model::check::CheckTarget;
@@ -264,14 +264,8 @@ pub(crate) fn given_up(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
 /// Backends of the pipeline waiting for a lock on its tables, named with the session that
 /// holds the lock: warn after `lock_wait`, fail after five times that.
 pub(crate) fn lock_waits(e: &mut Evidence, now: DateTime<Utc>) -> Finding {
-    if let Some(error) = &e.snapshot.error {
-        return unknown(&format!(
-            "the sessions could not be read: {}",
-            shorten(error, 160)
-        ));
-    }
-    if !e.snapshot_ok() {
-        return unknown("not queried yet");
+    if let Some(unread) = sessions_unread(e) {
+        return unread;
     }
     if let Some(failed) = &e.snapshot.lock_error {
         return unknown(&format!(
